@@ -1,0 +1,83 @@
+namespace TaskManager.Api.Domain;
+
+/// <summary>A task as stored. JSON-valued fields are kept as the JSON text they arrived as.</summary>
+public sealed record TaskRecord
+{
+    public required string Id { get; init; }
+    public required string Type { get; init; }
+    public required string Status { get; init; }
+    public string? Model { get; init; }
+    public int Priority { get; init; }
+    public required string InputJson { get; init; }
+    public string? OutputJson { get; init; }
+    public string? ErrorJson { get; init; }
+    public double? Progress { get; init; }
+    public string? ProgressMessage { get; init; }
+    public int Attempt { get; init; }
+    public int MaxAttempts { get; init; }
+    public string? WorkerId { get; init; }
+    public long? QueuePosition { get; init; }
+    public int TimeoutSeconds { get; init; }
+    public DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public DateTimeOffset? CompletedAt { get; init; }
+    public string? MetadataJson { get; init; }
+    public string? Webhook { get; init; }
+
+    /// <summary>Time from creation to the start of the current (or last) attempt.</summary>
+    public long? WaitMs => StartedAt is { } started ? (long)(started - CreatedAt).TotalMilliseconds : null;
+
+    /// <summary>Run time of the current (or last) attempt, when it has ended.</summary>
+    public long? RunMs => StartedAt is { } started && CompletedAt is { } completed
+        ? (long)(completed - started).TotalMilliseconds
+        : null;
+}
+
+/// <summary>A task handed to a worker by a lease.</summary>
+public sealed record LeasedTask(
+    string TaskId,
+    string LeaseToken,
+    string Type,
+    string? Model,
+    string InputJson,
+    string? MetadataJson,
+    int Attempt,
+    int MaxAttempts,
+    int TimeoutSeconds,
+    DateTimeOffset DeadlineAt,
+    string? TraceParent);
+
+/// <summary>Outcome codes of storage operations, mapped by the endpoints to HTTP statuses.</summary>
+public enum StoreError
+{
+    None,
+    /// <summary>No such task or worker (404).</summary>
+    NotFound,
+    /// <summary>The task's state does not allow the operation (409).</summary>
+    Conflict,
+    /// <summary>A worker report for an attempt that is no longer current (409).</summary>
+    StaleLease,
+}
+
+/// <summary>The result of a state change: an error code, or the status the task now has.</summary>
+public readonly record struct StoreOutcome(StoreError Error, string? Status)
+{
+    public bool Ok => Error == StoreError.None;
+
+    public static StoreOutcome Success(string status) => new(StoreError.None, status);
+}
+
+/// <summary>How the queue orders waiting tasks: higher priority first, then older first.</summary>
+public static class QueueOrder
+{
+    /// <summary>2024-01-01T00:00:00Z in Unix milliseconds: ages are counted from here.</summary>
+    private const long EpochMs = 1_704_067_200_000;
+
+    /// <summary>
+    /// The queue score (lowest is leased first). One priority step is worth 10^13 ms (about
+    /// 300 years) of age, so priority always wins; the largest score stays below 2^53, where
+    /// doubles are exact.
+    /// </summary>
+    public static double Score(int priority, long createdMs) =>
+        ((TaskLimits.MaxPriority - priority) * 1e13) + (createdMs - EpochMs);
+}

@@ -1,0 +1,31 @@
+namespace TaskManager.Api.Domain;
+
+/// <summary>A task request that passed validation, with defaults applied.</summary>
+/// <param name="InputJson">The normalised input (defaults filled in), as JSON text.</param>
+/// <param name="MetadataJson">The client's metadata object as JSON text, or null.</param>
+public sealed record TaskRequest(
+    string Type,
+    string InputJson,
+    string? Model,
+    int Priority,
+    int TimeoutSeconds,
+    int MaxAttempts,
+    string? MetadataJson,
+    string? Webhook);
+
+/// <summary>Defaults and bounds of the task fields that are not part of a type's input.</summary>
+public static class TaskLimits
+{
+    public const int MinPriority = 0;
+    public const int MaxPriority = 9;
+    public const int DefaultPriority = 5;
+    public const int MinTimeoutSeconds = 1;
+    public const int MaxTimeoutSeconds = 86_400;
+    public const int DefaultTimeoutSeconds = 300;
+    public const int MinAttempts = 1;
+    public const int MaxAttempts = 10;
+    public const int DefaultMaxAttempts = 3;
+    public const int MaxMetadataBytes = 16 * 1024;
+    public const int MaxModelLength = 256;
+    public const int MaxWebhookLength = 2048;
+}

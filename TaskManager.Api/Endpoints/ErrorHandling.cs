@@ -1,0 +1,53 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Diagnostics;
+using StackExchange.Redis;
+
+namespace TaskManager.Api.Endpoints;
+
+/// <summary>
+/// Turns exceptions into RFC 9457 ProblemDetails: bad requests that the framework detects
+/// (unreadable JSON, an oversized body) keep their 4xx; Redis being unreachable is a 503 with
+/// Retry-After. Anything else is a bug and is logged as one.
+/// </summary>
+public sealed partial class ErrorHandling(IProblemDetailsService problems, ILogger<ErrorHandling> logger) : IExceptionHandler
+{
+    public const int RetryAfterSeconds = 1;
+
+    public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
+    {
+        var (status, title, detail) = exception switch
+        {
+            BadHttpRequestException bad => (bad.StatusCode, "The request is not valid.", Describe(bad)),
+            JsonException json => (StatusCodes.Status400BadRequest, "The request is not valid.", json.Message),
+            RedisConnectionException or RedisTimeoutException or ObjectDisposedException { ObjectName: "ConnectionMultiplexer" } =>
+                (StatusCodes.Status503ServiceUnavailable, "The task store is unavailable.", "Redis cannot be reached; retry shortly."),
+            RedisServerException server when server.Message.StartsWith("LOADING", StringComparison.Ordinal) =>
+                (StatusCodes.Status503ServiceUnavailable, "The task store is starting.", "Redis is loading its data; retry shortly."),
+            OperationCanceledException when context.RequestAborted.IsCancellationRequested =>
+                (499, "The client closed the request.", null),
+            _ => (StatusCodes.Status500InternalServerError, "An unexpected error occurred.", null),
+        };
+        if (status >= 500)
+        {
+            LogFailure(logger, context.Request.Method, context.Request.Path, exception);
+        }
+        if (status == StatusCodes.Status503ServiceUnavailable)
+        {
+            context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        context.Response.StatusCode = status;
+        return await problems.TryWriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = context,
+            Exception = exception,
+            ProblemDetails = { Status = status, Title = title, Detail = detail },
+        });
+    }
+
+    // The framework's message for a body that failed to bind names the parameter and the JSON path.
+    private static string Describe(BadHttpRequestException bad) =>
+        bad.InnerException is JsonException json ? $"{bad.Message} {json.Message}" : bad.Message;
+
+    [LoggerMessage(Level = LogLevel.Error, Message = "{Method} {Path} failed")]
+    private static partial void LogFailure(ILogger logger, string method, string path, Exception exception);
+}

@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Options;
+using TaskManager.Api.Domain;
+
+namespace TaskManager.Api.Endpoints;
+
+/// <summary>
+/// The body of <c>POST /api/tasks</c>, read and validated by hand rather than by model binding,
+/// so that broken JSON, a wrong type or a bad value each get a 400 that names the field.
+/// </summary>
+public sealed class SubmitTaskBody : IValidatable
+{
+    private static readonly JsonDocumentOptions DocumentOptions = new()
+    {
+        MaxDepth = 64,
+        AllowDuplicateProperties = false,
+    };
+
+    private readonly Dictionary<string, string[]> errors;
+
+    private SubmitTaskBody(TaskRequest? request, Dictionary<string, string[]> errors)
+    {
+        Request = request;
+        this.errors = errors;
+    }
+
+    /// <summary>Set when <see cref="Validate"/> is empty.</summary>
+    public TaskRequest? Request { get; }
+
+    public IDictionary<string, string[]> Validate() => errors;
+
+    public static async ValueTask<SubmitTaskBody?> BindAsync(HttpContext context)
+    {
+        var limit = context.RequestServices.GetRequiredService<IOptions<TaskManagerOptions>>().Value.MaxTaskRequestBytes;
+        if (context.Request.ContentLength > limit)
+        {
+            throw new BadHttpRequestException($"The request body is larger than {limit} bytes.", StatusCodes.Status413PayloadTooLarge);
+        }
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } sizeFeature)
+        {
+            sizeFeature.MaxRequestBodySize = limit;
+        }
+        if (!context.Request.HasJsonContentType() && context.Request.ContentType is not null)
+        {
+            throw new BadHttpRequestException("The request body must be application/json.", StatusCodes.Status415UnsupportedMediaType);
+        }
+
+        JsonDocument document;
+        try
+        {
+            document = await JsonDocument.ParseAsync(context.Request.Body, DocumentOptions, context.RequestAborted);
+        }
+        catch (JsonException ex)
+        {
+            return Invalid("$", $"The body is not valid JSON: {ex.Message}");
+        }
+        using (document)
+        {
+            var problems = TaskRequestValidator.Validate(document.RootElement, out var request);
+            return new SubmitTaskBody(request, problems);
+        }
+    }
+
+    private static SubmitTaskBody Invalid(string field, string message) =>
+        new(null, new Dictionary<string, string[]> { [field] = [message] });
+
+    /// <summary>The W3C traceparent of the submitting request, stored with the task for the worker.</summary>
+    public static string? TraceParent() => Activity.Current?.Id;
+}

@@ -1,0 +1,154 @@
+using System.Text.Json;
+using TaskManager.Api.Domain;
+
+namespace TaskManager.Api.Endpoints;
+
+// The worker protocol's bodies (docs/worker-protocol.md). Each validates itself; the group's
+// ValidationFilter answers 400 before a handler runs.
+
+public sealed record GpuInfo(string? Name, long? MemoryTotalMb, long? MemoryFreeMb, double? Utilization);
+
+public sealed record RegisterWorkerRequest(
+    string? Name,
+    IReadOnlyList<string>? TaskTypes,
+    JsonElement? Backends,
+    IReadOnlyList<string>? Models,
+    IReadOnlyList<GpuInfo>? Gpus,
+    int? Capacity,
+    string? Version) : IValidatable
+{
+    public const int MaxCapacity = 1024;
+
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (string.IsNullOrWhiteSpace(Name) || Name.Length > 200)
+        {
+            errors["name"] = ["is required, at most 200 characters."];
+        }
+        if (TaskTypes is null || TaskTypes.Count == 0 || TaskTypes.Any(t => !Domain.TaskTypes.IsKnown(t)))
+        {
+            errors["task_types"] = [$"must list one or more of {string.Join(", ", Domain.TaskTypes.All)}."];
+        }
+        if (Capacity is < 1 or > MaxCapacity)
+        {
+            errors["capacity"] = [$"must be from 1 to {MaxCapacity}."];
+        }
+        if (Models is { Count: > 256 } || Models?.Any(m => string.IsNullOrEmpty(m) || m.Length > TaskLimits.MaxModelLength) == true)
+        {
+            errors["models"] = ["must be at most 256 model names of 1 to 256 characters."];
+        }
+        if (Gpus is { Count: > 64 })
+        {
+            errors["gpus"] = ["must list at most 64 GPUs."];
+        }
+        return errors;
+    }
+}
+
+public sealed record RegisterWorkerResponse(string WorkerId, int HeartbeatIntervalSeconds, int LeaseTtlSeconds, int MaxWaitSeconds);
+
+public sealed record RunningTask(string? TaskId, string? LeaseToken);
+
+public sealed record HeartbeatRequest(IReadOnlyList<RunningTask>? Running, IReadOnlyList<GpuInfo>? Gpus, IReadOnlyList<string>? Models) : IValidatable
+{
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (Running is { Count: > RegisterWorkerRequest.MaxCapacity } ||
+            Running?.Any(r => !Ids.IsTaskId(r.TaskId) || string.IsNullOrEmpty(r.LeaseToken)) == true)
+        {
+            errors["running"] = ["must list the running tasks, each with a task_id and its lease_token."];
+        }
+        return errors;
+    }
+}
+
+public sealed record HeartbeatResponse(IReadOnlyList<string> Cancel, bool Drain);
+
+public sealed record LeaseRequest(int? MaxTasks) : IValidatable
+{
+    public IDictionary<string, string[]> Validate() => MaxTasks is < 1 or > 100
+        ? new Dictionary<string, string[]> { ["max_tasks"] = ["must be from 1 to 100."] }
+        : new Dictionary<string, string[]>();
+}
+
+public sealed record LeasedTaskDto(
+    string TaskId,
+    string LeaseToken,
+    string Type,
+    string? Model,
+    RawJson Input,
+    RawJson? Metadata,
+    int Attempt,
+    int MaxAttempts,
+    int TimeoutSeconds,
+    DateTimeOffset DeadlineAt,
+    string? Traceparent)
+{
+    public static LeasedTaskDto From(LeasedTask t) => new(t.TaskId, t.LeaseToken, t.Type, t.Model, new RawJson(t.InputJson),
+        RawJson.From(t.MetadataJson), t.Attempt, t.MaxAttempts, t.TimeoutSeconds, t.DeadlineAt, t.TraceParent);
+}
+
+public sealed record LeaseResponse(IReadOnlyList<LeasedTaskDto> Tasks);
+
+public sealed record ProgressRequest(string? LeaseToken, double? Progress, string? Message, IReadOnlyList<string>? Chunks) : IValidatable
+{
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (string.IsNullOrEmpty(LeaseToken))
+        {
+            errors["lease_token"] = ["is required."];
+        }
+        if (Progress is { } p && (!double.IsFinite(p) || p < 0 || p > 1))
+        {
+            errors["progress"] = ["must be from 0 to 1."];
+        }
+        if (Message is { Length: > 1000 })
+        {
+            errors["message"] = ["must be at most 1000 characters."];
+        }
+        return errors;
+    }
+}
+
+public sealed record ProgressResponse(bool Cancel);
+
+public sealed record CompleteRequest(string? LeaseToken, JsonElement? Output) : IValidatable
+{
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (string.IsNullOrEmpty(LeaseToken))
+        {
+            errors["lease_token"] = ["is required."];
+        }
+        if (Output is not { ValueKind: JsonValueKind.Object })
+        {
+            errors["output"] = ["must be an object."];
+        }
+        return errors;
+    }
+}
+
+public sealed record ErrorInfo(string? Code, string? Message);
+
+public sealed record FailRequest(string? LeaseToken, ErrorInfo? Error, bool? Retryable) : IValidatable
+{
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (string.IsNullOrEmpty(LeaseToken))
+        {
+            errors["lease_token"] = ["is required."];
+        }
+        if (Error is null || string.IsNullOrEmpty(Error.Code) || Error.Code.Length > 100 || Error.Message is { Length: > 10_000 })
+        {
+            errors["error"] = ["must be {code, message}: a code of 1 to 100 characters, a message of at most 10,000."];
+        }
+        return errors;
+    }
+}
+
+public sealed record ReportResponse(string Status);

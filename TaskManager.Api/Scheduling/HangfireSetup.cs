@@ -1,0 +1,37 @@
+using Hangfire;
+using Hangfire.Redis.StackExchange;
+using StackExchange.Redis;
+
+namespace TaskManager.Api.Scheduling;
+
+/// <summary>
+/// Hangfire on the same Redis under its own prefix. Both roles get the storage (the api role for
+/// the dashboard at <c>/hangfire</c>); only the scheduler role runs the Hangfire server. Hangfire
+/// stays off the hot path: nothing in submit, lease or complete calls it.
+/// </summary>
+public static class HangfireSetup
+{
+    public static IServiceCollection AddTaskScheduling(this IServiceCollection services, TaskManagerOptions options)
+    {
+        services.AddHangfire((provider, config) => config
+            .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
+            .UseSimpleAssemblyNameTypeSerializer()
+            .UseRecommendedSerializerSettings()
+            .UseRedisStorage(provider.GetRequiredService<IConnectionMultiplexer>(), new RedisStorageOptions
+            {
+                Prefix = options.HangfirePrefix,
+            }));
+
+        if (options.Role == "scheduler")
+        {
+            services.AddHangfireServer(server =>
+            {
+                server.ServerName = $"taskmanager-scheduler:{Environment.MachineName}:{Environment.ProcessId}";
+                // The scheduler's jobs are short Redis calls; two workers keep a two-core box free.
+                server.WorkerCount = 2;
+                server.Queues = ["default"];
+            });
+        }
+        return services;
+    }
+}

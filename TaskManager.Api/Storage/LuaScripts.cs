@@ -1,0 +1,62 @@
+using System.Text;
+using TaskManager.Api.Domain;
+
+namespace TaskManager.Api.Storage;
+
+/// <summary>
+/// The Lua scripts, one per state change, each assembled from the key definitions
+/// (<see cref="RedisKeys.LuaDefinitions"/>), the state machine (<see cref="TaskState.Transitions"/>),
+/// <c>common.lua</c> and its own file. StackExchange.Redis sends a script's text once and EVALSHA after.
+/// </summary>
+public sealed class LuaScripts
+{
+    public LuaScripts(RedisKeys keys)
+    {
+        var prelude = keys.LuaDefinitions() + TransitionsTable() + Load("common");
+        string Build(string name) => prelude + "\n" + Load(name);
+        Submit = Build("submit");
+        Lease = Build("lease");
+        Complete = Build("complete");
+        Fail = Build("fail");
+        Progress = Build("progress");
+        Cancel = Build("cancel");
+        Delete = Build("delete");
+        Get = Build("get");
+        List = Build("list");
+        Register = Build("register");
+        Heartbeat = Build("heartbeat");
+    }
+
+    public string Submit { get; }
+    public string Lease { get; }
+    public string Complete { get; }
+    public string Fail { get; }
+    public string Progress { get; }
+    public string Cancel { get; }
+    public string Delete { get; }
+    public string Get { get; }
+    public string List { get; }
+    public string Register { get; }
+    public string Heartbeat { get; }
+
+    /// <summary>The state machine as a Lua table: <c>TRANSITIONS[from][to] == true</c>.</summary>
+    internal static string TransitionsTable()
+    {
+        var lua = new StringBuilder("local TRANSITIONS = {\n");
+        foreach (var (from, targets) in TaskState.Transitions)
+        {
+            lua.Append("  ").Append(from).Append(" = {");
+            lua.AppendJoin(", ", targets.Order(StringComparer.Ordinal).Select(t => $"{t} = true"));
+            lua.Append("},\n");
+        }
+        return lua.Append("}\n").ToString();
+    }
+
+    private static string Load(string name)
+    {
+        using var stream = typeof(LuaScripts).Assembly.GetManifestResourceStream($"TaskManager.Scripts.{name}.lua")
+            ?? throw new InvalidOperationException($"The Lua script '{name}' is not embedded in the assembly.");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+}

@@ -1,0 +1,52 @@
+namespace TaskManager.Api.Storage;
+
+/// <summary>
+/// Every Redis key and channel TaskManager uses, built in this one class. The Lua scripts get the
+/// same names through <see cref="LuaDefinitions"/>, so C# and Lua cannot drift apart.
+/// </summary>
+/// <remarks>
+/// <list type="bullet">
+/// <item><c>task:{id}</c> hash: one task.</item>
+/// <item><c>queue:{type}</c> sorted set: queued task ids, scored by priority then age (lowest first).</item>
+/// <item><c>idx:{status}:{type}</c> sorted set, all scores 0: task ids by status and type, ordered by id,
+/// which is a UUIDv7 and so sorts by creation time. Listing merges these.</item>
+/// <item><c>leases</c> sorted set: running task ids by lease expiry (ms).</item>
+/// <item><c>deadlines</c> sorted set: running task ids by attempt deadline (ms).</item>
+/// <item><c>worker:{id}</c> hash and <c>workers</c> sorted set (by last heartbeat, ms).</item>
+/// <item><c>notify</c> pub/sub channel: a task type, published when work of that type is queued.</item>
+/// </list>
+/// </remarks>
+public sealed class RedisKeys(string prefix)
+{
+    public string Prefix { get; } = prefix;
+
+    public string Task(string id) => $"{Prefix}task:{id}";
+
+    public string Queue(string type) => $"{Prefix}queue:{type}";
+
+    public string Index(string status, string type) => $"{Prefix}idx:{status}:{type}";
+
+    public string Leases => $"{Prefix}leases";
+
+    public string Deadlines => $"{Prefix}deadlines";
+
+    public string Worker(string id) => $"{Prefix}worker:{id}";
+
+    public string Workers => $"{Prefix}workers";
+
+    public string NotifyChannel => $"{Prefix}notify";
+
+    /// <summary>The same names as Lua functions and constants, prepended to every script.</summary>
+    public string LuaDefinitions() => $$"""
+        local PREFIX = '{{Prefix}}'
+        local LEASES = '{{Leases}}'
+        local DEADLINES = '{{Deadlines}}'
+        local WORKERS = '{{Workers}}'
+        local NOTIFY = '{{NotifyChannel}}'
+        local function task_key(id) return PREFIX .. 'task:' .. id end
+        local function queue_key(t) return PREFIX .. 'queue:' .. t end
+        local function index_key(s, t) return PREFIX .. 'idx:' .. s .. ':' .. t end
+        local function worker_key(id) return PREFIX .. 'worker:' .. id end
+
+        """;
+}

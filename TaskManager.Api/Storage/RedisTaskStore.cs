@@ -1,0 +1,207 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+using TaskManager.Api.Domain;
+
+namespace TaskManager.Api.Storage;
+
+/// <summary>
+/// Tasks and workers in Redis. Each method is one script call, so one round trip; the scripts
+/// are in <c>Storage/Scripts</c>.
+/// </summary>
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scripts, TimeProvider time, IOptions<TaskManagerOptions> options)
+    : ITaskQueue, ITaskInspector, IWorkerRegistry
+{
+    private IDatabase Db => redis.GetDatabase();
+
+    private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
+
+    public async Task<TaskRecord> SubmitAsync(TaskRequest request, string? traceParent)
+    {
+        var now = time.GetUtcNow();
+        var nowMs = now.ToUnixTimeMilliseconds();
+        // UUIDv7: time-ordered, so ids sort by creation and the listing indexes can order by id.
+        var id = Guid.CreateVersion7(now).ToString("N");
+        await Db.ScriptEvaluateAsync(scripts.Submit, values:
+        [
+            id, request.Type, request.Priority, nowMs, QueueOrder.Score(request.Priority, nowMs),
+            request.InputJson, request.TimeoutSeconds, request.MaxAttempts, request.Model ?? "",
+            request.MetadataJson ?? "", request.Webhook ?? "", traceParent ?? "",
+        ]).ConfigureAwait(false);
+        return new TaskRecord
+        {
+            Id = id,
+            Type = request.Type,
+            Status = TaskState.Queued,
+            Model = request.Model,
+            Priority = request.Priority,
+            InputJson = request.InputJson,
+            MaxAttempts = request.MaxAttempts,
+            TimeoutSeconds = request.TimeoutSeconds,
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
+            MetadataJson = request.MetadataJson,
+            Webhook = request.Webhook,
+        };
+    }
+
+    public async Task<LeaseResult> LeaseAsync(string workerId, int maxTasks)
+    {
+        var token = Guid.NewGuid().ToString("N");
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Lease, values:
+            [workerId, NowMs, maxTasks, options.Value.LeaseTtlSeconds * 1000L, token]).ConfigureAwait(false))!;
+        if ((string?)result[0] != "ok")
+        {
+            return LeaseResult.Unknown;
+        }
+        var types = ((string)result[1]!).Split(',');
+        var tasks = new List<LeasedTask>(result.Length - 3);
+        for (var i = 3; i < result.Length; i++)
+        {
+            var f = (RedisResult[])result[i]!;
+            tasks.Add(new LeasedTask(
+                TaskId: (string)f[0]!,
+                LeaseToken: (string)f[1]!,
+                Type: (string)f[2]!,
+                Model: NullIfEmpty((string?)f[3]),
+                InputJson: (string)f[4]!,
+                MetadataJson: NullIfEmpty((string?)f[5]),
+                Attempt: (int)f[6],
+                MaxAttempts: (int)f[7],
+                TimeoutSeconds: (int)f[8],
+                DeadlineAt: DateTimeOffset.FromUnixTimeMilliseconds((long)f[9]),
+                TraceParent: NullIfEmpty((string?)f[10])));
+        }
+        return new LeaseResult(false, types, (int)result[2] == 1, tasks);
+    }
+
+    public Task<StoreOutcome> CompleteAsync(string taskId, string leaseToken, string outputJson) =>
+        ChangeAsync(scripts.Complete, [taskId, leaseToken, NowMs, outputJson]);
+
+    public Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind) =>
+        ChangeAsync(scripts.Fail, [taskId, leaseToken, NowMs, errorJson, retryable ? "1" : "0", KindName(kind)]);
+
+    public Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message) =>
+        ChangeAsync(scripts.Progress,
+            [taskId, leaseToken, progress?.ToString("R", CultureInfo.InvariantCulture) ?? "", message ?? ""]);
+
+    public Task<StoreOutcome> CancelAsync(string taskId) => ChangeAsync(scripts.Cancel, [taskId, NowMs]);
+
+    public Task<StoreOutcome> DeleteAsync(string taskId) => ChangeAsync(scripts.Delete, [taskId]);
+
+    public async Task<TaskRecord?> GetAsync(string taskId)
+    {
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Get, values: [taskId]).ConfigureAwait(false))!;
+        return result.Length == 0 ? null : ToRecord(result);
+    }
+
+    public async Task<TaskPage> ListAsync(TaskQuery query)
+    {
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.List, values:
+        [
+            query.Limit, query.Cursor ?? "", string.Join(',', query.Statuses), string.Join(',', query.Types),
+        ]).ConfigureAwait(false))!;
+        var items = new List<TaskRecord>(result.Length - 1);
+        for (var i = 1; i < result.Length; i++)
+        {
+            var hash = (RedisResult[])result[i]!;
+            // A task deleted between the index read and the hash read leaves an empty hash.
+            if (hash.Length > 0)
+            {
+                items.Add(ToRecord(hash));
+            }
+        }
+        var more = (int)result[0] == 1;
+        return new TaskPage(items, more && items.Count > 0 ? items[^1].Id : null);
+    }
+
+    public async Task<string> RegisterAsync(WorkerRegistration registration)
+    {
+        var id = "w_" + Guid.CreateVersion7(time.GetUtcNow()).ToString("N");
+        await Db.ScriptEvaluateAsync(scripts.Register, values:
+            [id, NowMs, registration.Name, string.Join(',', registration.TaskTypes), registration.CapabilitiesJson])
+            .ConfigureAwait(false);
+        return id;
+    }
+
+    public async Task<IReadOnlyList<string>?> HeartbeatAsync(string workerId, string stateJson, IReadOnlyList<(string TaskId, string LeaseToken)> running)
+    {
+        var values = new RedisValue[4 + (running.Count * 2)];
+        values[0] = workerId;
+        values[1] = NowMs;
+        values[2] = options.Value.LeaseTtlSeconds * 1000L;
+        values[3] = stateJson;
+        for (var i = 0; i < running.Count; i++)
+        {
+            values[4 + (2 * i)] = running[i].TaskId;
+            values[5 + (2 * i)] = running[i].LeaseToken;
+        }
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Heartbeat, values: values).ConfigureAwait(false))!;
+        if ((string?)result[0] != "ok")
+        {
+            return null;
+        }
+        return result.Skip(1).Select(r => (string)r!).ToArray();
+    }
+
+    private async Task<StoreOutcome> ChangeAsync(string script, RedisValue[] values)
+    {
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(script, values: values).ConfigureAwait(false))!;
+        var code = (string)result[0]!;
+        var status = result.Length > 1 ? (string?)result[^1] : null;
+        return code switch
+        {
+            "ok" => StoreOutcome.Success(status!),
+            "not_found" => new StoreOutcome(StoreError.NotFound, null),
+            "stale" => new StoreOutcome(StoreError.StaleLease, status),
+            "conflict" => new StoreOutcome(StoreError.Conflict, status),
+            _ => throw new InvalidOperationException($"Unexpected script reply '{code}'."),
+        };
+    }
+
+    private static string KindName(FailureKind kind) => kind switch
+    {
+        FailureKind.Timeout => "timeout",
+        FailureKind.Canceled => "canceled",
+        _ => "error",
+    };
+
+    private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
+
+    internal static TaskRecord ToRecord(RedisResult[] hash)
+    {
+        var f = new Dictionary<string, string>(hash.Length / 2, StringComparer.Ordinal);
+        for (var i = 0; i + 1 < hash.Length; i += 2)
+        {
+            f[(string)hash[i]!] = (string)hash[i + 1]!;
+        }
+        return new TaskRecord
+        {
+            Id = f["id"],
+            Type = f["type"],
+            Status = f["status"],
+            Model = f.GetValueOrDefault("model"),
+            Priority = Int(f, "priority") ?? TaskLimits.DefaultPriority,
+            InputJson = f["input"],
+            OutputJson = f.GetValueOrDefault("output"),
+            ErrorJson = f.GetValueOrDefault("error"),
+            Progress = f.TryGetValue("progress", out var p) ? double.Parse(p, CultureInfo.InvariantCulture) : null,
+            ProgressMessage = f.GetValueOrDefault("progress_message"),
+            Attempt = Int(f, "attempt") ?? 0,
+            MaxAttempts = Int(f, "max_attempts") ?? TaskLimits.DefaultMaxAttempts,
+            WorkerId = f.GetValueOrDefault("worker"),
+            QueuePosition = f.TryGetValue("queue_position", out var q) ? long.Parse(q, CultureInfo.InvariantCulture) : null,
+            TimeoutSeconds = Int(f, "timeout") ?? TaskLimits.DefaultTimeoutSeconds,
+            CreatedAt = Time(f, "created") ?? DateTimeOffset.UnixEpoch,
+            StartedAt = Time(f, "started"),
+            CompletedAt = Time(f, "completed"),
+            MetadataJson = f.GetValueOrDefault("metadata"),
+            Webhook = f.GetValueOrDefault("webhook"),
+        };
+    }
+
+    private static int? Int(Dictionary<string, string> f, string name) =>
+        f.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : null;
+
+    private static DateTimeOffset? Time(Dictionary<string, string> f, string name) =>
+        f.TryGetValue(name, out var v) ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(v, CultureInfo.InvariantCulture)) : null;
+}

@@ -1,0 +1,95 @@
+using System.Text.Json;
+using Hangfire;
+using Microsoft.Extensions.Options;
+using Scalar.AspNetCore;
+using TaskManager.Api.Endpoints;
+using TaskManager.Api.Scheduling;
+using TaskManager.Api.Storage;
+
+namespace TaskManager.Api;
+
+/// <summary>The service's wiring, called from Program.cs: one method to add, one to map.</summary>
+public static class TaskManagerSetup
+{
+    /// <summary>Where the API listens when run alone without ASPNETCORE_URLS (the gateway routes /api/* here).</summary>
+    public const string DefaultUrl = "http://0.0.0.0:8084";
+
+    public static WebApplicationBuilder AddTaskManager(this WebApplicationBuilder builder)
+    {
+        if (string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]) && string.IsNullOrEmpty(builder.Configuration["urls"]))
+        {
+            builder.WebHost.UseUrls(DefaultUrl);
+        }
+
+        builder.Services.AddOptions<TaskManagerOptions>()
+            .Bind(builder.Configuration.GetSection(TaskManagerOptions.Section))
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        var options = builder.Configuration.GetSection(TaskManagerOptions.Section).Get<TaskManagerOptions>() ?? new();
+
+        if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis")))
+        {
+            throw new InvalidOperationException(
+                "No Redis connection string: set ConnectionStrings__redis (for example 'localhost:6379,password=...'), or run the AppHost.");
+        }
+        builder.AddRedisClient("redis", configureOptions: redis =>
+        {
+            // Start and keep retrying while Redis is away; requests meanwhile answer 503.
+            redis.AbortOnConnectFail = false;
+        });
+
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton(new RedisKeys(options.KeyPrefix));
+        builder.Services.AddSingleton<LuaScripts>();
+        builder.Services.AddSingleton<RedisTaskStore>();
+        builder.Services.AddSingleton<ITaskQueue>(sp => sp.GetRequiredService<RedisTaskStore>());
+        builder.Services.AddSingleton<ITaskInspector>(sp => sp.GetRequiredService<RedisTaskStore>());
+        builder.Services.AddSingleton<IWorkerRegistry>(sp => sp.GetRequiredService<RedisTaskStore>());
+        builder.Services.AddTaskScheduling(options);
+
+        if (options.Role == "api")
+        {
+            builder.Services.AddSingleton<LeaseNotifier>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<LeaseNotifier>());
+            builder.Services.AddSingleton<WorkerTypesCache>();
+            builder.Services.ConfigureHttpJsonOptions(json =>
+            {
+                json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+                json.SerializerOptions.DictionaryKeyPolicy = null;
+                json.SerializerOptions.AllowDuplicateProperties = false;
+                json.SerializerOptions.Converters.Add(new UtcTimeConverter());
+            });
+            builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+            builder.Services.AddProblemDetails();
+            builder.Services.AddExceptionHandler<ErrorHandling>();
+            builder.Services.AddOpenApi();
+            builder.WebHost.ConfigureKestrel(kestrel =>
+                kestrel.Limits.MaxRequestBodySize = Math.Max(options.MaxTaskRequestBytes, options.MaxOutputBytes));
+        }
+        return builder;
+    }
+
+    public static WebApplication UseTaskManager(this WebApplication app)
+    {
+        app.MapDefaultEndpoints();
+        var options = app.Services.GetRequiredService<IOptions<TaskManagerOptions>>().Value;
+        if (options.Role != "api")
+        {
+            return app;
+        }
+
+        app.UseExceptionHandler();
+        app.UseStatusCodePages();
+        app.UseRouting();
+        app.UseMiddleware<BodySizeLimitMiddleware>();
+
+        app.MapOpenApi("/openapi/{documentName}.json");
+        app.MapScalarApiReference("/scalar", scalar => scalar.WithTitle("TaskManager API"));
+        app.UseHangfireDashboard("/hangfire", new DashboardOptions { DashboardTitle = "TaskManager scheduler" });
+
+        app.MapHealthApi();
+        app.MapTasksApi();
+        app.MapWorkersApi();
+        return app;
+    }
+}

@@ -1,0 +1,110 @@
+using Aspire.Hosting.ApplicationModel;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using TaskManager.AppHost;
+
+// The whole application: Redis, the task API, the scheduler (the same project in its scheduler
+// role) and the Python GPU worker. Every address is Aspire's: nothing here names a port.
+var builder = DistributedApplication.CreateBuilder(args);
+var settings = builder.Configuration.GetSection("TaskManager");
+
+var useContainers = settings["Containers"] switch
+{
+    "true" => true,
+    "false" => false,
+    _ => Infrastructure.ContainerRuntimeAnswers(),
+};
+
+IResourceBuilder<IResourceWithConnectionString> redis;
+if (useContainers)
+{
+    redis = builder.AddRedis("redis")
+        .WithDataVolume("taskmanager-redis")
+        .WithArgs("--appendonly", "yes", "--appendfsync", "everysec");
+}
+else
+{
+    var redisServer = Infrastructure.FindOnPath("redis-server") ?? throw new DistributedApplicationException(
+        "TaskManager needs Redis 7, and neither way to get it works here: no container runtime answers " +
+        "(start Docker or Podman so that 'docker info' succeeds), and no 'redis-server' is on PATH " +
+        "(install it, for example 'apt-get install redis-server' or 'brew install redis').");
+    var dataDirectory = settings["RedisDataDirectory"] is { Length: > 0 } configured
+        ? Path.GetFullPath(configured)
+        : Path.Combine(builder.AppHostDirectory, ".data", "redis");
+    Directory.CreateDirectory(dataDirectory);
+
+    // Letters and digits only: StackExchange.Redis connection strings cannot carry some symbols.
+    var password = builder.AddParameter("redis-password",
+        new GenerateParameterDefault { MinLength = 32, Special = false }, secret: true);
+    // Not proxied: every Redis call would otherwise take an extra hop through Aspire's proxy.
+    var port = Infrastructure.FreeLoopbackPort();
+    var local = builder.AddResource(new LocalRedisResource("redis", redisServer, dataDirectory, password.Resource))
+        .WithEndpoint(port: port, targetPort: port, scheme: "tcp", name: LocalRedisResource.EndpointName, isProxied: false)
+        .WithArgs(context =>
+        {
+            context.Args.Add("--bind");
+            context.Args.Add("127.0.0.1");
+            context.Args.Add("--port");
+            context.Args.Add(port.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            context.Args.Add("--requirepass");
+            context.Args.Add(password.Resource);
+            // Every acknowledged write reaches the append-only file within a second.
+            context.Args.Add("--appendonly");
+            context.Args.Add("yes");
+            context.Args.Add("--appendfsync");
+            context.Args.Add("everysec");
+            context.Args.Add("--dir");
+            context.Args.Add(dataDirectory);
+            context.Args.Add("--save");
+            context.Args.Add("");
+        })
+        .WithHealthCheck("redis-ping");
+    builder.Services.AddHealthChecks().AddAsyncCheck("redis-ping", async ct =>
+        await Infrastructure.PingRedisAsync(port, await password.Resource.GetValueAsync(ct) ?? "", ct));
+    redis = local;
+}
+
+var api = builder.AddProject<Projects.TaskManager_Api>("api")
+    .WithEnvironment("TaskManager__Role", "api")
+    .WithReference(redis)
+    .WaitFor(redis)
+    .WithHttpHealthCheck("/health");
+var apiHttp = api.GetEndpoint("http");
+api.WithUrl(ReferenceExpression.Create($"{apiHttp}/scalar"), "API reference")
+    .WithUrl(ReferenceExpression.Create($"{apiHttp}/hangfire"), "Hangfire");
+
+builder.AddProject<Projects.TaskManager_Api>("scheduler", launchProfileName: null)
+    .WithHttpEndpoint(name: "http")
+    .WithEnvironment("ASPNETCORE_ENVIRONMENT", builder.Environment.EnvironmentName)
+    .WithEnvironment("TaskManager__Role", "scheduler")
+    .WithReference(redis)
+    .WaitFor(redis)
+    .WithHttpHealthCheck("/health");
+
+var workerDirectory = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "worker"));
+if (useContainers)
+{
+    ConfigureWorker(builder.AddDockerfile("worker", workerDirectory).WithContainerRuntimeArgs("--gpus", "all"));
+}
+else
+{
+    var python = settings["Python"] ?? "python3";
+    if (Infrastructure.FindOnPath(python) is null)
+    {
+        throw new DistributedApplicationException($"The worker needs Python 3.11 or newer: '{python}' is not on PATH (set TaskManager:Python).");
+    }
+    ConfigureWorker(builder.AddExecutable("worker", python, workerDirectory, "-m", "taskmanager_worker"));
+}
+
+builder.Build().Run();
+
+// The worker finds the API by service discovery (services__api__http__0), as Aspire passes it.
+void ConfigureWorker<T>(IResourceBuilder<T> worker) where T : IResourceWithEnvironment, IResourceWithWaitSupport =>
+    worker
+        .WithReference(apiHttp)
+        .WithEnvironment("TASKMANAGER_BACKEND", settings["WorkerBackend"] ?? "sim")
+        .WithEnvironment("TASKMANAGER_CAPACITY", settings["WorkerCapacity"] ?? "1")
+        .WithEnvironment("PYTHONUNBUFFERED", "1")
+        .WithOtlpExporter()
+        .WaitFor(api);
