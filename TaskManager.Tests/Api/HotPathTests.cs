@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.Api;
+
+/// <summary>
+/// The hot path's promises, checked on real processes: submit, lease and complete are one Redis
+/// round trip each, and a waiting lease is woken by a submission on any replica.
+/// </summary>
+[Trait("Category", "Api")]
+public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private ApiProcess api = null!;
+
+    public async Task InitializeAsync()
+    {
+        await redis.FlushAsync();
+        api = await ApiProcess.StartAsync(redis);
+    }
+
+    public async Task DisposeAsync() => await api.DisposeAsync();
+
+    [Fact]
+    public async Task SubmitLeaseAndComplete_EachMakeOneRedisRoundTrip()
+    {
+        var workerId = await RegisterWorkerAsync(api.Client, ["llm"]);
+        // A first call of each script sends its text once; later calls are the steady state.
+        await RunOneTaskAsync(api.Client, workerId);
+        await using var monitor = await RedisMonitor.StartAsync(redis);
+
+        HttpResponseMessage submitted = null!;
+        var submitCommands = await monitor.ClientCommandsDuringAsync(redis.Db, async () =>
+            submitted = await api.Client.PostJsonAsync("/api/tasks", """{"type":"llm","input":{"prompt":"hello"}}"""));
+        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+
+        JsonElement lease = default;
+        var leaseCommands = await monitor.ClientCommandsDuringAsync(redis.Db, async () =>
+            lease = await (await api.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=0", null)).JsonAsync());
+        var task = lease.GetProperty("tasks")[0];
+
+        HttpResponseMessage completed = null!;
+        var completeCommands = await monitor.ClientCommandsDuringAsync(redis.Db, async () =>
+            completed = await api.Client.PostObjectAsync(
+                $"/api/workers/{workerId}/tasks/{task.GetProperty("task_id").GetString()}/complete",
+                new { lease_token = task.GetProperty("lease_token").GetString(), output = new { text = "hi" } }));
+        Assert.Equal(HttpStatusCode.OK, completed.StatusCode);
+
+        Assert.True(submitCommands.Count == 1, "submit: " + string.Join("\n", submitCommands));
+        Assert.True(leaseCommands.Count == 1, "lease: " + string.Join("\n", leaseCommands));
+        Assert.True(completeCommands.Count == 1, "complete: " + string.Join("\n", completeCommands));
+        Assert.All(submitCommands.Concat(leaseCommands).Concat(completeCommands), c => Assert.Contains("\"evalsha\"", c, StringComparison.OrdinalIgnoreCase));
+    }
+
+    [Fact]
+    public async Task WaitingLease_IsWokenBySubmissionOnAnotherReplica_WellUnderASecond()
+    {
+        await using var other = await ApiProcess.StartAsync(redis);
+        var workerId = await RegisterWorkerAsync(api.Client, ["tts"]);
+        await using var monitor = await RedisMonitor.StartAsync(redis);
+
+        var clock = Stopwatch.StartNew();
+        var lease = api.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=30", null);
+        // The lease script ran and found nothing: the lease is now waiting for a notification.
+        await monitor.WaitForLineAsync(line => line.Contains(workerId) && !line.Contains(" lua]"), TimeSpan.FromSeconds(10));
+
+        var submittedAt = clock.Elapsed;
+        var submitted = await (await other.Client.PostJsonAsync("/api/tasks", """{"type":"tts","input":{"text":"wake up"}}""")).JsonAsync();
+        var response = await lease.WaitAsync(TimeSpan.FromSeconds(35));
+        var wokenAfter = clock.Elapsed - submittedAt;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var leased = (await response.JsonAsync()).GetProperty("tasks")[0];
+        Assert.Equal(submitted.GetProperty("id").GetString(), leased.GetProperty("task_id").GetString());
+        Assert.True(wokenAfter < TimeSpan.FromSeconds(1), $"The lease returned {wokenAfter.TotalMilliseconds:0} ms after the submission.");
+    }
+
+    [Fact]
+    public async Task Lease_WithNothingQueued_AnswersNoContentAfterItsWait()
+    {
+        var workerId = await RegisterWorkerAsync(api.Client, ["sd"]);
+        await api.Client.PostJsonAsync("/api/tasks", """{"type":"llm","input":{"prompt":"not for an sd worker"}}""");
+
+        var clock = Stopwatch.StartNew();
+        var response = await api.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=1", null);
+
+        Assert.Equal(HttpStatusCode.NoContent, response.StatusCode);
+        Assert.True(clock.Elapsed >= TimeSpan.FromSeconds(0.9), $"It answered after {clock.Elapsed.TotalMilliseconds:0} ms.");
+    }
+
+    internal static async Task<string> RegisterWorkerAsync(HttpClient client, string[] types, int capacity = 1)
+    {
+        var response = await client.PostObjectAsync("/api/workers/register", new { name = "test-worker", task_types = types, capacity });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        return (await response.JsonAsync()).GetProperty("worker_id").GetString()!;
+    }
+
+    private static async Task RunOneTaskAsync(HttpClient client, string workerId)
+    {
+        await client.PostJsonAsync("/api/tasks", """{"type":"llm","input":{"prompt":"warm up"}}""");
+        var task = (await (await client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=5", null)).JsonAsync()).GetProperty("tasks")[0];
+        var done = await client.PostObjectAsync($"/api/workers/{workerId}/tasks/{task.GetProperty("task_id").GetString()}/complete",
+            new { lease_token = task.GetProperty("lease_token").GetString(), output = new { } });
+        Assert.Equal(HttpStatusCode.OK, done.StatusCode);
+    }
+}

@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+
+namespace TaskManager.Tests.Infrastructure;
+
+/// <summary>
+/// The API as a deployment runs it: its built assembly in its own process, configured only by
+/// environment variables (DESIGN.md's "Running alone"), serving real HTTP on a free port.
+/// </summary>
+public sealed class ApiProcess : IAsyncDisposable
+{
+    private readonly Process process;
+    private readonly StringBuilder output = new();
+
+    private ApiProcess(Process process, Uri baseAddress)
+    {
+        this.process = process;
+        BaseAddress = baseAddress;
+        Client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
+    }
+
+    public Uri BaseAddress { get; }
+
+    public HttpClient Client { get; }
+
+    /// <summary>What the process printed, for failure messages.</summary>
+    public string Output
+    {
+        get
+        {
+            lock (output)
+            {
+                return output.ToString();
+            }
+        }
+    }
+
+    public static async Task<ApiProcess> StartAsync(RedisServer redis, string role = "api", IDictionary<string, string>? environment = null)
+    {
+        var port = RedisServer.FreePort();
+        var start = new ProcessStartInfo("dotnet")
+        {
+            ArgumentList = { ApiAssembly() },
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["ConnectionStrings__redis"] = redis.ConnectionString;
+        start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        start.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
+        start.Environment["TaskManager__Role"] = role;
+        start.Environment["Logging__LogLevel__Default"] = "Warning";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
+
+        var api = new ApiProcess(Process.Start(start)!, new Uri($"http://127.0.0.1:{port}"));
+        api.process.OutputDataReceived += (_, e) => api.Append(e.Data);
+        api.process.ErrorDataReceived += (_, e) => api.Append(e.Data);
+        api.process.BeginOutputReadLine();
+        api.process.BeginErrorReadLine();
+        try
+        {
+            await Wait.UntilAsync(async () =>
+            {
+                if (api.process.HasExited)
+                {
+                    throw new InvalidOperationException($"The API exited with {api.process.ExitCode}:\n{api.Output}");
+                }
+                try
+                {
+                    return (await api.Client.GetAsync("/health")).IsSuccessStatusCode;
+                }
+                catch (HttpRequestException)
+                {
+                    return false;
+                }
+            }, TimeSpan.FromSeconds(30), "the API to answer /health");
+        }
+        catch
+        {
+            await api.DisposeAsync();
+            throw;
+        }
+        return api;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        Client.Dispose();
+        if (!process.HasExited)
+        {
+            process.Kill(entireProcessTree: true);
+            await process.WaitForExitAsync();
+        }
+        process.Dispose();
+    }
+
+    private void Append(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+        lock (output)
+        {
+            output.AppendLine(line);
+        }
+    }
+
+    /// <summary>The API project's own build output, of the same configuration as the tests.</summary>
+    private static string ApiAssembly()
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TaskManager.sln")))
+        {
+            directory = directory.Parent;
+        }
+        if (directory is null)
+        {
+            throw new InvalidOperationException("Cannot find TaskManager.sln above the test assembly.");
+        }
+        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
+        var path = Path.Combine(directory.FullName, "TaskManager.Api", "bin", configuration, "net10.0", "TaskManager.Api.dll");
+        return File.Exists(path) ? path : throw new InvalidOperationException($"Build the API first: {path} is missing.");
+    }
+}
+
+/// <summary>HTTP helpers shared by the API tests.</summary>
+public static class Http
+{
+    public static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    public static Task<HttpResponseMessage> PostJsonAsync(this HttpClient client, string path, string json) =>
+        client.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"));
+
+    public static async Task<JsonElement> JsonAsync(this HttpResponseMessage response)
+    {
+        var text = await response.Content.ReadAsStringAsync();
+        try
+        {
+            return JsonDocument.Parse(text).RootElement.Clone();
+        }
+        catch (JsonException ex)
+        {
+            throw new InvalidOperationException($"{(int)response.StatusCode} answered a body that is not JSON: '{text}'", ex);
+        }
+    }
+
+    public static Task<HttpResponseMessage> PostObjectAsync<T>(this HttpClient client, string path, T body) =>
+        client.PostAsJsonAsync(path, body, Json);
+}
