@@ -1,0 +1,300 @@
+"""The `sim` backend: a SIMULATION of all four task types, for development and tests.
+
+It loads no model and touches no GPU. Its outputs have the shape real backends return (text, PNG
+images, WAV audio) but made-up content, kept small: images at most 64x64 pixels, audio 8 kHz mono
+of at most 4 seconds. Every output carries `"simulated": true`.
+
+A task steers it through its `metadata.sim` object:
+- `duration_ms`: how long the task "runs", in small steps that report progress and notice a stop;
+- `chunks`: how many output chunks to stream over that time (for `llm`, pieces of the text);
+- `fail`: `"retryable"` or `"fatal"`, to fail with code `sim_failure` once the duration is over;
+- `hang`: true to loop forever ignoring stop requests, so that only a kill ends the task.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import math
+import random
+import struct
+import sys
+import time
+import wave
+import zlib
+from array import array
+from dataclasses import dataclass
+from typing import Any
+
+from . import InvalidInput, TaskContext, TaskError, TaskStopped
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.02  # how often a running sim task reports progress and looks for a stop request
+MAX_CHUNKS = 10_000
+PNG_MAX_SIDE = 64
+WAV_SAMPLE_RATE = 8000
+WAV_MAX_SECONDS = 4.0
+TTS_CHARS_PER_SECOND = 15.0  # about the pace of speech
+
+_WORDS = (
+    "the", "model", "answer", "simulated", "result", "task", "worker", "token", "stream", "value",
+    "quickly", "returns", "a", "plausible", "response", "to", "your", "prompt", "with", "some",
+    "words", "that", "mean", "nothing", "in", "particular", "but", "look", "like", "text",
+)
+_SUBJECTS = ("cat", "mountain", "city street", "bowl of fruit", "sailing boat", "forest path")
+_ADJECTIVES = ("quiet", "colourful", "sunlit", "misty", "busy", "small")
+_PLACES = ("at dusk", "in the rain", "under a clear sky", "seen from above", "in winter")
+
+
+@dataclass(frozen=True)
+class _Steering:
+    duration_s: float = 0.0
+    chunks: int = 0
+    fail: str | None = None
+    hang: bool = False
+
+
+@dataclass(frozen=True)
+class _Plan:
+    output: dict[str, Any]
+    pieces: list[str]  # the chunks to stream while the task "runs"
+    steps: int  # for progress messages ("step 15/30")
+
+
+class SimBackend:
+    """SIMULATION backend serving `llm`, `sd`, `tts` and `image_to_text`; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._model: str | None = None
+
+    def load(self, model: str | None) -> None:
+        self._model = model or "sim"
+        log.info("SIMULATION backend: model '%s' ready (nothing is loaded)", self._model)
+
+    def unload(self) -> None:
+        self._model = None
+
+    def run(self, task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+        steering = _steering(task.get("metadata"))
+        if steering.hang:
+            log.warning("SIMULATION: hanging as metadata.sim.hang asks; only a kill ends this task")
+            while True:
+                time.sleep(1)
+        task_input = task.get("input") or {}
+        if not isinstance(task_input, dict):
+            raise InvalidInput("input must be an object")
+        # Seeded by the input, so that the same request gives the same output.
+        rng = random.Random(json.dumps(task_input, sort_keys=True))
+        plan = _MAKERS[task["type"]](task_input, steering, rng)
+        _pace(ctx, steering.duration_s, plan.pieces, plan.steps)
+        if steering.fail is not None:
+            raise TaskError(
+                "sim_failure",
+                f"SIMULATION: {steering.fail} failure requested by metadata.sim.fail",
+                retryable=steering.fail == "retryable",
+            )
+        return {**plan.output, "simulated": True}
+
+
+def _steering(metadata: Any) -> _Steering:
+    sim = metadata.get("sim") if isinstance(metadata, dict) else None
+    if sim is None:
+        return _Steering()
+    if not isinstance(sim, dict):
+        raise InvalidInput("metadata.sim must be an object")
+    duration = sim.get("duration_ms", 0)
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < 1e9:
+        raise InvalidInput("metadata.sim.duration_ms must be a number of milliseconds >= 0")
+    chunks = sim.get("chunks", 0)
+    if isinstance(chunks, bool) or not isinstance(chunks, int) or not 0 <= chunks <= MAX_CHUNKS:
+        raise InvalidInput(f"metadata.sim.chunks must be an integer from 0 to {MAX_CHUNKS}")
+    fail = sim.get("fail")
+    if fail not in (None, "retryable", "fatal"):
+        raise InvalidInput("metadata.sim.fail must be 'retryable' or 'fatal'")
+    hang = sim.get("hang", False)
+    if not isinstance(hang, bool):
+        raise InvalidInput("metadata.sim.hang must be true or false")
+    return _Steering(duration / 1000.0, chunks, fail, hang)
+
+
+def _pace(ctx: TaskContext, duration_s: float, pieces: list[str], steps: int) -> None:
+    """Spends `duration_s` in ticks, emitting piece i at (i+1)/n of the time, until done or stopped."""
+    start = time.monotonic()
+    sent = 0
+    while True:
+        if ctx.stopped():
+            raise TaskStopped()
+        elapsed = time.monotonic() - start
+        fraction = 1.0 if elapsed >= duration_s else elapsed / duration_s
+        due = int(fraction * len(pieces))
+        for piece in pieces[sent:due]:
+            ctx.chunk(piece)
+        sent = due
+        if fraction >= 1.0:
+            return
+        ctx.progress(fraction, f"step {int(fraction * steps)}/{steps}")
+        time.sleep(min(TICK_SECONDS, duration_s - elapsed))
+
+
+def _labelled_pieces(task_type: str, count: int) -> list[str]:
+    return [f"[sim {task_type} chunk {i + 1}/{count}]" for i in range(count)]
+
+
+def _llm(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    prompt = _string(task_input, "prompt", "")
+    messages = task_input.get("messages") or []
+    if not isinstance(messages, list):
+        raise InvalidInput("input.messages must be a list")
+    prompt_text = prompt + "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+    max_tokens = _integer(task_input, "max_tokens", 256, 1, 1_000_000)
+
+    # A word stands for a token. Asked for chunks, the answer has at least that many words, so
+    # that each chunk holds one or more; max_tokens is then respected only roughly.
+    count = max(steering.chunks, min(rng.randint(12, 48), max_tokens))
+    words = [rng.choice(_WORDS) for _ in range(count)]
+    words[0] = words[0].capitalize()
+    words[-1] += "."
+    tokens = [word if i == 0 else " " + word for i, word in enumerate(words)]
+    if steering.chunks:
+        pieces = ["".join(tokens[i * count // steering.chunks:(i + 1) * count // steering.chunks])
+                  for i in range(steering.chunks)]
+    elif task_input.get("stream") is True:
+        pieces = tokens
+    else:
+        pieces = []
+    output = {
+        "text": "".join(tokens),
+        "finish_reason": "length" if count >= max_tokens else "stop",
+        "usage": {"prompt_tokens": max(1, round(len(prompt_text) / 4)), "completion_tokens": count},
+    }
+    return _Plan(output, pieces, count)
+
+
+def _sd(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    width = _integer(task_input, "width", 512, 8, 16384)
+    height = _integer(task_input, "height", 512, 8, 16384)
+    count = _integer(task_input, "num_images", 1, 1, 16)
+    steps = _integer(task_input, "steps", 30, 1, 10_000)
+    seed = _integer(task_input, "seed", rng.randrange(2**32), 0, 2**32 - 1)
+    scale = min(1.0, PNG_MAX_SIDE / max(width, height))
+    png_width, png_height = max(1, round(width * scale)), max(1, round(height * scale))
+    images = []
+    for i in range(count):
+        image_seed = (seed + i) % 2**32
+        images.append({
+            "width": png_width,
+            "height": png_height,
+            "requested_width": width,
+            "requested_height": height,
+            "seed": image_seed,
+            "format": "png",
+            "data_base64": base64.b64encode(_png(png_width, png_height, image_seed)).decode("ascii"),
+        })
+    output = {"images": images, "note": f"SIMULATION: images are downscaled to at most {PNG_MAX_SIDE}x{PNG_MAX_SIDE}"}
+    return _Plan(output, _labelled_pieces("sd", steering.chunks), steps)
+
+
+def _tts(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    text = _string(task_input, "text", "")
+    speed = _number(task_input, "speed", 1.0, 0.1, 10.0)
+    seconds = max(0.25, len(text) / TTS_CHARS_PER_SECOND / speed)
+    truncated = seconds > WAV_MAX_SECONDS
+    audio, frames = _wav(text, min(seconds, WAV_MAX_SECONDS), speed)
+    output = {
+        "format": "wav",
+        "sample_rate": WAV_SAMPLE_RATE,
+        "duration_seconds": round(frames / WAV_SAMPLE_RATE, 3),
+        "audio_base64": base64.b64encode(audio).decode("ascii"),
+        "voice": _string(task_input, "voice", "sim"),
+        "truncated": truncated,
+        "note": f"SIMULATION: beeps, always WAV, 8 kHz mono, at most {WAV_MAX_SECONDS:g} s",
+    }
+    return _Plan(output, _labelled_pieces("tts", steering.chunks), max(1, len(text)))
+
+
+def _image_to_text(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    _string(task_input, "image", "")
+    prompt = _string(task_input, "prompt", "")
+    max_tokens = _integer(task_input, "max_tokens", 256, 1, 1_000_000)
+    caption = f"A {rng.choice(_ADJECTIVES)} {rng.choice(_SUBJECTS)} {rng.choice(_PLACES)}."
+    if prompt:
+        caption = f"Regarding '{prompt[:80]}': {caption}"
+    words = caption.split()
+    text = " ".join(words[:max_tokens])
+    output = {"text": text, "note": "SIMULATION: the image was not looked at"}
+    return _Plan(output, _labelled_pieces("image_to_text", steering.chunks), len(words))
+
+
+_MAKERS = {"llm": _llm, "sd": _sd, "tts": _tts, "image_to_text": _image_to_text}
+
+
+def _png(width: int, height: int, seed: int) -> bytes:
+    """A real RGB PNG: a gradient whose colours come from the seed."""
+    r0, g0, b0 = seed & 0xFF, (seed >> 8) & 0xFF, (seed >> 16) & 0xFF
+    raw = bytearray()
+    for y in range(height):
+        row = bytearray()
+        for x in range(width):
+            row += bytes(((r0 + 4 * x) & 0xFF, (g0 + 4 * y) & 0xFF, (b0 + 2 * (x + y)) & 0xFF))
+        # Filter "Sub" (each byte minus the same byte of the pixel to its left): a gradient then
+        # becomes a run of equal bytes, which zlib squeezes to almost nothing.
+        raw.append(1)
+        raw += bytes((row[i] - (row[i - 3] if i >= 3 else 0)) & 0xFF for i in range(len(row)))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(raw), 9))
+            + chunk(b"IEND", b""))
+
+
+def _wav(text: str, seconds: float, speed: float) -> tuple[bytes, int]:
+    """A real 16-bit mono WAV: one short tone per character, silence for spaces."""
+    frames = int(seconds * WAV_SAMPLE_RATE)
+    frames_per_char = WAV_SAMPLE_RATE / (TTS_CHARS_PER_SECOND * speed)
+    samples = array("h", bytes(2 * frames))
+    for i in range(frames):
+        char = text[min(int(i / frames_per_char), len(text) - 1)] if text else " "
+        if not char.isspace():
+            frequency = 220.0 + (ord(char) % 32) * 20.0
+            samples[i] = int(8000 * math.sin(2 * math.pi * frequency * i / WAV_SAMPLE_RATE))
+    if sys.byteorder == "big":
+        samples.byteswap()  # WAV samples are little-endian
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(WAV_SAMPLE_RATE)
+        out.writeframes(samples.tobytes())
+    return buffer.getvalue(), frames
+
+
+def _string(task_input: dict[str, Any], key: str, default: str) -> str:
+    value = task_input.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput(f"input.{key} must be a string")
+    return value
+
+
+def _integer(task_input: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = task_input.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"input.{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _number(task_input: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
+    value = task_input.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InvalidInput(f"input.{key} must be a number from {low:g} to {high:g}")
+    return float(value)

@@ -1,0 +1,300 @@
+"""Executors: long-lived child processes that run tasks, one at a time, on backends they keep loaded.
+
+A task travels to the executor over a Pipe, so it costs a pickle each way rather than a process
+start or a model load. The messages:
+
+    worker -> executor: ("run", task) | ("stop", task_id) | ("exit",)
+    executor -> worker: ("ready",) | ("boot_failed", message)
+                        ("progress", task_id, progress, message) | ("chunk", task_id, text)
+                        ("done", task_id, output_json) | ("stopped", task_id)
+                        ("failed", task_id, code, message, retryable)
+
+Executor.events() adds ("died", exit_code) once the child is gone. The output travels as JSON
+text: the executor checks that it is JSON, and the worker passes it on without decoding it.
+
+An executor must not outlive its worker, or it would keep a GPU busy: it asks the kernel for
+SIGKILL when its parent dies (Linux), watches its parent id as a fallback, and exits when its pipe
+closes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from . import backends as backend_registry
+from . import logs
+from .backends import Backend, TaskError, TaskStopped
+
+log = logging.getLogger(__name__)
+
+# 'spawn', not 'fork': a forked child would inherit the worker's threads' locks and sockets, and
+# with CUDA a forked child cannot use the GPU at all.
+_CONTEXT = multiprocessing.get_context("spawn")
+_PR_SET_PDEATHSIG = 1
+WATCHDOG_INTERVAL_SECONDS = 1.0
+JOIN_TIMEOUT_SECONDS = 5.0
+
+Event = tuple[Any, ...]
+
+
+class ExecutorError(Exception):
+    """An executor could not start."""
+
+
+class Executor:
+    """The worker's handle on one executor process. Used by one thread at a time (its slot)."""
+
+    def __init__(self, backends: dict[str, str], log_level: str = "info") -> None:
+        self._backends = dict(backends)
+        self._log_level = log_level
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: multiprocessing.connection.Connection | None = None
+        self._dead = False
+
+    def start(self) -> None:
+        """Spawns the executor; it creates its backends in the background (see wait_ready).
+
+        Note: PR_SET_PDEATHSIG fires when the *thread* that spawned the child ends, not only its
+        process, so executors are started only from threads that live as long as the worker.
+        """
+        parent_conn, child_conn = _CONTEXT.Pipe()
+        self._process = _CONTEXT.Process(
+            target=_child_main, args=(child_conn, os.getpid(), self._backends, self._log_level),
+            name="taskmanager-executor")
+        self._process.start()
+        child_conn.close()
+        self._conn = parent_conn
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def wait_ready(self, timeout: float) -> None:
+        """Waits until the executor has created its backends; raises ExecutorError if it cannot."""
+        if not self._conn.poll(timeout):
+            raise ExecutorError(f"executor {self.pid} did not start within {timeout:g} s")
+        try:
+            message = self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(JOIN_TIMEOUT_SECONDS)
+            raise ExecutorError(f"executor {self.pid} exited while starting (code {self._process.exitcode})") from None
+        if message[0] == "boot_failed":
+            raise ExecutorError(f"executor {self.pid} could not create its backends: {message[1]}")
+
+    def run(self, task: dict[str, Any]) -> None:
+        self._send(("run", task))
+
+    def stop(self, task_id: str) -> None:
+        """Asks the running task to stop; the backend notices when it next polls ctx.stopped()."""
+        self._send(("stop", task_id))
+
+    def events(self, timeout: float | None, wake: int | None = None) -> list[Event]:
+        """Waits up to `timeout` for messages (or for `wake`, a readable fd) and returns them all."""
+        if self._dead:
+            return [("died", self._process.exitcode)]
+        waitables: list[Any] = [self._conn, self._process.sentinel]
+        if wake is not None:
+            waitables.append(wake)
+        ready = multiprocessing.connection.wait(waitables, timeout)
+        events: list[Event] = []
+        try:
+            while self._conn.poll():
+                message = self._conn.recv()
+                if message[0] == "boot_failed":
+                    log.error("a fresh executor could not create its backends",
+                              extra={"executor_pid": self.pid, "error": message[1]})
+                elif message[0] != "ready":
+                    events.append(message)
+        except (EOFError, OSError):
+            self._dead = True
+        if self._dead or self._process.sentinel in ready:
+            self._dead = True
+            self._process.join(JOIN_TIMEOUT_SECONDS)
+            events.append(("died", self._process.exitcode))
+        return events
+
+    def kill(self) -> None:
+        """SIGKILLs the executor and reaps it; its GPU memory is free once this returns."""
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join(JOIN_TIMEOUT_SECONDS)
+        self._conn.close()
+        self._dead = True
+
+    def close(self, timeout: float = JOIN_TIMEOUT_SECONDS) -> None:
+        """Lets an idle executor unload its backends and exit; kills it if it has not within `timeout`."""
+        self._send(("exit",))
+        self._process.join(timeout)
+        self.kill()
+
+    def _send(self, message: Event) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError):
+            pass  # the executor is gone or going; events() reports it
+
+
+# --- inside the executor process ---
+
+
+def _child_main(conn: multiprocessing.connection.Connection, parent_pid: int, backends: dict[str, str],
+                log_level: str) -> None:
+    logs.setup(log_level)
+    _die_with_parent(parent_pid)
+    # The worker decides when an executor stops. A Ctrl-C in a terminal, or a stop signal sent to
+    # the whole process group (systemd does this), must not kill tasks that the worker means to
+    # finish during its shutdown grace; the worker SIGKILLs executors it wants gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        instances = {name: backend_registry.create(name) for name in sorted(set(backends.values()))}
+    except Exception as error:
+        log.exception("executor could not create its backends")
+        conn.send(("boot_failed", f"{type(error).__name__}: {error}"))
+        sys.exit(1)
+    log.info("executor ready", extra={"backends": sorted(instances)})
+    conn.send(("ready",))
+    _ExecutorLoop(conn, backends, instances).serve()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+                log.warning("prctl(PR_SET_PDEATHSIG) failed; relying on the watchdog",
+                            extra={"errno": ctypes.get_errno()})
+        except (OSError, AttributeError):
+            log.warning("prctl is unavailable; relying on the watchdog")
+    # The parent may have died before prctl took effect, and prctl is Linux only: watch it too.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCHDOG_INTERVAL_SECONDS)
+        if os.getppid() != parent_pid:  # re-parented: the worker is gone
+            os._exit(1)
+
+
+class _TaskContext:
+    """The TaskContext a backend gets; it sends from the executor's main thread only."""
+
+    __slots__ = ("_loop", "_task_id", "_stop")
+
+    def __init__(self, loop: _ExecutorLoop, task_id: str, stop: threading.Event) -> None:
+        self._loop = loop
+        self._task_id = task_id
+        self._stop = stop
+
+    def progress(self, progress: float, message: str | None = None) -> None:
+        self._loop.send(("progress", self._task_id, min(1.0, max(0.0, float(progress))), message))
+
+    def chunk(self, text: str) -> None:
+        if not isinstance(text, str):
+            raise TypeError(f"a chunk must be a string, not {type(text).__name__}")
+        self._loop.send(("chunk", self._task_id, text))
+
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+
+class _ExecutorLoop:
+    """Runs tasks in the main thread while a reader thread takes messages off the pipe, so that a
+    stop request reaches a task that is busy running."""
+
+    def __init__(self, conn: multiprocessing.connection.Connection, backends: dict[str, str],
+                 instances: dict[str, Backend]) -> None:
+        self._conn = conn
+        self._backends = backends
+        self._instances = instances
+        self._models: dict[str, str | None] = {}  # backend name -> the model it has loaded
+        self._inbox: queue.SimpleQueue[tuple[dict[str, Any], threading.Event] | None] = queue.SimpleQueue()
+        self._stops: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def serve(self) -> None:
+        threading.Thread(target=self._read, name="executor-reader", daemon=True).start()
+        while (item := self._inbox.get()) is not None:
+            task, stop = item
+            try:
+                self.send(self._run(task, stop))
+            finally:
+                with self._lock:
+                    self._stops.pop(task["task_id"], None)
+        for name, backend in self._instances.items():
+            try:
+                backend.unload()
+            except Exception:
+                log.exception("backend failed to unload", extra={"backend": name})
+
+    def send(self, message: Event) -> None:
+        try:
+            self._conn.send(message)
+        except (OSError, ValueError):
+            os._exit(1)  # the worker is gone
+
+    def _read(self) -> None:
+        while True:
+            try:
+                message = self._conn.recv()
+            except (EOFError, OSError):
+                os._exit(1)  # the worker is gone; nobody wants what runs here
+            if message[0] == "run":
+                stop = threading.Event()
+                with self._lock:
+                    self._stops[message[1]["task_id"]] = stop
+                self._inbox.put((message[1], stop))
+            elif message[0] == "stop":
+                with self._lock:
+                    stop = self._stops.get(message[1])
+                if stop is not None:
+                    stop.set()
+            elif message[0] == "exit":
+                self._inbox.put(None)
+                return
+
+    def _run(self, task: dict[str, Any], stop: threading.Event) -> Event:
+        task_id = task["task_id"]
+        try:
+            output = self._backend_for(task).run(task, _TaskContext(self, task_id, stop))
+            if not isinstance(output, dict):
+                raise TypeError(f"the backend returned {type(output).__name__}, not a JSON object")
+            result: Event = ("done", task_id, json.dumps(output, separators=(",", ":"), allow_nan=False))
+        except TaskStopped:
+            result = ("stopped", task_id)
+        except TaskError as error:
+            result = ("failed", task_id, error.code, error.message, error.retryable)
+        except Exception as error:
+            log.exception("backend error", extra=logs.task_fields(task))
+            result = ("failed", task_id, "backend_error", f"{type(error).__name__}: {error}", True)
+        # Asked to stop, the task's outcome is the reason it was asked, whatever it returned.
+        return ("stopped", task_id) if stop.is_set() else result
+
+    def _backend_for(self, task: dict[str, Any]) -> Backend:
+        name = self._backends.get(task.get("type"))
+        if name is None:
+            raise TaskError("backend_error", f"this worker has no backend for type {task.get('type')!r}",
+                            retryable=True)
+        backend = self._instances[name]
+        model = task.get("model")
+        if name not in self._models or self._models[name] != model:
+            if name in self._models:
+                del self._models[name]
+                backend.unload()
+            backend.load(model)
+            self._models[name] = model
+        return backend

@@ -1,0 +1,341 @@
+"""A slot of the worker's capacity: one executor, and the task it runs from lease to report.
+
+The slot's thread hands the task to its executor, relays progress and chunks to the API, enforces
+the task's timeout, carries out stop requests (cancel, shutdown, a 409), and reports the outcome.
+Stopping first asks the backend; if the task has not stopped after the cancel grace, the slot
+kills the executor, which frees whatever it held on the GPU, and starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from . import logs
+from .client import TransientError
+from .executor import Executor
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_SECONDS = 0.1  # progress reports per task: at most one per interval
+FLUSH_RETRY_SECONDS = 1.0  # after a progress report failed, the chunks wait this long for the next try
+DEFAULT_TIMEOUT_SECONDS = 300.0
+
+
+class TaskGone(Exception):
+    """The API no longer counts on this worker for the task (409, or 404): drop it."""
+
+
+class Reporter(Protocol):
+    """How a slot talks to the API about its task (the Worker implements it)."""
+
+    def progress(self, task: dict[str, Any], progress: float | None, message: str | None, chunks: list[str],
+                 *, final: bool) -> bool:
+        """Returns True when the API asks to cancel. Raises TaskGone; when not `final`, raises
+        TransientError at once instead of retrying."""
+
+    def complete(self, task: dict[str, Any], output_json: str) -> str | None:
+        """Reports the result; returns the API's status for the task, None when not reported."""
+
+    def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
+        """Reports a failure; returns the API's status for the task, None when not reported."""
+
+
+class StopReason(enum.Enum):
+    CANCELED = "canceled"  # the API asked (heartbeat or progress answer)
+    TIMEOUT = "timeout"  # timeout_seconds passed since the worker got the task
+    SHUTDOWN = "worker_shutdown"  # the worker is shutting down and hands the task back
+    DROPPED = "dropped"  # the API refused a report (409): stop the task, report nothing
+
+
+@dataclass(frozen=True)
+class _Job:
+    task: dict[str, Any]
+    received_at: float  # time.monotonic() when the lease answer arrived
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    output_json: str | None = None  # set when the task succeeded
+    code: str | None = None  # set when it failed; neither: dropped
+    message: str = ""
+    retryable: bool = False
+
+
+class Slot:
+    def __init__(self, index: int, backends: dict[str, str], log_level: str, cancel_grace_seconds: float,
+                 reporter: Reporter, on_idle: Callable[[], None],
+                 on_crash: Callable[[BaseException], None]) -> None:
+        self.index = index
+        self._backends = backends
+        self._log_level = log_level
+        self._grace = cancel_grace_seconds
+        self._reporter = reporter
+        self._on_idle = on_idle
+        self._on_crash = on_crash
+        self._executor = Executor(backends, log_level)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._task: dict[str, Any] | None = None  # assigned and not yet reported
+        self._stop: StopReason | None = None  # the first stop request wins
+        self._stop_now = False  # skip the grace: kill at once
+        self._retiring = False  # after a hand-back, a killed executor is not replaced
+        # Wakes the slot's thread from its wait on the executor when a stop is requested.
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_read, False)
+        os.set_blocking(self._wake_write, False)
+        self._thread = threading.Thread(target=self._serve, name=f"slot-{index}", daemon=True)
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+
+    @property
+    def executor_pid(self) -> int | None:
+        return self._executor.pid
+
+    def start(self) -> None:
+        """Spawns the executor, from the calling thread (see Executor.start about PDEATHSIG)."""
+        self._executor.start()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Waits for the executor to be up, then starts taking tasks; raises ExecutorError."""
+        self._executor.wait_ready(timeout)
+        self._thread.start()
+
+    def running(self) -> dict[str, str] | None:
+        """The assigned task as the heartbeat names it."""
+        with self._lock:
+            task = self._task
+        return None if task is None else {"task_id": task["task_id"], "lease_token": task["lease_token"]}
+
+    def assign(self, task: dict[str, Any], received_at: float) -> None:
+        with self._lock:
+            if self._task is not None:
+                raise RuntimeError(f"slot {self.index} is busy")
+            self._task = task
+            self._stop = None
+            self._stop_now = False
+        self._jobs.put(_Job(task, received_at))
+
+    def request_stop(self, task_id: str, reason: StopReason, *, now: bool = False) -> bool:
+        """Stops the task if this slot runs it; returns whether it does."""
+        with self._lock:
+            if self._task is None or self._task["task_id"] != task_id:
+                return False
+            self._stop = self._stop or reason
+            self._stop_now = self._stop_now or now
+        self._wake()
+        return True
+
+    def hand_back(self) -> None:
+        """On shutdown: kills the running task, if any, without grace and reports it handed back."""
+        with self._lock:
+            self._retiring = True
+            task = self._task
+        if task is not None:
+            self.request_stop(task["task_id"], StopReason.SHUTDOWN, now=True)
+
+    def close(self) -> None:
+        """Lets the current task end, then stops the thread and the executor."""
+        self._jobs.put(None)
+        if self._thread.is_alive():
+            self._thread.join()
+        self._executor.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_write, b"x")
+        except BlockingIOError:
+            pass  # the pipe is full, so the thread will wake anyway
+
+    def _serve(self) -> None:
+        try:
+            while (job := self._jobs.get()) is not None:
+                self._run(job)
+                with self._lock:
+                    self._task = None
+                self._on_idle()
+        except BaseException as error:
+            log.exception("slot crashed", extra={"slot": self.index})
+            self._on_crash(error)
+
+    def _run(self, job: _Job) -> None:
+        task = job.task
+        relay = _Relay(self._reporter, task)
+        log.debug("task started", extra={**logs.task_fields(task), "type": task.get("type"),
+                                         "executor_pid": self._executor.pid})
+        self._executor.run(task)
+        outcome = self._await_outcome(job, relay)
+        self._report(job, relay, outcome)
+
+    def _await_outcome(self, job: _Job, relay: _Relay) -> _Outcome:
+        """Relays the task's progress until it ends, enforcing its timeout and stop requests."""
+        task = job.task
+        fields = logs.task_fields(task)
+        timeout = _timeout_seconds(task)
+        deadline = job.received_at + timeout
+        reason: StopReason | None = None  # why the task was asked to stop, once it was
+        kill_at = 0.0
+        while True:
+            now = time.monotonic()
+            with self._lock:
+                requested, stop_now = self._stop, self._stop_now
+            if reason is None and (requested is not None or now >= deadline):
+                reason = requested or StopReason.TIMEOUT
+                kill_at = now + self._grace
+                log.info("stopping task", extra={**fields, "reason": reason.value})
+                self._executor.stop(task["task_id"])
+            if reason is not None and (stop_now or now >= kill_at):
+                if not stop_now:
+                    log.warning("task ignored the stop request; killing its executor",
+                                extra={**fields, "executor_pid": self._executor.pid})
+                self._replace_executor()
+                return _stop_outcome(reason, timeout)
+
+            until = kill_at if reason is not None else deadline
+            if relay.pending:
+                until = min(until, relay.flush_at)
+            # An executor runs one task at a time and a killed one is replaced, so every event
+            # here belongs to this task.
+            for event in self._executor.events(max(0.0, until - now), self._wake_read):
+                kind = event[0]
+                if kind == "progress":
+                    relay.add_progress(event[2], event[3])
+                elif kind == "chunk":
+                    relay.add_chunk(event[2])
+                elif kind == "died":
+                    log.warning("executor died", extra={**fields, "exit_code": event[1]})
+                    self._replace_executor()
+                    return _stop_outcome(reason, timeout) if reason else _Outcome(
+                        code="executor_died", message=f"the executor exited (code {event[1]}) while running the task",
+                        retryable=True)
+                elif reason is not None:
+                    return _stop_outcome(reason, timeout)  # once a stop was asked, its reason wins
+                elif kind == "done":
+                    return _Outcome(output_json=event[2])
+                elif kind == "failed":
+                    return _Outcome(code=event[2], message=event[3], retryable=event[4])
+                elif kind == "stopped":
+                    return _Outcome(code="backend_error", message="the backend stopped unasked", retryable=True)
+            self._drain_wake()
+            if relay.due(time.monotonic()):
+                try:
+                    if relay.flush():
+                        self.request_stop(task["task_id"], StopReason.CANCELED)
+                except TaskGone as gone:
+                    log.info("the API took the task back; stopping it", extra={**fields, "error": str(gone)})
+                    self.request_stop(task["task_id"], StopReason.DROPPED)
+
+    def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> None:
+        task = job.task
+        fields = {**logs.task_fields(task), "run_ms": round((time.monotonic() - job.received_at) * 1000, 1)}
+        if outcome.output_json is None and outcome.code is None:
+            log.info("task dropped", extra=fields)
+            return
+        try:
+            relay.flush_final()
+        except TaskGone as gone:
+            log.info("task dropped: the API took it back", extra={**fields, "error": str(gone)})
+            return
+        if outcome.output_json is not None:
+            status = self._reporter.complete(task, outcome.output_json)
+            log.info("task succeeded", extra={**fields, "status": status})
+        else:
+            status = self._reporter.fail(task, outcome.code, outcome.message, outcome.retryable)
+            log.info("task failed", extra={**fields, "code": outcome.code, "retryable": outcome.retryable,
+                                           "status": status})
+
+    def _replace_executor(self) -> None:
+        self._executor.kill()
+        with self._lock:
+            retiring = self._retiring
+        if not retiring:
+            self._executor = Executor(self._backends, self._log_level)
+            self._executor.start()
+
+    def _drain_wake(self) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+class _Relay:
+    """Batches a task's progress and chunks into progress reports, at most one per
+    FLUSH_INTERVAL_SECONDS. Chunks stay queued until the API has accepted them."""
+
+    def __init__(self, reporter: Reporter, task: dict[str, Any]) -> None:
+        self._reporter = reporter
+        self._task = task
+        self._progress: float | None = None
+        self._message: str | None = None
+        self._chunks: list[str] = []
+        self.pending = False
+        self.flush_at = 0.0  # the first report goes out at once
+
+    def add_progress(self, progress: float, message: str | None) -> None:
+        self._progress, self._message = progress, message
+        self.pending = True
+
+    def add_chunk(self, text: str) -> None:
+        self._chunks.append(text)
+        self.pending = True
+
+    def due(self, now: float) -> bool:
+        return self.pending and now >= self.flush_at
+
+    def flush(self) -> bool:
+        """Sends what is pending; returns True when the API asks to cancel. Raises TaskGone."""
+        try:
+            cancel = self._reporter.progress(self._task, self._progress, self._message, self._chunks, final=False)
+        except TaskGone:
+            self._chunks, self.pending = [], False  # the API wants nothing more about this task
+            raise
+        except TransientError as error:
+            log.warning("progress report failed; keeping its chunks for the next one",
+                        extra={**logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks)})
+            self.flush_at = time.monotonic() + FLUSH_RETRY_SECONDS
+            return False
+        self._chunks = []
+        self.pending = False
+        self.flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
+        return cancel
+
+    def flush_final(self) -> None:
+        """Sends the chunks still queued before the final report, retrying. Raises TaskGone."""
+        if not self._chunks:
+            return
+        try:
+            self._reporter.progress(self._task, self._progress, self._message, self._chunks, final=True)
+        except TransientError as error:
+            log.error("chunks could not be delivered", extra={
+                **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks)})
+
+
+def _timeout_seconds(task: dict[str, Any]) -> float:
+    value = task.get("timeout_seconds")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return DEFAULT_TIMEOUT_SECONDS
+    return float(value)
+
+
+def _stop_outcome(reason: StopReason, timeout: float) -> _Outcome:
+    if reason is StopReason.CANCELED:
+        return _Outcome(code="canceled", message="canceled on request", retryable=False)
+    if reason is StopReason.TIMEOUT:
+        return _Outcome(code="timeout", message=f"no result within the task's {timeout:g} s", retryable=True)
+    if reason is StopReason.SHUTDOWN:
+        return _Outcome(code="worker_shutdown", message="the worker shut down before the task finished",
+                        retryable=True)
+    return _Outcome()  # DROPPED: nothing to report

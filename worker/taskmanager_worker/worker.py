@@ -1,0 +1,304 @@
+"""The worker: registers, keeps up its heartbeat, leases tasks for its free slots, reports their
+outcomes, and shuts down gracefully.
+
+Threads: the caller's thread runs registration, the lease loop and the shutdown; one heartbeat
+thread; one thread per slot (see runner.py). They meet in a Condition that says when a slot is
+free, when the API asks to drain, and when to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from . import __version__, logs
+from .client import ApiClient, ApiError, Conflict, NotFound, Registration, TransientError
+from .config import Config
+from .executor import ExecutorError
+from .gpu import Gpus
+from .runner import Slot, StopReason, TaskGone
+
+log = logging.getLogger(__name__)
+
+REGISTER_BACKOFF = (0.5, 10.0)  # first and longest wait between attempts, in seconds
+LEASE_BACKOFF = (0.5, 10.0)
+REPORT_BACKOFF = (0.2, 5.0)
+REPORT_RETRY_SECONDS = 60.0  # a final report is retried this long; then the API's lease expiry recovers the task
+EXECUTOR_START_SECONDS = 120.0  # creating a backend may import large libraries
+MAX_WAIT_SECONDS = 60  # the protocol's limit on a lease's wait_seconds
+
+T = TypeVar("T")
+
+
+class FatalError(Exception):
+    """The worker cannot go on (the API refuses its registration)."""
+
+
+class Backoff:
+    """Waits that double from `first` up to `longest`, until reset."""
+
+    def __init__(self, first: float, longest: float) -> None:
+        self._first, self._longest = first, longest
+        self._next = first
+
+    def next(self) -> float:
+        delay, self._next = self._next, min(self._next * 2, self._longest)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self._first
+
+
+class Worker:
+    def __init__(self, config: Config, client: ApiClient | None = None) -> None:
+        self._config = config
+        self._client = client or ApiClient(config.api_url, config.token)
+        self._gpus = Gpus(config.gpus)
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()  # no more leasing; finish or hand back what runs
+        self._hurry = threading.Event()  # hand back what runs now, without waiting for the grace
+        self._finished = threading.Event()  # every slot has reported; the heartbeat may stop
+        self._draining = False
+        self._exit_code = 0
+        self._register_lock = threading.Lock()
+        self._registration: Registration | None = None
+        self._slots = [
+            Slot(i, config.backends, config.log_level, config.cancel_grace_seconds, self, self._slot_idle,
+                 self._slot_crashed)
+            for i in range(config.capacity)
+        ]
+
+    @property
+    def worker_id(self) -> str | None:
+        registration = self._registration
+        return registration.worker_id if registration else None
+
+    def request_shutdown(self) -> None:
+        """Stops leasing and starts the shutdown; asked again, hands running tasks back at once."""
+        if not self._stopping.is_set():
+            log.info("shutting down: no more leasing")
+            self._stopping.set()
+            self._client.abort_leasing()
+        elif not self._hurry.is_set():
+            log.info("asked again: handing running tasks back now")
+            self._hurry.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def run(self) -> int:
+        """Runs until shut down; returns the process exit code."""
+        heartbeat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        try:
+            for slot in self._slots:
+                slot.start()  # the executors boot while the worker registers
+            if self._register():
+                for slot in self._slots:
+                    slot.wait_ready(EXECUTOR_START_SECONDS)
+                heartbeat.start()
+                log.info("worker ready", extra={
+                    "worker_id": self.worker_id, "capacity": self._config.capacity,
+                    "task_types": self._config.task_types, "backends": self._config.backends})
+                self._lease_loop()
+                self._finish_running_tasks()
+        except (FatalError, ExecutorError) as error:
+            log.error(str(error))
+            self._exit_code = 1
+        finally:
+            for slot in self._slots:
+                slot.hand_back()
+            for slot in self._slots:
+                slot.close()
+            self._finished.set()
+            if heartbeat.is_alive():
+                heartbeat.join()
+            self._client.close()
+        log.info("worker stopped", extra={"exit_code": self._exit_code})
+        return self._exit_code
+
+    # --- registration ---
+
+    def _register(self) -> bool:
+        """Registers, retrying while the API is unreachable; False when shut down first."""
+        config = self._config
+        body = {
+            "name": config.name,
+            "task_types": config.task_types,
+            "backends": config.backends,
+            "models": list(config.models),
+            "gpus": self._gpus.read(),
+            "capacity": config.capacity,
+            "version": __version__,
+        }
+        backoff = Backoff(*REGISTER_BACKOFF)
+        while not self._stopping.is_set():
+            try:
+                self._registration = self._client.register(body)
+            except TransientError as error:
+                delay = backoff.next()
+                log.warning("cannot register yet; retrying", extra={
+                    "api_url": config.api_url, "error": str(error), "retry_in_seconds": delay})
+                self._stopping.wait(delay)
+                continue
+            except ApiError as error:
+                hint = " (is TASKMANAGER_WORKER_TOKEN right?)" if error.status in (401, 403) else ""
+                raise FatalError(f"the API refused the registration{hint}: {error}") from None
+            log.info("registered", extra={"worker_id": self._registration.worker_id, "api_url": config.api_url,
+                                          "heartbeat_interval_seconds": self._registration.heartbeat_interval_seconds})
+            return True
+        return False
+
+    def _register_again(self, stale_id: str) -> None:
+        """After a 404 for `stale_id`: registers anew, once, however many threads saw the 404."""
+        with self._register_lock:
+            if self.worker_id != stale_id:
+                return
+            log.warning("the API does not know this worker; registering again", extra={"worker_id": stale_id})
+            try:
+                self._register()
+            except FatalError as error:
+                self._fail_fatally(str(error))
+
+    def _fail_fatally(self, message: str) -> None:
+        log.error(message)
+        self._exit_code = 1
+        self.request_shutdown()
+
+    # --- heartbeat ---
+
+    def _heartbeat_loop(self) -> None:
+        while not self._finished.wait(self._registration.heartbeat_interval_seconds):
+            self._heartbeat()
+
+    def _heartbeat(self) -> None:
+        worker_id = self.worker_id
+        running = [r for slot in self._slots if (r := slot.running()) is not None]
+        try:
+            cancel, drain = self._client.heartbeat(worker_id, running, self._gpus.read(), list(self._config.models))
+        except NotFound:
+            self._register_again(worker_id)
+            return
+        except ApiError as error:
+            log.warning("heartbeat failed", extra={"error": str(error)})
+            return
+        for task_id in cancel:
+            if any(slot.request_stop(task_id, StopReason.CANCELED) for slot in self._slots):
+                log.info("cancel requested", extra={"task_id": task_id})
+        if drain != self._draining:
+            log.info("draining: leasing nothing more" if drain else "no longer draining")
+            with self._cond:
+                self._draining = drain
+                self._cond.notify_all()
+
+    # --- leasing ---
+
+    def _lease_loop(self) -> None:
+        backoff = Backoff(*LEASE_BACKOFF)
+        while True:
+            with self._cond:
+                while not self._stopping.is_set() and (self._draining or all(s.busy for s in self._slots)):
+                    self._cond.wait()
+                if self._stopping.is_set():
+                    return
+                free = [slot for slot in self._slots if not slot.busy]
+            registration = self._registration
+            # At least 1 s: a worker told to wait 0 would otherwise ask again and again at once.
+            wait = int(min(MAX_WAIT_SECONDS, max(1, round(registration.max_wait_seconds))))
+            try:
+                tasks = self._client.lease(registration.worker_id, len(free), wait)
+            except NotFound:
+                self._register_again(registration.worker_id)
+                continue
+            except ApiError as error:
+                if self._stopping.is_set():
+                    return
+                delay = backoff.next()
+                log.warning("lease failed; retrying", extra={"error": str(error), "retry_in_seconds": delay})
+                self._stopping.wait(delay)
+                continue
+            received_at = time.monotonic()
+            backoff.reset()
+            for slot, task in zip(free, tasks):
+                log.debug("task leased", extra={**logs.task_fields(task), "slot": slot.index})
+                slot.assign(task, received_at)
+            for task in tasks[len(free):]:
+                log.error("the API sent more tasks than asked for; handing one back", extra=logs.task_fields(task))
+                self.fail(task, "worker_shutdown", "the worker had no free slot for this task", True)
+
+    def _slot_idle(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _slot_crashed(self, error: BaseException) -> None:
+        self._fail_fatally(f"a slot crashed ({type(error).__name__}: {error}); stopping the worker")
+
+    # --- shutdown ---
+
+    def _finish_running_tasks(self) -> None:
+        """Gives running tasks the shutdown grace to finish; run() then hands back the rest."""
+        grace = self._config.shutdown_grace_seconds
+        deadline = time.monotonic() + grace
+        running = sum(slot.busy for slot in self._slots)
+        if running:
+            log.info("waiting for running tasks", extra={"running": running, "grace_seconds": grace})
+        with self._cond:
+            while (any(slot.busy for slot in self._slots) and not self._hurry.is_set()
+                   and (left := deadline - time.monotonic()) > 0):
+                self._cond.wait(left)
+
+    # --- reports (the runner's Reporter) ---
+
+    def progress(self, task: dict[str, Any], progress: float | None, message: str | None, chunks: list[str],
+                 *, final: bool) -> bool:
+        return self._report(task, lambda worker_id: self._client.progress(
+            worker_id, task["task_id"], task["lease_token"], progress=progress, message=message, chunks=chunks),
+            retry=final)
+
+    def complete(self, task: dict[str, Any], output_json: str) -> str | None:
+        try:
+            return self._report(task, lambda worker_id: self._client.complete(
+                worker_id, task["task_id"], task["lease_token"], output_json), retry=True)
+        except TaskGone as gone:
+            log.info("result not accepted: the attempt is no longer ours", extra={
+                **logs.task_fields(task), "error": str(gone)})
+        except TransientError as error:
+            log.error("could not report the result", extra={**logs.task_fields(task), "error": str(error)})
+        except ApiError as error:
+            # The API refuses this output (too large, for example): retrying cannot help.
+            log.error("the API refused the result", extra={**logs.task_fields(task), "error": str(error)})
+            return self.fail(task, "backend_error", f"the API refused the result: {error}", False)
+        return None
+
+    def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
+        try:
+            return self._report(task, lambda worker_id: self._client.fail(
+                worker_id, task["task_id"], task["lease_token"], code, message, retryable), retry=True)
+        except TaskGone as gone:
+            log.info("failure not accepted: the attempt is no longer ours", extra={
+                **logs.task_fields(task), "error": str(gone)})
+        except ApiError as error:
+            log.error("could not report the failure", extra={**logs.task_fields(task), "error": str(error)})
+        return None
+
+    def _report(self, task: dict[str, Any], call: Callable[[str], T], *, retry: bool) -> T:
+        """Makes a task report, retrying transient errors for REPORT_RETRY_SECONDS when `retry`.
+
+        A 404 drops the task like a 409 and does not re-register: a report's 404 may mean an unknown
+        task rather than an unknown worker, and the heartbeat finds out within one interval.
+        """
+        backoff = Backoff(*REPORT_BACKOFF)
+        give_up_at = time.monotonic() + REPORT_RETRY_SECONDS
+        while True:
+            try:
+                return call(self.worker_id)
+            except (Conflict, NotFound) as error:
+                raise TaskGone(str(error)) from None
+            except TransientError as error:
+                if not retry or time.monotonic() >= give_up_at:
+                    raise
+                delay = backoff.next()
+                log.warning("report failed; retrying", extra={
+                    **logs.task_fields(task), "error": str(error), "retry_in_seconds": delay})
+                time.sleep(delay)

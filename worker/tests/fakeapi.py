@@ -1,0 +1,170 @@
+"""A fake of the API's worker endpoints (docs/worker-protocol.md), serving HTTP/1.1 in a thread.
+
+Tests queue tasks, steer its answers (503s, 404s, 409s, cancels, drain) and wait on what the
+worker sent. Every wait is on a condition, with a timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+WAIT_SECONDS = 10.0
+
+
+class FakeApi:
+    def __init__(self, *, heartbeat_interval: float = 0.2, max_wait: int = 1) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.max_wait = max_wait
+        self.cond = threading.Condition()
+        self.requests: list[dict[str, Any]] = []  # every call: method, path, query, headers, body
+        self.queue: list[dict[str, Any]] = []  # tasks waiting to be leased
+        self.worker_ids: list[str] = []  # registrations, in order
+        self.register_failures = 0  # answer this many registrations with 503 first
+        self.forget: set[str] = set()  # worker ids the API "lost": their heartbeats get 404
+        self.cancel: set[str] = set()  # task ids named in heartbeat answers' cancel lists
+        self.cancel_on_progress: set[str] = set()  # task ids whose progress answers say cancel: true
+        self.conflicts: set[tuple[str, str]] = set()  # (task_id, report) answered 409
+        self.drain = False
+        self._ids = itertools.count(1)
+        self._closing = False
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.server.daemon_threads = True
+        self.server.api = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        with self.cond:
+            self._closing = True
+            self.cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # --- for tests ---
+
+    def add_task(self, task_type: str = "llm", task_input: dict[str, Any] | None = None,
+                 sim: dict[str, Any] | None = None, timeout_seconds: float = 300) -> str:
+        task_id = f"t{next(self._ids)}"
+        task = {
+            "task_id": task_id, "lease_token": f"lt-{task_id}", "type": task_type, "model": None,
+            "input": task_input if task_input is not None else {"prompt": "hello"},
+            "metadata": {"sim": sim} if sim is not None else {}, "attempt": 1, "max_attempts": 3,
+            "timeout_seconds": timeout_seconds, "deadline_at": "2026-11-26T05:44:15.123Z", "traceparent": None,
+        }
+        with self.cond:
+            self.queue.append(task)
+            self.cond.notify_all()
+        return task_id
+
+    def calls(self, kind: str, task_id: str | None = None) -> list[dict[str, Any]]:
+        """The calls of one kind (register, heartbeat, lease, progress, complete, fail)."""
+        with self.cond:
+            return self._calls(kind, task_id)
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = WAIT_SECONDS, what: str = "condition") -> Any:
+        with self.cond:
+            result = self.cond.wait_for(predicate, timeout)
+        if not result:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        return result
+
+    def wait_for_call(self, kind: str, task_id: str | None = None, count: int = 1,
+                      timeout: float = WAIT_SECONDS) -> list[dict[str, Any]]:
+        self.wait_for(lambda: len(self._calls(kind, task_id)) >= count, timeout,
+                      f"{count} {kind} call(s) for {task_id}")
+        return self.calls(kind, task_id)
+
+    def final_report(self, task_id: str, timeout: float = WAIT_SECONDS) -> dict[str, Any]:
+        """Waits for the task's complete or fail call and returns it."""
+        self.wait_for(lambda: self._calls("complete", task_id) or self._calls("fail", task_id), timeout,
+                      f"a final report for {task_id}")
+        return (self.calls("complete", task_id) + self.calls("fail", task_id))[0]
+
+    def _calls(self, kind: str, task_id: str | None) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["kind"] == kind and (task_id is None or r["task_id"] == task_id)]
+
+    # --- the endpoints ---
+
+    def handle(self, path: str, query: dict[str, list[str]], headers: dict[str, str],
+               body: dict[str, Any]) -> tuple[int, Any]:
+        match = re.fullmatch(r"/api/workers/(?:register|([^/]+)/(heartbeat|lease)|([^/]+)/tasks/([^/]+)/(\w+))", path)
+        if match is None:
+            return 404, {"status": 404, "title": "Not Found"}
+        kind = match.group(2) or match.group(5) or "register"
+        worker_id = match.group(1) or match.group(3)
+        task_id = match.group(4)
+        with self.cond:
+            self.requests.append({"kind": kind, "worker_id": worker_id, "task_id": task_id, "query": query,
+                                  "headers": headers, "body": body})
+            self.cond.notify_all()
+            if kind == "register":
+                return self._register()
+            if worker_id not in self.worker_ids or worker_id in self.forget:
+                return 404, {"status": 404, "title": "Not Found", "detail": f"no worker {worker_id}"}
+            if kind == "heartbeat":
+                running = {r["task_id"] for r in body["running"]}
+                return 200, {"cancel": sorted(self.cancel & running), "drain": self.drain}
+            if kind == "lease":
+                return self._lease(int(query["wait_seconds"][0]), body.get("max_tasks", 1))
+            if (task_id, kind) in self.conflicts:
+                return 409, {"status": 409, "title": "Conflict", "detail": "the attempt is no longer current"}
+            if kind == "progress":
+                return 200, {"cancel": task_id in self.cancel_on_progress}
+            if kind == "complete":
+                return 200, {"status": "succeeded"}
+            return 200, {"status": "queued" if body["retryable"] else "failed"}
+
+    def _register(self) -> tuple[int, Any]:
+        if self.register_failures > 0:
+            self.register_failures -= 1
+            return 503, {"status": 503, "title": "Service Unavailable"}
+        worker_id = f"w_{len(self.worker_ids) + 1}"
+        self.worker_ids.append(worker_id)
+        return 200, {"worker_id": worker_id, "heartbeat_interval_seconds": self.heartbeat_interval,
+                     "lease_ttl_seconds": 15, "max_wait_seconds": self.max_wait}
+
+    def _lease(self, wait_seconds: int, max_tasks: int) -> tuple[int, Any]:
+        self.cond.wait_for(lambda: (self.queue and not self.drain) or self._closing, wait_seconds)
+        if not self.queue or self.drain or self._closing:
+            return 204, None
+        tasks, self.queue = self.queue[:max_tasks], self.queue[max_tasks:]
+        return 200, {"tasks": tasks}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real API
+    disable_nagle_algorithm = True  # as Kestrel does; else each answer's body waits for a delayed ACK
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        parts = urlsplit(self.path)
+        status, answer = self.server.api.handle(parts.path, parse_qs(parts.query), dict(self.headers), body)
+        data = b"" if answer is None else json.dumps(answer).encode()
+        self.send_response(status)
+        if data:
+            self.send_header("Content-Type", "application/json" if status < 400 else "application/problem+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: the tests look at the recorded calls
+
+    def handle_one_request(self) -> None:
+        try:
+            super().handle_one_request()
+        except (ConnectionError, OSError):
+            self.close_connection = True  # the worker closed the socket, e.g. aborting a long poll

@@ -1,0 +1,115 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, wait_until
+from taskmanager_worker.executor import Executor, ExecutorError
+
+WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FINAL = ("done", "failed", "stopped", "died")
+
+
+def run_to_end(executor, task):
+    """Sends `task` and collects its events up to the final one."""
+    executor.run(task)
+    return collect(executor)
+
+
+def collect(executor):
+    """Collects the executor's events up to a final one."""
+    events = []
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        for event in executor.events(deadline - time.monotonic()):
+            events.append(event)
+            if event[0] in FINAL:
+                return events
+    raise AssertionError(f"no final event: {events}")
+
+
+class ExecutorTests(unittest.TestCase):
+    def setUp(self):
+        self.executor = Executor(ALL_SIM, "warning")
+        self.executor.start()
+        self.addCleanup(self.executor.kill)
+        self.executor.wait_ready(WAIT_SECONDS)
+
+    def test_runs_a_task_and_returns_its_output_as_json(self):
+        task = {"task_id": "t1", "type": "llm", "input": {"prompt": "hi", "max_tokens": 4}}
+        final = run_to_end(self.executor, task)[-1]
+        self.assertEqual(final[:2], ("done", "t1"))
+        self.assertEqual(json.loads(final[2])["usage"]["completion_tokens"], 4)
+
+    def test_stays_alive_between_tasks(self):
+        pid = self.executor.pid
+        for i in range(3):
+            task = {"task_id": f"t{i}", "type": "tts", "input": {"text": "x"}}
+            self.assertEqual(run_to_end(self.executor, task)[-1][0], "done")
+        self.assertEqual(self.executor.pid, pid)
+        self.assertTrue(pid_alive(pid))
+
+    def test_relays_progress_and_chunks_before_the_result(self):
+        events = run_to_end(self.executor, {"task_id": "t1", "type": "sd", "input": {"prompt": "x"},
+                                            "metadata": {"sim": {"duration_ms": 100, "chunks": 2}}})
+        kinds = [e[0] for e in events]
+        self.assertIn("progress", kinds)
+        self.assertEqual(kinds.count("chunk"), 2)
+        self.assertEqual(kinds[-1], "done")
+
+    def test_backend_errors_carry_their_code_and_retryability(self):
+        final = run_to_end(self.executor, {"task_id": "t1", "type": "llm", "input": {"prompt": "x"},
+                                           "metadata": {"sim": {"fail": "fatal"}}})[-1]
+        self.assertEqual(final[0:3], ("failed", "t1", "sim_failure"))
+        self.assertFalse(final[4])
+        final = run_to_end(self.executor, {"task_id": "t2", "type": "sd", "input": {"num_images": 99}})[-1]
+        self.assertEqual((final[2], final[4]), ("invalid_input", False))
+
+    def test_stop_request_ends_a_running_task_and_keeps_the_executor(self):
+        pid = self.executor.pid
+        self.executor.run({"task_id": "t1", "type": "llm", "input": {}, "metadata": {"sim": {"duration_ms": 60_000}}})
+        self.executor.stop("t1")
+        self.assertEqual(collect(self.executor)[-1], ("stopped", "t1"))
+        self.assertEqual(run_to_end(self.executor, {"task_id": "t2", "type": "llm", "input": {}})[-1][0], "done")
+        self.assertEqual(self.executor.pid, pid)
+
+    def test_death_is_reported(self):
+        os.kill(self.executor.pid, signal.SIGKILL)
+        events = run_to_end(self.executor, {"task_id": "t1", "type": "llm", "input": {}})
+        self.assertEqual(events[-1], ("died", -signal.SIGKILL))
+
+
+class StartTests(unittest.TestCase):
+    def test_unknown_backend_fails_the_start(self):
+        executor = Executor({"llm": "no-such-backend"}, "critical")
+        executor.start()
+        self.addCleanup(executor.kill)
+        with self.assertRaisesRegex(ExecutorError, "could not create its backends"):
+            executor.wait_ready(WAIT_SECONDS)
+
+
+class OrphanTests(unittest.TestCase):
+    def test_executor_dies_with_its_worker(self):
+        script = ("import sys, time\n"
+                  "from taskmanager_worker.executor import Executor\n"
+                  "if __name__ == '__main__':\n"
+                  "    e = Executor({'llm': 'sim'}, 'warning'); e.start(); e.wait_ready(10)\n"
+                  "    print(e.pid, flush=True); time.sleep(60)\n")
+        parent = subprocess.Popen([sys.executable, "-c", script], cwd=WORKER_DIR, stdout=subprocess.PIPE, text=True)
+        try:
+            child = int(parent.stdout.readline())
+            self.assertTrue(pid_alive(child))
+            parent.kill()
+            parent.wait(WAIT_SECONDS)
+            wait_until(lambda: not pid_alive(child), what=f"executor {child} to die with its parent")
+        finally:
+            parent.kill()
+            parent.wait()
+            parent.stdout.close()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,171 @@
+import base64
+import io
+import struct
+import unittest
+import wave
+import zlib
+
+from taskmanager_worker.backends import InvalidInput, TaskError, TaskStopped
+from taskmanager_worker.backends.sim import PNG_MAX_SIDE, WAV_MAX_SECONDS, SimBackend
+
+
+class FakeContext:
+    def __init__(self, stop_after_progress: int | None = None):
+        self.progress_calls = []
+        self.chunks = []
+        self._stop_after = stop_after_progress
+
+    def progress(self, progress, message=None):
+        self.progress_calls.append((progress, message))
+
+    def chunk(self, text):
+        self.chunks.append(text)
+
+    def stopped(self):
+        return self._stop_after is not None and len(self.progress_calls) >= self._stop_after
+
+
+def run(task_type, task_input, sim=None, ctx=None):
+    backend = SimBackend()
+    backend.load(None)
+    task = {"task_id": "t1", "type": task_type, "input": task_input, "metadata": {"sim": sim} if sim else {}}
+    return backend.run(task, ctx or FakeContext())
+
+
+def read_png(data: bytes):
+    """Checks the PNG's structure and CRCs; returns (width, height, decompressed scanlines)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "PNG signature"
+    offset, chunks = 8, []
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset:offset + 4])
+        kind, body = data[offset + 4:offset + 8], data[offset + 8:offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length:offset + 12 + length])
+        assert crc == zlib.crc32(kind + body), f"CRC of {kind}"
+        chunks.append((kind, body))
+        offset += 12 + length
+    assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    width, height, depth, color = struct.unpack(">IIBB", chunks[0][1][:10])
+    assert (depth, color) == (8, 2), "8-bit RGB"
+    return width, height, zlib.decompress(chunks[1][1])
+
+
+class LlmTests(unittest.TestCase):
+    def test_output_has_text_finish_reason_and_usage(self):
+        output = run("llm", {"prompt": "Tell me a story about a cat"})
+        self.assertTrue(output["text"])
+        self.assertIn(output["finish_reason"], ("stop", "length"))
+        self.assertGreater(output["usage"]["prompt_tokens"], 0)
+        self.assertEqual(output["usage"]["completion_tokens"], len(output["text"].split()))
+        self.assertTrue(output["simulated"])
+
+    def test_max_tokens_caps_the_answer(self):
+        output = run("llm", {"prompt": "hi", "max_tokens": 3})
+        self.assertEqual(output["usage"]["completion_tokens"], 3)
+        self.assertEqual(output["finish_reason"], "length")
+
+    def test_messages_count_as_the_prompt(self):
+        output = run("llm", {"messages": [{"role": "user", "content": "x" * 400}]})
+        self.assertEqual(output["usage"]["prompt_tokens"], 100)
+
+    def test_stream_emits_one_chunk_per_token_that_add_up_to_the_text(self):
+        ctx = FakeContext()
+        output = run("llm", {"prompt": "hi", "stream": True}, ctx=ctx)
+        self.assertEqual(len(ctx.chunks), output["usage"]["completion_tokens"])
+        self.assertEqual("".join(ctx.chunks), output["text"])
+
+    def test_chunks_steering_emits_exactly_that_many_chunks(self):
+        ctx = FakeContext()
+        output = run("llm", {"prompt": "hi", "max_tokens": 2}, sim={"chunks": 7}, ctx=ctx)
+        self.assertEqual(len(ctx.chunks), 7)
+        self.assertTrue(all(ctx.chunks))
+        self.assertEqual("".join(ctx.chunks), output["text"])
+
+    def test_same_input_gives_same_output(self):
+        self.assertEqual(run("llm", {"prompt": "same"}), run("llm", {"prompt": "same"}))
+
+
+class SdTests(unittest.TestCase):
+    def test_images_are_real_pngs_downscaled_to_at_most_64(self):
+        output = run("sd", {"prompt": "a cat", "width": 1024, "height": 512, "num_images": 2, "seed": 7})
+        self.assertEqual(len(output["images"]), 2)
+        self.assertIn("64x64", output["note"])
+        for i, image in enumerate(output["images"]):
+            width, height, scanlines = read_png(base64.b64decode(image["data_base64"]))
+            self.assertEqual((width, height), (image["width"], image["height"]))
+            self.assertEqual((width, height), (PNG_MAX_SIDE, PNG_MAX_SIDE // 2))
+            self.assertEqual(len(scanlines), height * (1 + 3 * width))
+            self.assertEqual((image["requested_width"], image["requested_height"]), (1024, 512))
+            self.assertEqual(image["format"], "png")
+            self.assertEqual(image["seed"], 7 + i)
+
+    def test_small_request_is_not_upscaled(self):
+        image = run("sd", {"prompt": "x", "width": 32, "height": 16})["images"][0]
+        self.assertEqual(read_png(base64.b64decode(image["data_base64"]))[:2], (32, 16))
+
+
+class TtsTests(unittest.TestCase):
+    def wav(self, output):
+        with wave.open(io.BytesIO(base64.b64decode(output["audio_base64"]))) as audio:
+            return audio.getnchannels(), audio.getframerate(), audio.getnframes() / audio.getframerate()
+
+    def test_audio_is_a_readable_wav_of_the_stated_duration(self):
+        output = run("tts", {"text": "Hello there, this is a test."})
+        channels, rate, seconds = self.wav(output)
+        self.assertEqual((channels, rate, output["format"]), (1, output["sample_rate"], "wav"))
+        self.assertAlmostEqual(seconds, output["duration_seconds"], places=2)
+        self.assertFalse(output["truncated"])
+
+    def test_duration_grows_with_text_and_shrinks_with_speed(self):
+        short = run("tts", {"text": "a" * 15})["duration_seconds"]
+        long = run("tts", {"text": "a" * 30})["duration_seconds"]
+        fast = run("tts", {"text": "a" * 30, "speed": 2.0})["duration_seconds"]
+        self.assertAlmostEqual(long, 2 * short, places=2)
+        self.assertAlmostEqual(fast, short, places=2)
+
+    def test_long_text_is_capped(self):
+        output = run("tts", {"text": "word " * 1000})
+        self.assertEqual(output["duration_seconds"], WAV_MAX_SECONDS)
+        self.assertTrue(output["truncated"])
+
+
+class ImageToTextTests(unittest.TestCase):
+    def test_output_is_a_caption(self):
+        output = run("image_to_text", {"image": base64.b64encode(b"not really an image").decode()})
+        self.assertIsInstance(output["text"], str)
+        self.assertGreater(len(output["text"]), 10)
+
+
+class SteeringTests(unittest.TestCase):
+    def test_fail_retryable_raises_retryable_sim_failure(self):
+        with self.assertRaises(TaskError) as caught:
+            run("llm", {"prompt": "x"}, sim={"fail": "retryable"})
+        self.assertEqual((caught.exception.code, caught.exception.retryable), ("sim_failure", True))
+
+    def test_fail_fatal_raises_non_retryable_sim_failure(self):
+        with self.assertRaises(TaskError) as caught:
+            run("sd", {"prompt": "x"}, sim={"fail": "fatal"})
+        self.assertEqual((caught.exception.code, caught.exception.retryable), ("sim_failure", False))
+
+    def test_duration_reports_progress_and_spreads_chunks(self):
+        ctx = FakeContext()
+        run("tts", {"text": "hi"}, sim={"duration_ms": 100, "chunks": 3}, ctx=ctx)
+        self.assertGreater(len(ctx.progress_calls), 1)
+        self.assertEqual(ctx.chunks, ["[sim tts chunk 1/3]", "[sim tts chunk 2/3]", "[sim tts chunk 3/3]"])
+        self.assertTrue(all(0 <= p < 1 for p, _ in ctx.progress_calls))
+
+    def test_stop_request_ends_the_task(self):
+        with self.assertRaises(TaskStopped):
+            run("llm", {"prompt": "x"}, sim={"duration_ms": 60_000}, ctx=FakeContext(stop_after_progress=2))
+
+    def test_bad_steering_is_invalid_input(self):
+        for sim in ({"duration_ms": -1}, {"fail": "sometimes"}, {"chunks": "3"}, {"hang": "yes"}):
+            with self.subTest(sim=sim), self.assertRaises(InvalidInput):
+                run("llm", {"prompt": "x"}, sim=sim)
+
+    def test_bad_input_is_invalid_input(self):
+        with self.assertRaisesRegex(InvalidInput, "input.num_images"):
+            run("sd", {"prompt": "x", "num_images": 0})
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,230 @@
+"""Protocol tests: a real worker (executors included) against the fake API."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import unittest
+from unittest import mock
+
+from fakeapi import FakeApi
+from helpers import WAIT_SECONDS, executor_pids, pid_alive, wait_until
+from taskmanager_worker import __version__, worker as worker_module
+from taskmanager_worker.config import load
+from taskmanager_worker.worker import Worker
+
+WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GPUS = [{"name": "Test GPU", "memory_total_mb": 1000, "memory_free_mb": 900}]
+
+
+class WorkerTestCase(unittest.TestCase):
+    def setUp(self):
+        self.api = FakeApi()
+        self.addCleanup(self.api.close)
+
+    def env(self, **overrides):
+        return {
+            "TASKMANAGER_API_URL": self.api.url, "TASKMANAGER_WORKER_TOKEN": "s3cret",
+            "TASKMANAGER_WORKER_NAME": "test-worker", "TASKMANAGER_GPUS": json.dumps(GPUS),
+            "TASKMANAGER_MODELS": "tiny-llama", "TASKMANAGER_CANCEL_GRACE_SECONDS": "0.3",
+            "TASKMANAGER_SHUTDOWN_GRACE_SECONDS": "5", "TASKMANAGER_LOG_LEVEL": "error", **overrides,
+        }
+
+    def start_worker(self, **overrides):
+        """Runs a worker in a thread; the test's cleanup shuts it down and checks it exited 0."""
+        self.worker = Worker(load(self.env(**overrides)))
+        self.exit_code = None
+
+        def run():
+            self.exit_code = self.worker.run()
+
+        self.thread = threading.Thread(target=run, name="worker-under-test")
+        self.thread.start()
+        self.addCleanup(self.stop_worker)
+        self.api.wait_for_call("lease")
+        return self.worker
+
+    def stop_worker(self):
+        if self.thread.is_alive():
+            self.worker.request_shutdown()
+            self.thread.join(WAIT_SECONDS)
+        self.assertFalse(self.thread.is_alive(), "the worker stopped")
+        self.assertEqual(self.exit_code, 0)
+        self.assertEqual(executor_pids(), set(), "no executor outlives the worker")
+
+
+class RegisterLeaseCompleteTests(WorkerTestCase):
+    def test_registers_leases_and_completes(self):
+        self.start_worker(TASKMANAGER_CAPACITY="2")
+        task_id = self.api.add_task("llm", {"prompt": "hello", "max_tokens": 3})
+        report = self.api.final_report(task_id)
+
+        register = self.api.calls("register")[0]
+        self.assertEqual(register["headers"]["Authorization"], "Bearer s3cret")
+        self.assertEqual(register["body"], {
+            "name": "test-worker", "task_types": ["llm", "sd", "tts", "image_to_text"],
+            "backends": {"llm": "sim", "sd": "sim", "tts": "sim", "image_to_text": "sim"},
+            "models": ["tiny-llama"], "gpus": GPUS, "capacity": 2, "version": __version__})
+        lease = self.api.calls("lease")[0]
+        self.assertEqual((lease["worker_id"], lease["query"]["wait_seconds"], lease["body"]),
+                         ("w_1", [str(self.api.max_wait)], {"max_tasks": 2}))
+        self.assertEqual(report["kind"], "complete")
+        self.assertEqual(report["body"]["lease_token"], f"lt-{task_id}")
+        self.assertEqual(report["body"]["output"]["usage"]["completion_tokens"], 3)
+
+    def test_every_type_completes(self):
+        self.start_worker(TASKMANAGER_CAPACITY="2")
+        inputs = {"llm": {"prompt": "hi"}, "sd": {"prompt": "a cat"}, "tts": {"text": "hello"},
+                  "image_to_text": {"image": "aGVsbG8="}}
+        ids = {task_type: self.api.add_task(task_type, task_input) for task_type, task_input in inputs.items()}
+        for task_type, task_id in ids.items():
+            with self.subTest(task_type=task_type):
+                self.assertEqual(self.api.final_report(task_id)["kind"], "complete")
+
+    def test_sim_failures_are_reported_with_their_retryability(self):
+        self.start_worker()
+        retryable = self.api.add_task(sim={"fail": "retryable"})
+        fatal = self.api.add_task(sim={"fail": "fatal"})
+        for task_id, expected in ((retryable, True), (fatal, False)):
+            body = self.api.final_report(task_id)["body"]
+            self.assertEqual((body["error"]["code"], body["retryable"]), ("sim_failure", expected))
+
+    def test_no_op_tasks_cost_milliseconds_through_http(self):
+        self.start_worker()
+        self.api.final_report(self.api.add_task())  # warm up: the first task loads the sim's model
+        ids = [self.api.add_task() for _ in range(50)]
+        started = time.monotonic()
+        for task_id in ids:
+            self.api.final_report(task_id)
+        per_task_ms = (time.monotonic() - started) / len(ids) * 1000
+        # Lease and complete, over loopback, with the fake API in this process. A Nagle stall
+        # (headers and body in separate sends waiting on a delayed ACK) would cost 40 ms a call.
+        self.assertLess(per_task_ms, 15, f"{per_task_ms:.1f} ms per task")
+
+    def test_chunks_reach_the_progress_endpoint_in_order(self):
+        self.start_worker()
+        task_id = self.api.add_task("llm", {"prompt": "hi"}, sim={"duration_ms": 200, "chunks": 10})
+        output = self.api.final_report(task_id)["body"]["output"]
+        chunks = [c for call in self.api.calls("progress", task_id) for c in call["body"].get("chunks", [])]
+        self.assertEqual("".join(chunks), output["text"])
+
+
+class ApiAnswerTests(WorkerTestCase):
+    def test_retries_registration_while_the_api_is_unavailable(self):
+        self.api.register_failures = 2
+        with mock.patch.object(worker_module, "REGISTER_BACKOFF", (0.01, 0.05)):
+            self.start_worker()
+        self.assertEqual(len(self.api.calls("register")), 3)
+        self.assertEqual(self.api.final_report(self.api.add_task())["kind"], "complete")
+
+    def test_conflict_on_complete_drops_the_task_and_goes_on(self):
+        self.start_worker()
+        first = self.api.add_task()
+        self.api.conflicts.add((first, "complete"))
+        self.api.final_report(first)
+        self.assertEqual(self.api.final_report(self.api.add_task())["kind"], "complete")
+        self.assertEqual(self.api.calls("fail", first), [], "a dropped task is not reported again")
+
+    def test_conflict_on_progress_stops_the_task_without_a_report(self):
+        self.start_worker()
+        task_id = self.api.add_task(sim={"duration_ms": 60_000})
+        self.api.conflicts.add((task_id, "progress"))
+        self.api.wait_for_call("progress", task_id)
+        self.assertEqual(self.api.final_report(self.api.add_task())["kind"], "complete", "the slot is free again")
+        self.assertEqual(self.api.calls("complete", task_id) + self.api.calls("fail", task_id), [])
+
+    def test_registers_again_when_a_heartbeat_gets_404(self):
+        self.start_worker()
+        self.api.wait_for_call("heartbeat")
+        self.api.forget.add("w_1")
+        self.api.wait_for(lambda: [c for c in self.api._calls("heartbeat", None) if c["worker_id"] == "w_2"],
+                          what="a heartbeat under the new id")
+        self.assertEqual(self.api.worker_ids, ["w_1", "w_2"])
+        task_id = self.api.add_task()
+        self.assertEqual(self.api.final_report(task_id)["worker_id"], "w_2")
+
+    def test_heartbeat_names_running_tasks_and_its_cancel_kills_a_hanging_one(self):
+        self.start_worker()
+        task_id = self.api.add_task(sim={"hang": True})
+        running = {"task_id": task_id, "lease_token": f"lt-{task_id}"}
+        self.api.wait_for(lambda: [c for c in self.api._calls("heartbeat", None) if running in c["body"]["running"]],
+                          what="a heartbeat naming the task")
+        pids = executor_pids()
+        self.api.cancel.add(task_id)
+        body = self.api.final_report(task_id)["body"]
+        self.assertEqual((body["error"]["code"], body["retryable"]), ("canceled", False))
+        for pid in pids:
+            wait_until(lambda: not pid_alive(pid), what=f"the hanging executor {pid} to be gone")
+
+    def test_cancel_in_a_progress_answer_is_honoured(self):
+        self.start_worker()
+        task_id = self.api.add_task(sim={"duration_ms": 60_000})
+        self.api.cancel_on_progress.add(task_id)
+        self.assertEqual(self.api.final_report(task_id)["body"]["error"]["code"], "canceled")
+
+    def test_hanging_task_times_out(self):
+        self.start_worker()
+        task_id = self.api.add_task(sim={"hang": True}, timeout_seconds=0.5)
+        body = self.api.final_report(task_id)["body"]
+        self.assertEqual((body["error"]["code"], body["retryable"]), ("timeout", True))
+
+    def test_drain_stops_leasing_until_lifted(self):
+        self.api.drain = True
+        self.start_worker()
+        task_id = self.api.add_task()
+        self.api.wait_for_call("heartbeat", count=len(self.api.calls("heartbeat")) + 3)
+        self.assertEqual(self.api.calls("complete", task_id), [])
+        leases = len(self.api.calls("lease"))
+        self.api.wait_for_call("heartbeat", count=len(self.api.calls("heartbeat")) + 3)
+        self.assertLessEqual(len(self.api.calls("lease")), leases + 1, "a draining worker stops leasing")
+        with self.api.cond:
+            self.api.drain = False
+        self.assertEqual(self.api.final_report(task_id)["kind"], "complete")
+
+
+class ShutdownTests(WorkerTestCase):
+    def test_shutdown_lets_a_short_task_finish(self):
+        self.start_worker()
+        task_id = self.api.add_task(sim={"duration_ms": 300})
+        self.api.wait_for_call("progress", task_id)
+        self.worker.request_shutdown()
+        self.assertEqual(self.api.final_report(task_id)["kind"], "complete")
+        self.thread.join(WAIT_SECONDS)
+        self.assertEqual(self.exit_code, 0)
+
+    def test_shutdown_hands_back_what_outlives_the_grace(self):
+        self.start_worker(TASKMANAGER_SHUTDOWN_GRACE_SECONDS="0.3")
+        task_id = self.api.add_task(sim={"duration_ms": 60_000})
+        self.api.wait_for_call("progress", task_id)
+        self.worker.request_shutdown()
+        self.thread.join(WAIT_SECONDS)
+        self.assertEqual(self.exit_code, 0)
+        body = self.api.final_report(task_id)["body"]
+        self.assertEqual((body["error"]["code"], body["retryable"]), ("worker_shutdown", True))
+
+    def test_sigterm_hands_back_running_tasks_and_exits_zero(self):
+        env = {**os.environ, **self.env(TASKMANAGER_SHUTDOWN_GRACE_SECONDS="0.3", TASKMANAGER_LOG_LEVEL="info")}
+        process = subprocess.Popen([sys.executable, "-m", "taskmanager_worker"], cwd=WORKER_DIR, env=env,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            task_id = self.api.add_task(sim={"duration_ms": 60_000})
+            self.api.wait_for_call("progress", task_id)
+            executors = executor_pids(process.pid)
+            self.assertEqual(len(executors), 1)
+            process.send_signal(signal.SIGTERM)
+            self.assertEqual(process.wait(WAIT_SECONDS), 0)
+        finally:
+            process.kill()
+            stderr = process.communicate()[1]
+        body = self.api.final_report(task_id)["body"]
+        self.assertEqual((body["error"]["code"], body["retryable"]), ("worker_shutdown", True))
+        lines = [json.loads(line) for line in stderr.splitlines()]
+        self.assertIn("worker stopped", [line["msg"] for line in lines])
+        self.assertFalse(any(pid_alive(pid) for pid in executors), "the executor is gone")
+
+
+if __name__ == "__main__":
+    unittest.main()
