@@ -85,7 +85,13 @@ builder.AddProject<Projects.TaskManager_Api>("scheduler", launchProfileName: nul
 var workerDirectory = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "worker"));
 if (useContainers)
 {
-    ConfigureWorker(builder.AddDockerfile("worker", workerDirectory).WithContainerRuntimeArgs("--gpus", "all"));
+    var container = builder.AddDockerfile("worker", workerDirectory);
+    // GPUs are passed through only where the host has NVIDIA's driver: '--gpus all' fails elsewhere.
+    if (Infrastructure.FindOnPath("nvidia-smi") is not null)
+    {
+        container.WithContainerRuntimeArgs("--gpus", "all");
+    }
+    ConfigureWorker(container);
 }
 else
 {

@@ -47,19 +47,20 @@ public sealed class SubmitTaskBody : IValidatable
             throw new BadHttpRequestException("The request body must be application/json.", StatusCodes.Status415UnsupportedMediaType);
         }
 
-        JsonDocument document;
         try
         {
-            document = await JsonDocument.ParseAsync(context.Request.Body, DocumentOptions, context.RequestAborted);
+            using var document = await JsonDocument.ParseAsync(context.Request.Body, DocumentOptions, context.RequestAborted);
+            var problems = TaskRequestValidator.Validate(document.RootElement, out var request);
+            return new SubmitTaskBody(request, problems);
         }
         catch (JsonException ex)
         {
             return Invalid("$", $"The body is not valid JSON: {ex.Message}");
         }
-        using (document)
+        catch (InvalidOperationException)
         {
-            var problems = TaskRequestValidator.Validate(document.RootElement, out var request);
-            return new SubmitTaskBody(request, problems);
+            // System.Text.Json checks a string's UTF-8 (and lone surrogates) when it is read, not parsed.
+            return Invalid("$", "The body's strings must be valid UTF-8 without lone surrogates.");
         }
     }
 

@@ -56,7 +56,7 @@ public sealed record HeartbeatRequest(IReadOnlyList<RunningTask>? Running, IRead
     {
         var errors = new Dictionary<string, string[]>();
         if (Running is { Count: > RegisterWorkerRequest.MaxCapacity } ||
-            Running?.Any(r => !Ids.IsTaskId(r.TaskId) || string.IsNullOrEmpty(r.LeaseToken)) == true)
+            Running?.Any(r => r is null || !Ids.IsTaskId(r.TaskId) || string.IsNullOrEmpty(r.LeaseToken)) == true)
         {
             errors["running"] = ["must list the running tasks, each with a task_id and its lease_token."];
         }
@@ -128,7 +128,24 @@ public sealed record CompleteRequest(string? LeaseToken, JsonElement? Output) : 
         {
             errors["output"] = ["must be an object."];
         }
+        else if (OutputJson() is null)
+        {
+            errors["output"] = ["must be valid UTF-8 JSON."];
+        }
         return errors;
+    }
+
+    /// <summary>The output as JSON text, or null when its bytes are not valid UTF-8.</summary>
+    public string? OutputJson()
+    {
+        try
+        {
+            return Output?.GetRawText();
+        }
+        catch (InvalidOperationException)
+        {
+            return null;
+        }
     }
 }
 

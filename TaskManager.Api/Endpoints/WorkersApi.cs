@@ -139,7 +139,7 @@ public static class WorkersApi
     private static async Task<Results<Ok<ReportResponse>, ProblemHttpResult>> Complete(
         string workerId, string taskId, CompleteRequest body, ITaskQueue queue)
     {
-        var outcome = await queue.CompleteAsync(taskId, body.LeaseToken!, body.Output!.Value.GetRawText());
+        var outcome = await queue.CompleteAsync(taskId, body.LeaseToken!, body.OutputJson()!);
         return outcome.Ok ? TypedResults.Ok(new ReportResponse(outcome.Status!)) : Problems.From(outcome, taskId, "completed");
     }
 

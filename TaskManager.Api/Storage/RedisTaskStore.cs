@@ -20,8 +20,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scri
     {
         var now = time.GetUtcNow();
         var nowMs = now.ToUnixTimeMilliseconds();
-        // UUIDv7: time-ordered, so ids sort by creation and the listing indexes can order by id.
-        var id = Guid.CreateVersion7(now).ToString("N");
+        // Time-ordered ids: the listing indexes and queue ties order by id.
+        var id = TaskIds.New(now);
         await Db.ScriptEvaluateAsync(scripts.Submit, values:
         [
             id, request.Type, request.Priority, nowMs, QueueOrder.Score(request.Priority, nowMs),
