@@ -1,0 +1,61 @@
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+
+namespace TaskManager.Tests.EndToEnd;
+
+/// <summary>
+/// The whole application as <c>dotnet run --project TaskManager.AppHost</c> starts it, without a
+/// container runtime: a local redis-server, the API, the scheduler and the Python worker, each a
+/// real process. Started once for the tests that share it.
+/// </summary>
+public sealed class AppHostFixture : IAsyncLifetime
+{
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromMinutes(3);
+    private string? dataDirectory;
+
+    public DistributedApplication App { get; private set; } = null!;
+
+    public HttpClient Api { get; private set; } = null!;
+
+    public async Task InitializeAsync()
+    {
+        dataDirectory = Directory.CreateTempSubdirectory("taskmanager-apphost-").FullName;
+        var builder = await DistributedApplicationTestingBuilder.CreateAsync<Projects.TaskManager_AppHost>(
+        [
+            "TaskManager:Containers=false",
+            $"TaskManager:RedisDataDirectory={dataDirectory}",
+            "TaskManager:WorkerCapacity=2",
+        ]);
+        App = await builder.BuildAsync();
+        using var start = new CancellationTokenSource(StartTimeout);
+        await App.StartAsync(start.Token);
+        foreach (var resource in (string[])["redis", "api", "scheduler"])
+        {
+            await App.ResourceNotifications.WaitForResourceHealthyAsync(resource, start.Token);
+        }
+        await App.ResourceNotifications.WaitForResourceAsync("worker", KnownResourceStates.Running, start.Token);
+        Api = App.CreateHttpClient("api", "http");
+        Api.Timeout = TimeSpan.FromSeconds(60);
+    }
+
+    public async Task DisposeAsync()
+    {
+        Api?.Dispose();
+        if (App is not null)
+        {
+            await App.DisposeAsync();
+        }
+        if (dataDirectory is not null)
+        {
+            try
+            {
+                Directory.Delete(dataDirectory, recursive: true);
+            }
+            catch (IOException)
+            {
+                // A temp folder left behind is harmless.
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+using System.Net;
+using System.Text.Json;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.EndToEnd;
+
+[Trait("Category", "EndToEnd")]
+public sealed class AppHostTests(AppHostFixture app) : IClassFixture<AppHostFixture>
+{
+    private static readonly TimeSpan TaskTimeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task AppHost_BringsAllFourResourcesUp_WithoutAContainerRuntime()
+    {
+        foreach (var name in (string[])["redis", "api", "scheduler", "worker"])
+        {
+            Assert.True(app.App.ResourceNotifications.TryGetCurrentState(name, out var resource), $"No resource '{name}'.");
+            Assert.Equal(KnownResourceStates.Running, resource!.Snapshot.State?.Text);
+        }
+        var health = await (await app.Api.GetAsync("/api/health")).JsonAsync();
+        Assert.Equal("up", health.GetProperty("redis").GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task LlmTask_IsAccepted_ThenSucceedsWithTheWorkersOutput()
+    {
+        var response = await app.Api.PostJsonAsync("/api/tasks", """{"type":"llm","input":{"prompt":"hello"}}""");
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var location = response.Headers.Location;
+        Assert.NotNull(location);
+        var first = await (await app.Api.GetAsync(location)).JsonAsync();
+        Assert.Contains(first.GetProperty("status").GetString(), (string[])["queued", "running", "succeeded"]);
+
+        var task = await Wait.ForAsync(
+            async () => await (await app.Api.GetAsync(location)).JsonAsync(),
+            t => t.GetProperty("status").GetString() is "succeeded" or "failed" or "timed_out" or "canceled",
+            TaskTimeout, "the llm task to finish");
+
+        Assert.Equal("succeeded", task.GetProperty("status").GetString());
+        Assert.False(string.IsNullOrEmpty(task.GetProperty("output").GetProperty("text").GetString()));
+        Assert.StartsWith("w_", task.GetProperty("worker_id").GetString());
+        var started = task.GetProperty("started_at").GetDateTimeOffset();
+        var completed = task.GetProperty("completed_at").GetDateTimeOffset();
+        Assert.True(completed >= started);
+        Assert.True(task.GetProperty("metrics").GetProperty("wait_ms").GetInt64() >= 0);
+        Assert.True(task.GetProperty("metrics").GetProperty("run_ms").GetInt64() >= 0);
+    }
+
+    [Theory]
+    [InlineData("""{"type":"llm","input":{"messages":[{"role":"user","content":"Say hi"}],"max_tokens":16},"metadata":{"sim":{"chunks":3}}}""", "text")]
+    [InlineData("""{"type":"sd","input":{"prompt":"a lighthouse at dusk","width":256,"height":256,"steps":4}}""", "images")]
+    [InlineData("""{"type":"tts","input":{"text":"Hello from TaskManager."}}""", "audio_base64")]
+    [InlineData("""{"type":"image_to_text","input":{"image":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="}}""", "text")]
+    public async Task EachTaskType_SucceedsThroughThePythonWorker(string request, string outputField)
+    {
+        var created = await (await app.Api.PostJsonAsync("/api/tasks", request)).JsonAsync();
+        var id = created.GetProperty("id").GetString();
+
+        var task = await Wait.ForAsync(
+            async () => await (await app.Api.GetAsync($"/api/tasks/{id}")).JsonAsync(),
+            t => t.GetProperty("status").GetString() is "succeeded" or "failed" or "timed_out" or "canceled",
+            TaskTimeout, $"task {id} to finish");
+
+        Assert.True(task.GetProperty("status").GetString() == "succeeded", task.ToString());
+        Assert.True(task.GetProperty("output").TryGetProperty(outputField, out var value) && value.ValueKind != JsonValueKind.Null,
+            $"The output has no '{outputField}': {task.GetProperty("output")}");
+    }
+}

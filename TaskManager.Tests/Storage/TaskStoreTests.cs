@@ -1,0 +1,747 @@
+using System.Text.Json;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using StackExchange.Redis;
+using TaskManager.Api;
+using TaskManager.Api.Domain;
+using TaskManager.Api.Storage;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.Storage;
+
+/// <summary>
+/// <see cref="RedisTaskStore"/> against a real Redis that each test starts empty, with a fake
+/// clock: the state changes of the task lifecycle, leasing order, reports with stale tokens,
+/// heartbeats, deletion and cursor paging.
+/// </summary>
+[Trait("Category", "Storage")]
+public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private const string Prefix = "{test}:";
+    private static readonly DateTimeOffset Start = new(2026, 3, 1, 12, 0, 0, TimeSpan.Zero);
+
+    private readonly FakeTimeProvider clock = new(Start);
+    private readonly RedisKeys keys = new(Prefix);
+    private readonly TaskManagerOptions options = new();
+    private RedisTaskStore store = null!;
+
+    public async Task InitializeAsync()
+    {
+        await redis.FlushAsync();
+        store = new RedisTaskStore(redis.Connection, new LuaScripts(keys), clock, Options.Create(options));
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    // ---- submit and get ----
+
+    [Fact]
+    public async Task Submit_ThenGet_ShowsTheQueuedTaskWithItsQueuePosition()
+    {
+        var first = await SubmitAsync(model: "tiny-llama", metadata: """{"user":"u1"}""");
+        var second = await SubmitAsync();
+
+        var got = await store.GetAsync(second.Id);
+
+        Assert.NotNull(got);
+        Assert.Equal(second.Id, got.Id);
+        Assert.Equal("llm", got.Type);
+        Assert.Equal(TaskState.Queued, got.Status);
+        Assert.Equal(2, got.QueuePosition);
+        Assert.Equal(0, got.Attempt);
+        Assert.Equal(3, got.MaxAttempts);
+        Assert.Equal(300, got.TimeoutSeconds);
+        Assert.Equal(Input, got.InputJson);
+        Assert.Null(got.StartedAt);
+        Assert.Null(got.WorkerId);
+        var firstGot = await store.GetAsync(first.Id);
+        Assert.Equal(1, firstGot!.QueuePosition);
+        Assert.Equal("tiny-llama", firstGot.Model);
+        Assert.Equal("""{"user":"u1"}""", firstGot.MetadataJson);
+    }
+
+    [Fact]
+    public async Task Get_OfAnUnknownTask_IsNull() =>
+        Assert.Null(await store.GetAsync(Guid.CreateVersion7().ToString("N")));
+
+    [Fact]
+    public async Task Submit_StampsCreatedAtFromTheClock()
+    {
+        clock.SetUtcNow(Start.AddHours(3));
+
+        var task = await SubmitAsync();
+
+        Assert.Equal(clock.GetUtcNow(), task.CreatedAt);
+        Assert.Equal(clock.GetUtcNow(), (await store.GetAsync(task.Id))!.CreatedAt);
+    }
+
+    [Fact]
+    public async Task EveryKey_CarriesTheConfiguredPrefix()
+    {
+        var worker = await RegisterAsync("llm");
+        var done = await SubmitAsync();
+        await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.CompleteAsync(leased.TaskId, leased.LeaseToken, "{}");
+        await store.DeleteAsync(done.Id);
+
+        var server = redis.Connection.GetServer(redis.Connection.GetEndPoints()[0]);
+        var all = new List<string>();
+        await foreach (var key in server.KeysAsync(pattern: "*"))
+        {
+            all.Add(key!);
+        }
+
+        Assert.NotEmpty(all);
+        Assert.All(all, key => Assert.StartsWith(Prefix, key, StringComparison.Ordinal));
+    }
+
+    // ---- lease ----
+
+    [Fact]
+    public async Task Lease_ReturnsHighestPriorityFirst_ThenOldest()
+    {
+        var worker = await RegisterAsync("llm", "sd");
+        var lowOld = await SubmitAsync(priority: 1);
+        var midOld = await SubmitAsync(type: "sd", priority: 5);
+        var highNew = await SubmitAsync(priority: 9);
+        var midNew = await SubmitAsync(priority: 5);
+        var highNewest = await SubmitAsync(type: "sd", priority: 9);
+
+        var order = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            order.Add((await store.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
+        }
+
+        Assert.Equal([highNew.Id, highNewest.Id, midOld.Id, midNew.Id, lowOld.Id], order);
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+    }
+
+    [Fact]
+    public async Task Lease_OfTasksSubmittedInTheSameMillisecond_IsOldestFirst()
+    {
+        // A burst of submissions often shares a millisecond; "then oldest" must still hold.
+        var worker = await RegisterAsync("llm");
+        var submitted = new List<string>();
+        for (var i = 0; i < 10; i++)
+        {
+            var task = await store.SubmitAsync(new TaskRequest("llm", Input, null, 5, 300, 3, null, null), traceParent: null);
+            submitted.Add(task.Id);
+        }
+
+        var leased = (await store.LeaseAsync(worker, 10)).Tasks.Select(t => t.TaskId);
+
+        Assert.Equal(submitted, leased);
+    }
+
+    [Fact]
+    public async Task Lease_HandsOutOnlyTheWorkersRegisteredTypes()
+    {
+        var ttsWorker = await RegisterAsync("tts");
+        var llm = await SubmitAsync(type: "llm", priority: 9);
+        var tts = await SubmitAsync(type: "tts", priority: 0);
+
+        var lease = await store.LeaseAsync(ttsWorker, 5);
+
+        Assert.False(lease.UnknownWorker);
+        Assert.Equal(["tts"], lease.WorkerTypes);
+        Assert.Equal([tts.Id], lease.Tasks.Select(t => t.TaskId));
+        Assert.Equal(TaskState.Queued, (await store.GetAsync(llm.Id))!.Status);
+    }
+
+    [Fact]
+    public async Task Lease_GivesAtMostMaxTasks_AndSaysWhenMoreAreQueued()
+    {
+        var worker = await RegisterAsync("llm");
+        for (var i = 0; i < 5; i++)
+        {
+            await SubmitAsync();
+        }
+
+        var first = await store.LeaseAsync(worker, 3);
+        var second = await store.LeaseAsync(worker, 3);
+
+        Assert.Equal(3, first.Tasks.Count);
+        Assert.True(first.MoreQueued);
+        Assert.Equal(2, second.Tasks.Count);
+        Assert.False(second.MoreQueued);
+        Assert.Equal(5, first.Tasks.Concat(second.Tasks).Select(t => t.TaskId).Distinct().Count());
+        Assert.Equal(5, first.Tasks.Concat(second.Tasks).Select(t => t.LeaseToken).Distinct().Count());
+    }
+
+    [Fact]
+    public async Task Lease_StartsAnAttempt_WithDeadlineAtStartPlusTimeout()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(timeout: 120, maxAttempts: 4, model: "tiny-llama", metadata: """{"k":1}""");
+        clock.Advance(TimeSpan.FromSeconds(7));
+        var leasedAt = clock.GetUtcNow();
+
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        Assert.Equal(task.Id, leased.TaskId);
+        Assert.Equal("llm", leased.Type);
+        Assert.Equal(1, leased.Attempt);
+        Assert.Equal(4, leased.MaxAttempts);
+        Assert.Equal(120, leased.TimeoutSeconds);
+        Assert.Equal(leasedAt.AddSeconds(120), leased.DeadlineAt);
+        Assert.Equal(Input, leased.InputJson);
+        Assert.Equal("tiny-llama", leased.Model);
+        Assert.Equal("""{"k":1}""", leased.MetadataJson);
+        Assert.False(string.IsNullOrEmpty(leased.LeaseToken));
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Running, got!.Status);
+        Assert.Equal(1, got.Attempt);
+        Assert.Equal(worker, got.WorkerId);
+        Assert.Equal(leasedAt, got.StartedAt);
+        Assert.Null(got.QueuePosition);
+    }
+
+    [Fact]
+    public async Task Lease_ForAnUnknownWorker_SaysSo()
+    {
+        await SubmitAsync();
+
+        var lease = await store.LeaseAsync("w_" + Guid.NewGuid().ToString("N"), 1);
+
+        Assert.True(lease.UnknownWorker);
+        Assert.Empty(lease.Tasks);
+    }
+
+    // ---- complete ----
+
+    [Fact]
+    public async Task Complete_WithTheCurrentToken_Succeeds_AndStoresTheOutput()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var outcome = await store.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"hi"}""");
+
+        Assert.True(outcome.Ok);
+        Assert.Equal(TaskState.Succeeded, outcome.Status);
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Succeeded, got!.Status);
+        Assert.Equal("""{"text":"hi"}""", got.OutputJson);
+        Assert.Equal(1.0, got.Progress);
+        Assert.NotNull(got.CompletedAt);
+    }
+
+    [Fact]
+    public async Task Complete_WithAWrongToken_IsStaleLease_AndChangesNothing()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var before = await store.GetAsync(task.Id);
+
+        var outcome = await store.CompleteAsync(task.Id, leased.LeaseToken + "x", """{"text":"forged"}""");
+
+        Assert.Equal(StoreError.StaleLease, outcome.Error);
+        Assert.Equal(TaskState.Running, outcome.Status);
+        Assert.Equal(before, await store.GetAsync(task.Id));
+    }
+
+    [Fact]
+    public async Task Complete_WithTheTokenOfAnEarlierAttempt_IsStaleLease_AndChangesNothing()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal(TaskState.Queued, (await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error)).Status);
+        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var before = await store.GetAsync(task.Id);
+
+        var outcome = await store.CompleteAsync(task.Id, first.LeaseToken, """{"text":"late"}""");
+
+        Assert.Equal(StoreError.StaleLease, outcome.Error);
+        Assert.Equal(before, await store.GetAsync(task.Id));
+        Assert.True((await store.CompleteAsync(task.Id, second.LeaseToken, "{}")).Ok);
+    }
+
+    [Fact]
+    public async Task Complete_OfAFinishedTask_IsStaleLease()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.CompleteAsync(task.Id, leased.LeaseToken, """{"n":1}""");
+
+        var again = await store.CompleteAsync(task.Id, leased.LeaseToken, """{"n":2}""");
+
+        Assert.Equal(StoreError.StaleLease, again.Error);
+        Assert.Equal("""{"n":1}""", (await store.GetAsync(task.Id))!.OutputJson);
+    }
+
+    [Fact]
+    public async Task Report_OnAnUnknownTask_IsNotFound()
+    {
+        var id = Guid.CreateVersion7().ToString("N");
+
+        Assert.Equal(StoreError.NotFound, (await store.CompleteAsync(id, "t", "{}")).Error);
+        Assert.Equal(StoreError.NotFound, (await store.FailAsync(id, "t", Error("x"), true, FailureKind.Error)).Error);
+        Assert.Equal(StoreError.NotFound, (await store.ReportProgressAsync(id, "t", 0.5, null)).Error);
+    }
+
+    // ---- fail and retry ----
+
+    [Fact]
+    public async Task Fail_Retryable_WithAttemptsLeft_QueuesAgain_AndTheNextLeaseIsTheNextAttempt()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(maxAttempts: 3);
+        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var outcome = await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+
+        Assert.Equal(TaskState.Queued, outcome.Status);
+        var queued = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Queued, queued!.Status);
+        Assert.Equal(1, queued.QueuePosition);
+        Assert.Equal(1, queued.Attempt);
+        Assert.Null(queued.CompletedAt);
+        Assert.Equal("oom", JsonDocument.Parse(queued.ErrorJson!).RootElement.GetProperty("code").GetString());
+        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal(task.Id, second.TaskId);
+        Assert.Equal(2, second.Attempt);
+        Assert.NotEqual(first.LeaseToken, second.LeaseToken);
+    }
+
+    [Fact]
+    public async Task Fail_Retryable_OnTheLastAttempt_Fails()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(maxAttempts: 2);
+        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var outcome = await store.FailAsync(task.Id, second.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+
+        Assert.Equal(TaskState.Failed, outcome.Status);
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Failed, got!.Status);
+        Assert.Equal(2, got.Attempt);
+        Assert.NotNull(got.CompletedAt);
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+    }
+
+    [Fact]
+    public async Task Fail_NotRetryable_FailsAtOnce_EvenWithAttemptsLeft()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(maxAttempts: 5);
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("invalid_input"), retryable: false, FailureKind.Error);
+
+        Assert.Equal(TaskState.Failed, outcome.Status);
+        Assert.Equal(TaskState.Failed, (await store.GetAsync(task.Id))!.Status);
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Fail_OfKindTimeout_WhenFinal_IsTimedOut(bool retryable)
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(maxAttempts: 1);
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable, FailureKind.Timeout);
+
+        Assert.Equal(TaskState.TimedOut, outcome.Status);
+        Assert.Equal(TaskState.TimedOut, (await store.GetAsync(task.Id))!.Status);
+    }
+
+    [Fact]
+    public async Task Fail_OfKindTimeout_WithAttemptsLeft_QueuesAgain()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(maxAttempts: 2);
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable: true, FailureKind.Timeout);
+
+        Assert.Equal(TaskState.Queued, outcome.Status);
+    }
+
+    [Fact]
+    public async Task Fail_WithAStaleToken_ChangesNothing()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var before = await store.GetAsync(task.Id);
+
+        var outcome = await store.FailAsync(task.Id, "not-" + leased.LeaseToken, Error("x"), retryable: false, FailureKind.Error);
+
+        Assert.Equal(StoreError.StaleLease, outcome.Error);
+        Assert.Equal(before, await store.GetAsync(task.Id));
+    }
+
+    // ---- progress ----
+
+    [Fact]
+    public async Task Progress_WithTheCurrentToken_IsStored_AndAStaleOneIsRefused()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var ok = await store.ReportProgressAsync(task.Id, leased.LeaseToken, 0.25, "step 1/4");
+        var stale = await store.ReportProgressAsync(task.Id, "old", 0.75, "forged");
+
+        Assert.True(ok.Ok);
+        Assert.Equal(TaskState.Running, ok.Status);
+        Assert.Equal(StoreError.StaleLease, stale.Error);
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(0.25, got!.Progress);
+        Assert.Equal("step 1/4", got.ProgressMessage);
+    }
+
+    // ---- cancel ----
+
+    [Fact]
+    public async Task Cancel_OfAQueuedTask_CancelsItAtOnce_AndNoLeaseGetsIt()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        clock.Advance(TimeSpan.FromSeconds(2));
+
+        var outcome = await store.CancelAsync(task.Id);
+
+        Assert.Equal(TaskState.Canceled, outcome.Status);
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Canceled, got!.Status);
+        Assert.Null(got.QueuePosition);
+        Assert.Equal(clock.GetUtcNow(), got.CompletedAt);
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+    }
+
+    [Fact]
+    public async Task Cancel_OfARunningTask_IsCanceling_UntilTheWorkersCompleteEndsItCanceled()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+
+        var cancel = await store.CancelAsync(task.Id);
+        Assert.Equal(TaskState.Canceling, cancel.Status);
+        Assert.Equal(TaskState.Canceling, (await store.GetAsync(task.Id))!.Status);
+        Assert.True((await store.ReportProgressAsync(task.Id, leased.LeaseToken, 0.5, null)) is { Ok: true, Status: TaskState.Canceling });
+
+        var complete = await store.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"late"}""");
+
+        Assert.Equal(TaskState.Canceled, complete.Status);
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Canceled, got!.Status);
+        Assert.Null(got.OutputJson);
+        Assert.NotNull(got.CompletedAt);
+    }
+
+    [Fact]
+    public async Task Cancel_OfARunningTask_ThenTheWorkersFail_EndsCanceled_NotRetried()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync(maxAttempts: 3);
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.CancelAsync(task.Id);
+
+        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("canceled"), retryable: true, FailureKind.Canceled);
+
+        Assert.Equal(TaskState.Canceled, outcome.Status);
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+    }
+
+    [Fact]
+    public async Task Cancel_Twice_WhileCanceling_StaysCanceling()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        await store.LeaseAsync(worker, 1);
+        await store.CancelAsync(task.Id);
+
+        var again = await store.CancelAsync(task.Id);
+
+        Assert.True(again.Ok);
+        Assert.Equal(TaskState.Canceling, again.Status);
+    }
+
+    [Fact]
+    public async Task Cancel_OfAFinalTask_IsConflict_AndChangesNothing()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+        var before = await store.GetAsync(task.Id);
+
+        var outcome = await store.CancelAsync(task.Id);
+
+        Assert.Equal(StoreError.Conflict, outcome.Error);
+        Assert.Equal(TaskState.Succeeded, outcome.Status);
+        Assert.Equal(before, await store.GetAsync(task.Id));
+    }
+
+    [Fact]
+    public async Task Cancel_OfAnUnknownTask_IsNotFound() =>
+        Assert.Equal(StoreError.NotFound, (await store.CancelAsync(Guid.CreateVersion7().ToString("N"))).Error);
+
+    // ---- heartbeat ----
+
+    [Fact]
+    public async Task Heartbeat_NamesCancelingTasks_AndTasksWhoseTokenIsNoLongerCurrent()
+    {
+        var worker = await RegisterAsync("llm");
+        var keep = await SubmitAsync();
+        var canceled = await SubmitAsync();
+        var retried = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 3)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
+        await store.CancelAsync(canceled.Id);
+        // The retried task goes back to the queue: the token this worker holds is no longer current.
+        await store.FailAsync(retried.Id, leased[retried.Id], Error("oom"), retryable: true, FailureKind.Error);
+
+        var stop = await store.HeartbeatAsync(worker, "{}", [(keep.Id, leased[keep.Id]), (canceled.Id, leased[canceled.Id]), (retried.Id, leased[retried.Id])]);
+
+        Assert.NotNull(stop);
+        Assert.Equal([canceled.Id, retried.Id], stop.Order(StringComparer.Ordinal).ToArray(), StringComparer.Ordinal);
+    }
+
+    [Fact]
+    public async Task Heartbeat_NamesATaskThatFinished()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+
+        var stop = await store.HeartbeatAsync(worker, "{}", [(task.Id, leased.LeaseToken)]);
+
+        Assert.Equal([task.Id], stop!);
+    }
+
+    [Fact]
+    public async Task Heartbeat_ExtendsTheLeasesOfTheTasksItNames()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        clock.Advance(TimeSpan.FromSeconds(10));
+
+        var stop = await store.HeartbeatAsync(worker, "{}", [(task.Id, leased.LeaseToken)]);
+
+        Assert.Empty(stop!);
+        var expiry = await redis.Db.SortedSetScoreAsync(keys.Leases, task.Id);
+        Assert.Equal(clock.GetUtcNow().AddSeconds(options.LeaseTtlSeconds).ToUnixTimeMilliseconds(), (long)expiry!.Value);
+    }
+
+    [Fact]
+    public async Task Heartbeat_OfAnUnknownWorker_IsNull() =>
+        Assert.Null(await store.HeartbeatAsync("w_" + Guid.NewGuid().ToString("N"), "{}", []));
+
+    // ---- delete ----
+
+    [Fact]
+    public async Task Delete_OfAFinalTask_RemovesIt_FromGetAndFromTheList()
+    {
+        var task = await SubmitAsync();
+        var other = await SubmitAsync();
+        await store.CancelAsync(task.Id);
+
+        var outcome = await store.DeleteAsync(task.Id);
+
+        Assert.True(outcome.Ok);
+        Assert.Null(await store.GetAsync(task.Id));
+        var all = await ListAllAsync(limit: 100);
+        Assert.Equal([other.Id], all.Select(t => t.Id));
+        Assert.Empty((await store.ListAsync(Query(statuses: [TaskState.Canceled]))).Items);
+    }
+
+    [Fact]
+    public async Task Delete_OfATaskThatIsNotFinal_IsConflict_AndKeepsIt()
+    {
+        var worker = await RegisterAsync("llm");
+        var queued = await SubmitAsync();
+        var running = await SubmitAsync(priority: 9);
+        await store.LeaseAsync(worker, 1);
+
+        var deleteQueued = await store.DeleteAsync(queued.Id);
+        var deleteRunning = await store.DeleteAsync(running.Id);
+
+        Assert.Equal(StoreError.Conflict, deleteQueued.Error);
+        Assert.Equal(TaskState.Queued, deleteQueued.Status);
+        Assert.Equal(StoreError.Conflict, deleteRunning.Error);
+        Assert.Equal(TaskState.Running, deleteRunning.Status);
+        Assert.Equal(TaskState.Queued, (await store.GetAsync(queued.Id))!.Status);
+        Assert.Equal(TaskState.Running, (await store.GetAsync(running.Id))!.Status);
+    }
+
+    [Fact]
+    public async Task Delete_OfAnUnknownTask_IsNotFound() =>
+        Assert.Equal(StoreError.NotFound, (await store.DeleteAsync(Guid.CreateVersion7().ToString("N"))).Error);
+
+    // ---- list ----
+
+    [Fact]
+    public async Task List_ShowsNewestFirst()
+    {
+        var ids = new List<string>();
+        foreach (var type in (string[])["llm", "sd", "tts", "image_to_text", "llm"])
+        {
+            ids.Add((await SubmitAsync(type: type)).Id);
+        }
+
+        var page = await store.ListAsync(Query());
+
+        Assert.Equal(Enumerable.Reverse(ids), page.Items.Select(t => t.Id));
+        Assert.Null(page.NextCursor);
+    }
+
+    [Fact]
+    public async Task List_FiltersByStatusAndType_EachAsAList()
+    {
+        var worker = await RegisterAsync("sd");
+        var llmQueued = await SubmitAsync(type: "llm");
+        var llmCanceled = await SubmitAsync(type: "llm");
+        var sdRunning = await SubmitAsync(type: "sd");
+        var ttsQueued = await SubmitAsync(type: "tts");
+        await store.CancelAsync(llmCanceled.Id);
+        await store.LeaseAsync(worker, 1);
+
+        async Task<string[]> Ids(string[] statuses, string[] types) =>
+            (await store.ListAsync(Query(statuses, types))).Items.Select(t => t.Id).ToArray();
+
+        Assert.Equal([ttsQueued.Id, llmQueued.Id], await Ids([TaskState.Queued], TaskTypes.All.ToArray()));
+        Assert.Equal([llmCanceled.Id, llmQueued.Id], await Ids(TaskState.All.ToArray(), ["llm"]));
+        Assert.Equal([sdRunning.Id, llmCanceled.Id], await Ids([TaskState.Running, TaskState.Canceled], TaskTypes.All.ToArray()));
+        Assert.Equal([ttsQueued.Id, sdRunning.Id], await Ids(TaskState.All.ToArray(), ["sd", "tts"]));
+        Assert.Equal([llmQueued.Id], await Ids([TaskState.Queued], ["llm", "sd"]));
+        Assert.Empty(await Ids([TaskState.Succeeded], TaskTypes.All.ToArray()));
+    }
+
+    [Fact]
+    public async Task List_CursorPaging_ReturnsEveryTaskExactlyOnce_NewestFirst()
+    {
+        var worker = await RegisterAsync("sd");
+        var submitted = new List<string>();
+        for (var i = 0; i < 45; i++)
+        {
+            var task = await SubmitAsync(type: TaskTypes.All[i % 4], priority: i % 10);
+            submitted.Add(task.Id);
+            // Spread the tasks over several status indexes, which the listing merges.
+            if (i % 7 == 0)
+            {
+                await store.CancelAsync(task.Id);
+            }
+        }
+        await store.LeaseAsync(worker, 5);
+
+        var pages = new List<TaskPage>();
+        string? cursor = null;
+        do
+        {
+            var page = await store.ListAsync(Query(limit: 10, cursor: cursor));
+            pages.Add(page);
+            cursor = page.NextCursor;
+            Assert.True(pages.Count <= 10, "The cursor never ended.");
+        }
+        while (cursor is not null);
+
+        Assert.Equal([10, 10, 10, 10, 5], pages.Select(p => p.Items.Count));
+        var listed = pages.SelectMany(p => p.Items).Select(t => t.Id).ToList();
+        Assert.Equal(Enumerable.Reverse(submitted), listed);
+    }
+
+    [Fact]
+    public async Task List_WhenTheLastPageIsFull_GivesNoCursorToAnEmptyPage()
+    {
+        for (var i = 0; i < 20; i++)
+        {
+            await SubmitAsync();
+        }
+
+        var first = await store.ListAsync(Query(limit: 10));
+        var second = await store.ListAsync(Query(limit: 10, cursor: first.NextCursor));
+
+        Assert.NotNull(first.NextCursor);
+        Assert.Equal(10, second.Items.Count);
+        Assert.Null(second.NextCursor);
+    }
+
+    // ---- times ----
+
+    [Fact]
+    public async Task Times_ComeFromTheClock_AndGiveWaitAndRunTimes()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var created = clock.GetUtcNow();
+        clock.Advance(TimeSpan.FromMilliseconds(1500));
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        clock.Advance(TimeSpan.FromMilliseconds(2500));
+
+        await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+
+        var got = await store.GetAsync(task.Id);
+        Assert.Equal(created, got!.CreatedAt);
+        Assert.Equal(created.AddMilliseconds(1500), got.StartedAt);
+        Assert.Equal(created.AddMilliseconds(4000), got.CompletedAt);
+        Assert.Equal(1500, got.WaitMs);
+        Assert.Equal(2500, got.RunMs);
+    }
+
+    [Fact]
+    public async Task Times_OfARunningTask_HaveAWaitButNoRunTimeYet()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        clock.Advance(TimeSpan.FromMilliseconds(750));
+        await store.LeaseAsync(worker, 1);
+        clock.Advance(TimeSpan.FromSeconds(30));
+
+        var got = await store.GetAsync(task.Id);
+
+        Assert.Equal(750, got!.WaitMs);
+        Assert.Null(got.RunMs);
+        Assert.Null(got.CompletedAt);
+    }
+
+    // ---- helpers ----
+
+    private const string Input = """{"prompt":"hi","max_tokens":256,"stream":false}""";
+
+    private async Task<TaskRecord> SubmitAsync(
+        string type = "llm", int priority = 5, int timeout = 300, int maxAttempts = 3, string? model = null, string? metadata = null)
+    {
+        // Task ids are UUIDv7s, whose order is by millisecond: one millisecond between submissions
+        // gives each task its own creation time, as tasks submitted over HTTP have.
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        return await store.SubmitAsync(new TaskRequest(type, Input, model, priority, timeout, maxAttempts, metadata, null), traceParent: null);
+    }
+
+    private Task<string> RegisterAsync(params string[] types) =>
+        store.RegisterAsync(new WorkerRegistration("test-worker", types, """{"capacity":1}"""));
+
+    private static string Error(string code) => JsonSerializer.Serialize(new { code, message = "test" });
+
+    private static TaskQuery Query(string[]? statuses = null, string[]? types = null, int limit = 20, string? cursor = null) =>
+        new(statuses ?? TaskState.All.ToArray(), types ?? TaskTypes.All.ToArray(), limit, cursor);
+
+    private async Task<List<TaskRecord>> ListAllAsync(int limit)
+    {
+        var all = new List<TaskRecord>();
+        string? cursor = null;
+        do
+        {
+            var page = await store.ListAsync(Query(limit: limit, cursor: cursor));
+            all.AddRange(page.Items);
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+        return all;
+    }
+}
