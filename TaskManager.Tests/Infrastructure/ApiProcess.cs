@@ -114,17 +114,8 @@ public sealed class ApiProcess : IAsyncDisposable
     /// <summary>The API project's own build output, of the same configuration as the tests.</summary>
     private static string ApiAssembly()
     {
-        var directory = new DirectoryInfo(AppContext.BaseDirectory);
-        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "TaskManager.sln")))
-        {
-            directory = directory.Parent;
-        }
-        if (directory is null)
-        {
-            throw new InvalidOperationException("Cannot find TaskManager.sln above the test assembly.");
-        }
         var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
-        var path = Path.Combine(directory.FullName, "TaskManager.Api", "bin", configuration, "net10.0", "TaskManager.Api.dll");
+        var path = Path.Combine(Repository.Root, "TaskManager.Api", "bin", configuration, "net10.0", "TaskManager.Api.dll");
         return File.Exists(path) ? path : throw new InvalidOperationException($"Build the API first: {path} is missing.");
     }
 }
