@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using TaskManager.Api.Domain;
 
 namespace TaskManager.Api;
 
@@ -33,6 +34,39 @@ public sealed class TaskManagerOptions
     /// <summary>The longest a lease long poll may wait.</summary>
     [Range(1, 300)]
     public int MaxLeaseWaitSeconds { get; set; } = 30;
+
+    /// <summary>Backoff before the first retry, in seconds; doubles (by <see cref="RetryFactor"/>) after each attempt.</summary>
+    [Range(0.0, 3600.0)]
+    public double RetryBaseSeconds { get; set; } = 1;
+
+    [Range(1.0, 10.0)]
+    public double RetryFactor { get; set; } = 2;
+
+    /// <summary>The longest backoff, in seconds.</summary>
+    [Range(0.0, 86400.0)]
+    public double RetryMaxSeconds { get; set; } = 300;
+
+    /// <summary>Random spread of each backoff, as a fraction (0.2: plus or minus 20 %).</summary>
+    [Range(0.0, 1.0)]
+    public double RetryJitter { get; set; } = 0.2;
+
+    /// <summary>How long a final task is kept, in days.</summary>
+    [Range(0.0, 3650.0)]
+    public double RetentionDays { get; set; } = 7;
+
+    /// <summary>How long a dead worker stays listed, in minutes.</summary>
+    [Range(1, 100_000)]
+    public int DeadWorkerRetentionMinutes { get; set; } = 60;
+
+    /// <summary>How often the scheduler enforces deadlines and leases, in milliseconds.</summary>
+    [Range(50, 60_000)]
+    public int SweepIntervalMs { get; set; } = 1000;
+
+    /// <summary>A retry overdue by this long (its Hangfire job lost) is queued by the safety sweep, in seconds.</summary>
+    [Range(1, 3600)]
+    public int RetryGraceSeconds { get; set; } = 10;
+
+    public RetryPolicy Retry => new(TimeSpan.FromSeconds(RetryBaseSeconds), RetryFactor, TimeSpan.FromSeconds(RetryMaxSeconds), RetryJitter);
 
     /// <summary>Largest accepted body of <c>POST /api/tasks</c>, in bytes; larger answers 413.</summary>
     [Range(1024, 256 * 1024 * 1024)]

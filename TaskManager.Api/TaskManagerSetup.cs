@@ -45,6 +45,7 @@ public static class TaskManagerSetup
         builder.Services.AddSingleton<ITaskQueue>(sp => sp.GetRequiredService<RedisTaskStore>());
         builder.Services.AddSingleton<ITaskInspector>(sp => sp.GetRequiredService<RedisTaskStore>());
         builder.Services.AddSingleton<IWorkerRegistry>(sp => sp.GetRequiredService<RedisTaskStore>());
+        builder.Services.AddSingleton<ISchedulerStore>(sp => sp.GetRequiredService<RedisTaskStore>());
         builder.Services.AddTaskScheduling(options);
 
         if (options.Role == "api")
@@ -52,6 +53,8 @@ public static class TaskManagerSetup
             builder.Services.AddSingleton<LeaseNotifier>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<LeaseNotifier>());
             builder.Services.AddSingleton<WorkerTypesCache>();
+            builder.Services.AddSingleton<CancelSignals>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<CancelSignals>());
             builder.Services.ConfigureHttpJsonOptions(json =>
             {
                 json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;

@@ -23,6 +23,10 @@ public sealed record TaskRecord
     public DateTimeOffset? CompletedAt { get; init; }
     public string? MetadataJson { get; init; }
     public string? Webhook { get; init; }
+    public DateTimeOffset? RetryAt { get; init; }
+
+    /// <summary>The ended attempts, each a JSON object (attempt, worker_id, started_at, ended_at, outcome, error); null when not read.</summary>
+    public IReadOnlyList<string>? AttemptsJson { get; init; }
 
     /// <summary>Time from creation to the start of the current (or last) attempt.</summary>
     public long? WaitMs => StartedAt is { } started ? (long)(started - CreatedAt).TotalMilliseconds : null;

@@ -24,6 +24,8 @@ public sealed record TaskDto(
     DateTimeOffset? CompletedAt,
     RawJson? Metadata,
     string? Webhook,
+    DateTimeOffset? RetryAt,
+    IReadOnlyList<AttemptDto>? Attempts,
     TaskMetricsDto Metrics,
     TaskUrlsDto Urls)
 {
@@ -48,8 +50,29 @@ public sealed record TaskDto(
         task.CompletedAt,
         RawJson.From(task.MetadataJson),
         task.Webhook,
+        task.RetryAt,
+        task.AttemptsJson?.Select(AttemptDto.FromJson).ToArray(),
         new TaskMetricsDto(task.WaitMs, task.RunMs),
         TaskUrlsDto.For(task.Id));
+}
+
+/// <summary>One ended attempt: who ran it, when, and how it ended.</summary>
+public sealed record AttemptDto(int Attempt, string? WorkerId, DateTimeOffset? StartedAt, DateTimeOffset EndedAt, string Outcome, RawJson? Error)
+{
+    public static AttemptDto FromJson(string json)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(json);
+        var a = document.RootElement;
+        var started = a.GetProperty("started_at");
+        var error = a.GetProperty("error");
+        return new AttemptDto(
+            a.GetProperty("attempt").GetInt32(),
+            a.GetProperty("worker_id").GetString(),
+            started.ValueKind == System.Text.Json.JsonValueKind.Number ? DateTimeOffset.FromUnixTimeMilliseconds(started.GetInt64()) : null,
+            DateTimeOffset.FromUnixTimeMilliseconds(a.GetProperty("ended_at").GetInt64()),
+            a.GetProperty("outcome").GetString()!,
+            error.ValueKind == System.Text.Json.JsonValueKind.Null ? null : new RawJson(error.GetRawText()));
+    }
 }
 
 public sealed record TaskMetricsDto(long? WaitMs, long? RunMs);

@@ -45,16 +45,40 @@ public static class WorkersApi
         return TypedResults.Ok(new RegisterWorkerResponse(id, o.HeartbeatIntervalSeconds, o.LeaseTtlSeconds, o.MaxLeaseWaitSeconds));
     }
 
+    /// <summary>
+    /// Records the heartbeat and answers the tasks to stop. With <c>wait_seconds</c>, a heartbeat
+    /// with nothing to stop is held (a long poll) until one of the worker's tasks must stop or the
+    /// time is up, then answered afresh: a cancel reaches the worker at once.
+    /// </summary>
     private static async Task<Results<Ok<HeartbeatResponse>, ProblemHttpResult>> Heartbeat(
-        string workerId, HeartbeatRequest body, IWorkerRegistry workers)
+        string workerId,
+        [FromQuery(Name = "wait_seconds")] int? waitSeconds,
+        HeartbeatRequest body,
+        IWorkerRegistry workers,
+        CancelSignals signals,
+        IOptions<TaskManagerOptions> options,
+        CancellationToken aborted)
     {
         if (!Ids.IsWorkerId(workerId))
         {
             return Problems.WorkerNotFound(workerId);
         }
+        if (waitSeconds is < 0 or > MaxWaitSeconds)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.",
+                detail: $"wait_seconds must be from 0 to {MaxWaitSeconds}.");
+        }
+        // Held no longer than a lease lives, or the leases it extends would lapse meanwhile.
+        var wait = TimeSpan.FromSeconds(Math.Min(waitSeconds ?? 0, options.Value.LeaseTtlSeconds / 2));
         var state = JsonSerializer.Serialize(new { gpus = body.Gpus ?? [], models = body.Models ?? [] }, JsonSerializerOptions.Web);
         var running = (body.Running ?? []).Select(r => (r.TaskId!, r.LeaseToken!)).ToArray();
+
+        using var listener = signals.Listen(workerId);
         var stop = await workers.HeartbeatAsync(workerId, state, running);
+        if (stop is { Count: 0 } && wait > TimeSpan.Zero && await listener.WaitAsync(wait, aborted))
+        {
+            stop = await workers.HeartbeatAsync(workerId, state, running);
+        }
         return stop is null ? Problems.WorkerNotFound(workerId) : TypedResults.Ok(new HeartbeatResponse(stop, Drain: false));
     }
 
@@ -150,6 +174,7 @@ public static class WorkersApi
         {
             "timeout" => FailureKind.Timeout,
             "canceled" => FailureKind.Canceled,
+            "worker_shutdown" => FailureKind.HandedBack,
             _ => FailureKind.Error,
         };
         var error = JsonSerializer.Serialize(new { code = body.Error.Code, message = body.Error.Message ?? "" });

@@ -24,6 +24,9 @@ public static class HangfireSetup
 
         if (options.Role == "scheduler")
         {
+            // Hangfire.AspNetCore runs every IBackgroundProcess in the container beside the server.
+            services.AddSingleton<Hangfire.Server.IBackgroundProcess, SchedulerProcess>();
+            services.AddTransient<RetryJob>();
             services.AddHangfireServer(server =>
             {
                 server.ServerName = $"taskmanager-scheduler:{Environment.MachineName}:{Environment.ProcessId}";

@@ -25,6 +25,13 @@ public sealed class LuaScripts
         List = Build("list");
         Register = Build("register");
         Heartbeat = Build("heartbeat");
+        Requeue = Build("requeue");
+        AttachJob = Build("attach_job");
+        SweepDeadlines = Build("sweep_deadlines");
+        SweepLeases = Build("sweep_leases");
+        SweepScheduled = Build("sweep_scheduled");
+        SweepRetention = Build("sweep_retention");
+        SweepWorkers = Build("sweep_workers");
     }
 
     public string Submit { get; }
@@ -38,6 +45,13 @@ public sealed class LuaScripts
     public string List { get; }
     public string Register { get; }
     public string Heartbeat { get; }
+    public string Requeue { get; }
+    public string AttachJob { get; }
+    public string SweepDeadlines { get; }
+    public string SweepLeases { get; }
+    public string SweepScheduled { get; }
+    public string SweepRetention { get; }
+    public string SweepWorkers { get; }
 
     /// <summary>The state machine as a Lua table: <c>TRANSITIONS[from][to] == true</c>.</summary>
     internal static string TransitionsTable()

@@ -12,8 +12,14 @@ namespace TaskManager.Api.Storage;
 /// which is a UUIDv7 and so sorts by creation time. Listing merges these.</item>
 /// <item><c>leases</c> sorted set: running task ids by lease expiry (ms).</item>
 /// <item><c>deadlines</c> sorted set: running task ids by attempt deadline (ms).</item>
+/// <item><c>scheduled</c> sorted set: task ids waiting for a retry, by due time (ms).</item>
+/// <item><c>finished</c> sorted set: final task ids by completion time (ms), for retention.</item>
+/// <item><c>attempts:{id}</c> list: one JSON object per ended attempt of a task.</item>
+/// <item><c>outbox</c> list: work for the scheduler's Hangfire client (<c>schedule|id|attempt|due</c>,
+/// <c>delete|id</c>), so that request handlers never call Hangfire.</item>
 /// <item><c>worker:{id}</c> hash and <c>workers</c> sorted set (by last heartbeat, ms).</item>
 /// <item><c>notify</c> pub/sub channel: a task type, published when work of that type is queued.</item>
+/// <item><c>cancels</c> pub/sub channel: a worker id, published when one of its tasks must stop.</item>
 /// </list>
 /// </remarks>
 public sealed class RedisKeys(string prefix)
@@ -30,6 +36,16 @@ public sealed class RedisKeys(string prefix)
 
     public string Deadlines => $"{Prefix}deadlines";
 
+    public string Scheduled => $"{Prefix}scheduled";
+
+    public string Finished => $"{Prefix}finished";
+
+    public string Attempts(string id) => $"{Prefix}attempts:{id}";
+
+    public string Outbox => $"{Prefix}outbox";
+
+    public string CancelChannel => $"{Prefix}cancels";
+
     public string Worker(string id) => $"{Prefix}worker:{id}";
 
     public string Workers => $"{Prefix}workers";
@@ -43,10 +59,15 @@ public sealed class RedisKeys(string prefix)
         local DEADLINES = '{{Deadlines}}'
         local WORKERS = '{{Workers}}'
         local NOTIFY = '{{NotifyChannel}}'
+        local SCHEDULED = '{{Scheduled}}'
+        local FINISHED = '{{Finished}}'
+        local OUTBOX = '{{Outbox}}'
+        local CANCELS = '{{CancelChannel}}'
         local function task_key(id) return PREFIX .. 'task:' .. id end
         local function queue_key(t) return PREFIX .. 'queue:' .. t end
         local function index_key(s, t) return PREFIX .. 'idx:' .. s .. ':' .. t end
         local function worker_key(id) return PREFIX .. 'worker:' .. id end
+        local function attempts_key(id) return PREFIX .. 'attempts:' .. id end
 
         """;
 }

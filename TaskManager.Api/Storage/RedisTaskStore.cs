@@ -9,8 +9,8 @@ namespace TaskManager.Api.Storage;
 /// Tasks and workers in Redis. Each method is one script call, so one round trip; the scripts
 /// are in <c>Storage/Scripts</c>.
 /// </summary>
-public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scripts, TimeProvider time, IOptions<TaskManagerOptions> options)
-    : ITaskQueue, ITaskInspector, IWorkerRegistry
+public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys, LuaScripts scripts, TimeProvider time, IOptions<TaskManagerOptions> options)
+    : ITaskQueue, ITaskInspector, IWorkerRegistry, ISchedulerStore
 {
     private IDatabase Db => redis.GetDatabase();
 
@@ -78,7 +78,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scri
         ChangeAsync(scripts.Complete, [taskId, leaseToken, NowMs, outputJson]);
 
     public Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind) =>
-        ChangeAsync(scripts.Fail, [taskId, leaseToken, NowMs, errorJson, retryable ? "1" : "0", KindName(kind)]);
+        ChangeAsync(scripts.Fail, [taskId, leaseToken, NowMs, errorJson, retryable ? "1" : "0", KindName(kind), Delays()]);
 
     public Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message) =>
         ChangeAsync(scripts.Progress,
@@ -91,7 +91,12 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scri
     public async Task<TaskRecord?> GetAsync(string taskId)
     {
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Get, values: [taskId]).ConfigureAwait(false))!;
-        return result.Length == 0 ? null : ToRecord(result);
+        var hash = (RedisResult[])result[0]!;
+        if (hash.Length == 0)
+        {
+            return null;
+        }
+        return ToRecord(hash) with { AttemptsJson = ((RedisResult[])result[1]!).Select(a => (string)a!).ToArray() };
     }
 
     public async Task<TaskPage> ListAsync(TaskQuery query)
@@ -143,6 +148,69 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scri
         return result.Skip(1).Select(r => (string)r!).ToArray();
     }
 
+    public async Task<IReadOnlyList<(string TaskId, string Status)>> SweepDeadlinesAsync(int batch) =>
+        Pairs(await Db.ScriptEvaluateAsync(scripts.SweepDeadlines, values: [NowMs, batch, Delays()]).ConfigureAwait(false));
+
+    public async Task<IReadOnlyList<(string TaskId, string Status)>> SweepLeasesAsync(int batch) =>
+        Pairs(await Db.ScriptEvaluateAsync(scripts.SweepLeases, values: [NowMs, batch]).ConfigureAwait(false));
+
+    public async Task<IReadOnlyList<string>> SweepOverdueRetriesAsync(int batch)
+    {
+        var cutoff = NowMs - (options.Value.RetryGraceSeconds * 1000L);
+        var result = await Db.ScriptEvaluateAsync(scripts.SweepScheduled, values: [cutoff, batch]).ConfigureAwait(false);
+        return ((RedisResult[])result!).Select(r => (string)r!).ToArray();
+    }
+
+    public async Task<int> SweepRetentionAsync(int batch)
+    {
+        var cutoff = NowMs - (long)TimeSpan.FromDays(options.Value.RetentionDays).TotalMilliseconds;
+        return (int)await Db.ScriptEvaluateAsync(scripts.SweepRetention, values: [cutoff, batch]).ConfigureAwait(false);
+    }
+
+    public async Task<int> SweepDeadWorkersAsync(int batch)
+    {
+        var cutoff = NowMs - (options.Value.DeadWorkerRetentionMinutes * 60_000L);
+        return (int)await Db.ScriptEvaluateAsync(scripts.SweepWorkers, values: [cutoff, batch]).ConfigureAwait(false);
+    }
+
+    public async Task<IReadOnlyList<OutboxEntry>> TakeOutboxAsync(int batch)
+    {
+        var entries = await Db.ListLeftPopAsync(keys.Outbox, batch).ConfigureAwait(false);
+        if (entries is null)
+        {
+            return [];
+        }
+        // schedule|id|attempt|due or delete|id
+        return entries.Select(e => ((string)e!).Split('|')).Select(p => p[0] == "delete"
+            ? new OutboxEntry(true, p[1], 0, default)
+            : new OutboxEntry(false, p[1], int.Parse(p[2], CultureInfo.InvariantCulture),
+                DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(p[3], CultureInfo.InvariantCulture)))).ToArray();
+    }
+
+    public async Task<bool> AttachRetryJobAsync(string taskId, int attempt, string jobId) =>
+        (int)await Db.ScriptEvaluateAsync(scripts.AttachJob, values: [taskId, attempt, jobId]).ConfigureAwait(false) == 1;
+
+    public async Task<string?> GetRetryJobAsync(string taskId) =>
+        await Db.HashGetAsync(keys.Task(taskId), "retry_job").ConfigureAwait(false);
+
+    public async Task<bool> RequeueAsync(string taskId, int? attempt) =>
+        (int)await Db.ScriptEvaluateAsync(scripts.Requeue,
+            values: [taskId, attempt?.ToString(CultureInfo.InvariantCulture) ?? ""]).ConfigureAwait(false) == 1;
+
+    /// <summary>Fresh jittered backoff delays for the scripts that may schedule a retry.</summary>
+    private string Delays() => options.Value.Retry.DelaysMsList(Random.Shared);
+
+    private static IReadOnlyList<(string, string)> Pairs(RedisResult result)
+    {
+        var items = (RedisResult[])result!;
+        var pairs = new (string, string)[items.Length / 2];
+        for (var i = 0; i < pairs.Length; i++)
+        {
+            pairs[i] = ((string)items[2 * i]!, (string)items[(2 * i) + 1]!);
+        }
+        return pairs;
+    }
+
     private async Task<StoreOutcome> ChangeAsync(string script, RedisValue[] values)
     {
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(script, values: values).ConfigureAwait(false))!;
@@ -162,6 +230,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scri
     {
         FailureKind.Timeout => "timeout",
         FailureKind.Canceled => "canceled",
+        FailureKind.HandedBack => "handed_back",
         _ => "error",
     };
 
@@ -196,6 +265,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, LuaScripts scri
             CompletedAt = Time(f, "completed"),
             MetadataJson = f.GetValueOrDefault("metadata"),
             Webhook = f.GetValueOrDefault("webhook"),
+            RetryAt = Time(f, "retry_at"),
         };
     }
 

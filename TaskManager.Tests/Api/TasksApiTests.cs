@@ -457,7 +457,7 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
     }
 
     [Fact]
-    public async Task Fail_Retryable_QueuesTheTaskAgain_ForAnotherAttempt()
+    public async Task Fail_Retryable_SchedulesARetry_AndRecordsTheAttempt()
     {
         var worker = await RegisterAsync(["llm"]);
         var id = await SubmitAsync();
@@ -467,11 +467,30 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
             new { lease_token = first.Token, error = new { code = "executor_died", message = "boom" }, retryable = true });
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal("queued", (await response.JsonAsync()).GetProperty("status").GetString());
+        Assert.Equal("scheduled", (await response.JsonAsync()).GetProperty("status").GetString());
         var task = await GetTaskAsync(id);
-        Assert.Equal("queued", task.GetProperty("status").GetString());
+        Assert.Equal("scheduled", task.GetProperty("status").GetString());
         Assert.Equal(1, task.GetProperty("attempt").GetInt32());
         Assert.Equal("executor_died", task.GetProperty("error").GetProperty("code").GetString());
+        Assert.True(task.GetProperty("retry_at").GetDateTimeOffset() > task.GetProperty("created_at").GetDateTimeOffset());
+        var attempt = Assert.Single(task.GetProperty("attempts").EnumerateArray());
+        Assert.Equal(1, attempt.GetProperty("attempt").GetInt32());
+        Assert.Equal(worker, attempt.GetProperty("worker_id").GetString());
+        Assert.Equal("failed", attempt.GetProperty("outcome").GetString());
+        Assert.Equal("executor_died", attempt.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task Fail_HandedBackOnShutdown_QueuesTheTaskAgainAtOnce()
+    {
+        var worker = await RegisterAsync(["llm"]);
+        var id = await SubmitAsync();
+        var first = await LeaseAsync(worker);
+
+        var response = await Client.PostObjectAsync($"/api/workers/{worker}/tasks/{id}/fail",
+            new { lease_token = first.Token, error = new { code = "worker_shutdown", message = "SIGTERM" }, retryable = true });
+
+        Assert.Equal("queued", (await response.JsonAsync()).GetProperty("status").GetString());
         var second = await LeaseAsync(worker);
         Assert.Equal(id, second.Id);
         Assert.Equal(2, second.Attempt);

@@ -28,7 +28,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     public async Task InitializeAsync()
     {
         await redis.FlushAsync();
-        store = new RedisTaskStore(redis.Connection, new LuaScripts(keys), clock, Options.Create(options));
+        store = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), clock, Options.Create(options));
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
@@ -241,7 +241,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
         Assert.Equal(StoreError.StaleLease, outcome.Error);
         Assert.Equal(TaskState.Running, outcome.Status);
-        Assert.Equal(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.GetAsync(task.Id));
     }
 
     [Fact]
@@ -250,14 +250,15 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
         var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        Assert.Equal(TaskState.Queued, (await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error)).Status);
+        Assert.Equal(TaskState.Scheduled, (await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error)).Status);
+        Assert.True(await store.RequeueAsync(task.Id, 1));
         var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
         var before = await store.GetAsync(task.Id);
 
         var outcome = await store.CompleteAsync(task.Id, first.LeaseToken, """{"text":"late"}""");
 
         Assert.Equal(StoreError.StaleLease, outcome.Error);
-        Assert.Equal(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.GetAsync(task.Id));
         Assert.True((await store.CompleteAsync(task.Id, second.LeaseToken, "{}")).Ok);
     }
 
@@ -288,15 +289,28 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     // ---- fail and retry ----
 
     [Fact]
-    public async Task Fail_Retryable_WithAttemptsLeft_QueuesAgain_AndTheNextLeaseIsTheNextAttempt()
+    public async Task Fail_Retryable_WithAttemptsLeft_SchedulesARetryAfterTheBackoff_AndTheNextLeaseIsTheNextAttempt()
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 3);
         var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var failedAt = clock.GetUtcNow();
 
         var outcome = await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
 
-        Assert.Equal(TaskState.Queued, outcome.Status);
+        Assert.Equal(TaskState.Scheduled, outcome.Status);
+        var scheduled = await store.GetAsync(task.Id);
+        Assert.Equal(TaskState.Scheduled, scheduled!.Status);
+        // The default backoff after attempt 1 is 1 s, plus or minus 20 %.
+        var wait = scheduled.RetryAt!.Value - failedAt;
+        Assert.InRange(wait.TotalMilliseconds, 800, 1200);
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        var outbox = Assert.Single(await store.TakeOutboxAsync(10));
+        Assert.Equal((false, task.Id, 1, scheduled.RetryAt.Value), (outbox.Delete, outbox.TaskId, outbox.Attempt, outbox.Due));
+        var history = Assert.Single(scheduled.AttemptsJson!);
+        Assert.Contains("\"outcome\":\"failed\"", history);
+
+        Assert.True(await store.RequeueAsync(task.Id, 1));
         var queued = await store.GetAsync(task.Id);
         Assert.Equal(TaskState.Queued, queued!.Status);
         Assert.Equal(1, queued.QueuePosition);
@@ -316,6 +330,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var task = await SubmitAsync(maxAttempts: 2);
         var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
         await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        await store.RequeueAsync(task.Id, 1);
         var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
 
         var outcome = await store.FailAsync(task.Id, second.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
@@ -358,7 +373,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     }
 
     [Fact]
-    public async Task Fail_OfKindTimeout_WithAttemptsLeft_QueuesAgain()
+    public async Task Fail_OfKindTimeout_WithAttemptsLeft_SchedulesARetry()
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 2);
@@ -366,7 +381,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
         var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable: true, FailureKind.Timeout);
 
-        Assert.Equal(TaskState.Queued, outcome.Status);
+        Assert.Equal(TaskState.Scheduled, outcome.Status);
     }
 
     [Fact]
@@ -380,7 +395,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var outcome = await store.FailAsync(task.Id, "not-" + leased.LeaseToken, Error("x"), retryable: false, FailureKind.Error);
 
         Assert.Equal(StoreError.StaleLease, outcome.Error);
-        Assert.Equal(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.GetAsync(task.Id));
     }
 
     // ---- progress ----
@@ -484,7 +499,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
         Assert.Equal(StoreError.Conflict, outcome.Error);
         Assert.Equal(TaskState.Succeeded, outcome.Status);
-        Assert.Equal(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.GetAsync(task.Id));
     }
 
     [Fact]
@@ -502,7 +517,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var retried = await SubmitAsync();
         var leased = (await store.LeaseAsync(worker, 3)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
         await store.CancelAsync(canceled.Id);
-        // The retried task goes back to the queue: the token this worker holds is no longer current.
+        // The retried task waits for its retry: the token this worker holds is no longer current.
         await store.FailAsync(retried.Id, leased[retried.Id], Error("oom"), retryable: true, FailureKind.Error);
 
         var stop = await store.HeartbeatAsync(worker, "{}", [(keep.Id, leased[keep.Id]), (canceled.Id, leased[canceled.Id]), (retried.Id, leased[retried.Id])]);
@@ -743,5 +758,14 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         }
         while (cursor is not null);
         return all;
+    }
+
+    /// <summary>Records compare their lists by reference; this compares the history's contents.</summary>
+    private static void AssertSameTask(TaskRecord? expected, TaskRecord? actual)
+    {
+        Assert.NotNull(expected);
+        Assert.NotNull(actual);
+        Assert.Equal(expected with { AttemptsJson = null }, actual with { AttemptsJson = null });
+        Assert.Equal(expected.AttemptsJson ?? [], actual.AttemptsJson ?? []);
     }
 }

@@ -86,10 +86,14 @@ class ApiClient:
         )
 
     def heartbeat(self, worker_id: str, running: list[dict[str, str]], gpus: list[dict[str, Any]],
-                  models: list[str]) -> tuple[list[str], bool]:
-        """Returns the ids of the tasks to cancel, and whether to drain."""
-        answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/heartbeat",
-                               {"running": running, "gpus": gpus, "models": models}) or {}
+                  models: list[str], wait_seconds: float = 0) -> tuple[list[str], bool]:
+        """Returns the ids of the tasks to cancel, and whether to drain. With `wait_seconds` the
+        API holds the call until a task must stop or the time is up (a long poll), so a cancel
+        reaches the worker at once rather than at the next heartbeat."""
+        wait = max(0, int(wait_seconds))
+        answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/heartbeat?wait_seconds={wait}",
+                               {"running": running, "gpus": gpus, "models": models},
+                               timeout=wait + REQUEST_TIMEOUT_SECONDS) or {}
         cancel = [task_id for task_id in answer.get("cancel") or [] if isinstance(task_id, str)]
         return cancel, answer.get("drain") is True
 

@@ -169,20 +169,28 @@ class Worker:
     # --- heartbeat ---
 
     def _heartbeat_loop(self) -> None:
-        while not self._finished.wait(self._registration.heartbeat_interval_seconds):
-            self._heartbeat()
+        # Each heartbeat is a long poll of one interval: the API answers early when a task must
+        # stop, and then the next heartbeat follows at once. A heartbeat that answers early with
+        # nothing to stop (an error, or an API that does not hold it) waits out the interval.
+        while not self._finished.is_set():
+            interval = self._registration.heartbeat_interval_seconds
+            if not self._heartbeat(wait_seconds=interval):
+                self._finished.wait(interval)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, wait_seconds: float = 0) -> bool:
+        """One heartbeat; True when it named tasks to stop (so the next may follow at once)."""
         worker_id = self.worker_id
         running = [r for slot in self._slots if (r := slot.running()) is not None]
+        started = time.monotonic()
         try:
-            cancel, drain = self._client.heartbeat(worker_id, running, self._gpus.read(), list(self._config.models))
+            cancel, drain = self._client.heartbeat(worker_id, running, self._gpus.read(), list(self._config.models),
+                                                   wait_seconds=wait_seconds)
         except NotFound:
             self._register_again(worker_id)
-            return
+            return False
         except ApiError as error:
             log.warning("heartbeat failed", extra={"error": str(error)})
-            return
+            return False
         for task_id in cancel:
             if any(slot.request_stop(task_id, StopReason.CANCELED) for slot in self._slots):
                 log.info("cancel requested", extra={"task_id": task_id})
@@ -191,6 +199,8 @@ class Worker:
             with self._cond:
                 self._draining = drain
                 self._cond.notify_all()
+        # An answer that took most of its wait was a full long poll; the next may start at once.
+        return bool(cancel) or (wait_seconds > 0 and time.monotonic() - started >= wait_seconds * 0.8)
 
     # --- leasing ---
 

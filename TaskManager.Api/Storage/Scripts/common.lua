@@ -33,3 +33,76 @@ local function check_report(tk, token)
   if not f[2] or f[2] ~= token then return nil, nil, {'stale', f[1]} end
   return f[1], f[3], nil
 end
+
+-- Splits a comma list.
+local function split(list)
+  local items = {}
+  for item in string.gmatch(list, '[^,]+') do items[#items + 1] = item end
+  return items
+end
+
+-- Refuses a move the state machine does not allow. Call it before any write: Redis does not
+-- undo a script's earlier writes when it fails.
+local function assert_move(from, to)
+  if not can_move(from, to) then
+    error('TaskManager: the state machine does not allow ' .. tostring(from) .. ' -> ' .. tostring(to))
+  end
+end
+
+-- Appends the attempt that is ending to the task's history (attempts:{id}), as JSON.
+-- outcome: succeeded, failed, timeout, lease_expired, canceled, handed_back.
+local function record_attempt(id, tk, outcome, error_json, now)
+  local f = redis.call('HMGET', tk, 'attempt', 'worker', 'started')
+  local entry = '{"attempt":' .. (f[1] or '0') ..
+    ',"worker_id":' .. (f[2] and cjson.encode(f[2]) or 'null') ..
+    ',"started_at":' .. (f[3] or 'null') ..
+    ',"ended_at":' .. now ..
+    ',"outcome":' .. cjson.encode(outcome) ..
+    ',"error":' .. (error_json ~= '' and error_json or 'null') .. '}'
+  redis.call('RPUSH', attempts_key(id), entry)
+end
+
+-- Moves a task to a final state and records when, for retention.
+local function finish(id, tk, ttype, from, to, now)
+  redis.call('HSET', tk, 'status', to, 'completed', now)
+  redis.call('ZADD', FINISHED, now, id)
+  move_index(id, ttype, from, to)
+end
+
+-- Puts a task back in its queue at its original place (priority, then age) and wakes a lease.
+local function requeue(id, tk, ttype, from)
+  local qs = redis.call('HGET', tk, 'qs')
+  redis.call('HSET', tk, 'status', 'queued')
+  redis.call('HDEL', tk, 'started', 'retry_at', 'retry_job')
+  redis.call('ZADD', queue_key(ttype), qs, id)
+  move_index(id, ttype, from, 'queued')
+  redis.call('PUBLISH', NOTIFY, ttype)
+end
+
+-- Where a task goes after an attempt that did not succeed: a retry while it is retryable and
+-- has attempts left ('scheduled', or 'queued' when `immediate`), else `final_status`.
+local function failure_target(tk, retryable, final_status, immediate)
+  local f = redis.call('HMGET', tk, 'attempt', 'max_attempts')
+  if retryable and tonumber(f[1]) < tonumber(f[2]) then
+    if immediate then return 'queued' end
+    return 'scheduled'
+  end
+  return final_status
+end
+
+-- Carries out failure_target's answer. `delays` lists the backoff (ms) after attempt 1, 2, ...;
+-- a retry is handed to the scheduler through the outbox, which makes it a Hangfire job.
+local function move_after_failure(id, tk, ttype, from, to, delays, now)
+  if to == 'queued' then
+    requeue(id, tk, ttype, from)
+  elseif to == 'scheduled' then
+    local attempt = tonumber(redis.call('HGET', tk, 'attempt'))
+    local due = now + tonumber(delays[attempt] or delays[#delays] or 0)
+    redis.call('HSET', tk, 'status', 'scheduled', 'retry_at', due)
+    redis.call('ZADD', SCHEDULED, due, id)
+    move_index(id, ttype, from, 'scheduled')
+    redis.call('RPUSH', OUTBOX, 'schedule|' .. id .. '|' .. attempt .. '|' .. due)
+  else
+    finish(id, tk, ttype, from, to, now)
+  end
+end

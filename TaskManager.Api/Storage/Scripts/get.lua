@@ -1,7 +1,8 @@
 -- Reads one task and, when queued, its 1-based position in its type's queue.
 -- KEYS: none; reads task:{id}, queue:{type}.
 -- ARGV[1] task id
--- Returns: the task hash as a flat field/value list (with 'queue_position' added), or an empty list.
+-- Returns: {task hash as a flat field/value list (with 'queue_position' added) or an empty list,
+--   its attempt history (JSON objects)}.
 local id = ARGV[1]
 local h = redis.call('HGETALL', task_key(id))
 local status, ttype
@@ -15,4 +16,4 @@ if status == 'queued' then
     h[#h + 1] = tostring(rank + 1)
   end
 end
-return h
+return {h, redis.call('LRANGE', attempts_key(id), 0, -1)}

@@ -1,0 +1,30 @@
+-- Ends the attempts whose deadline has passed: a timeout, retried after a backoff while attempts
+-- remain, else 'timed_out'; a task being canceled ends 'canceled'. The worker is told on the
+-- cancels channel, so it kills the work. Each task is claimed here atomically, so scheduler
+-- replicas never handle one twice.
+-- KEYS: none; touches deadlines, leases, task:{id}, attempts:{id}, idx:*, scheduled, finished, outbox.
+-- ARGV[1] now (ms)   ARGV[2] batch size   ARGV[3] backoff delays (ms, comma list)
+-- Returns: {task id, new status, ...} for each task handled.
+local now = tonumber(ARGV[1])
+local delays = split(ARGV[3])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
+  local tk = task_key(id)
+  local f = redis.call('HMGET', tk, 'status', 'type', 'worker', 'timeout')
+  if f[1] == 'running' or f[1] == 'canceling' then
+    local to = 'canceled'
+    local error_json = '{"code":"timeout","message":"The attempt ran past its ' .. f[4] .. ' s timeout."}'
+    if f[1] == 'running' then to = failure_target(tk, true, 'timed_out', false) end
+    assert_move(f[1], to)
+    record_attempt(id, tk, f[1] == 'running' and 'timeout' or 'canceled', error_json, ARGV[1])
+    if f[1] == 'running' then redis.call('HSET', tk, 'error', error_json) end
+    end_attempt(tk, id)
+    move_after_failure(id, tk, f[2], f[1], to, delays, now)
+    redis.call('PUBLISH', CANCELS, f[3])
+    out[#out + 1] = id
+    out[#out + 1] = to
+  else
+    redis.call('ZREM', DEADLINES, id)
+  end
+end
+return out

@@ -1,0 +1,27 @@
+-- Takes back the tasks of workers that went silent (their lease expired): queued again at once
+-- while attempts remain (a crashed worker says nothing against the task), else 'failed'; a task
+-- being canceled ends 'canceled'. Claimed atomically, so scheduler replicas never double up.
+-- KEYS: none; touches leases, deadlines, task:{id}, attempts:{id}, queue:{type}, idx:*, finished.
+-- ARGV[1] now (ms)   ARGV[2] batch size
+-- Returns: {task id, new status, ...} for each task handled.
+local now = tonumber(ARGV[1])
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
+  local tk = task_key(id)
+  local f = redis.call('HMGET', tk, 'status', 'type', 'worker')
+  if f[1] == 'running' or f[1] == 'canceling' then
+    local to = 'canceled'
+    local error_json = '{"code":"lease_expired","message":"Worker ' .. (f[3] or '?') .. ' stopped answering."}'
+    if f[1] == 'running' then to = failure_target(tk, true, 'failed', true) end
+    assert_move(f[1], to)
+    record_attempt(id, tk, f[1] == 'running' and 'lease_expired' or 'canceled', error_json, ARGV[1])
+    if f[1] == 'running' then redis.call('HSET', tk, 'error', error_json) end
+    end_attempt(tk, id)
+    move_after_failure(id, tk, f[2], f[1], to, {}, now)
+    out[#out + 1] = id
+    out[#out + 1] = to
+  else
+    redis.call('ZREM', LEASES, id)
+  end
+end
+return out
