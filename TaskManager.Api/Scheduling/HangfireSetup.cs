@@ -33,6 +33,8 @@ public static class HangfireSetup
                 // The scheduler's jobs are short Redis calls; two workers keep a two-core box free.
                 server.WorkerCount = 2;
                 server.Queues = ["default"];
+                // Retry jobs are delayed jobs: poll for due ones every second, not every 15 s.
+                server.SchedulePollingInterval = TimeSpan.FromSeconds(1);
             });
         }
         return services;

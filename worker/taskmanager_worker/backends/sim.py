@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import math
+import os
 import random
 import struct
 import sys
@@ -81,6 +82,8 @@ class SimBackend:
         steering = _steering(task.get("metadata"))
         if steering.hang:
             log.warning("SIMULATION: hanging as metadata.sim.hang asks; only a kill ends this task")
+            # The process id lets a test (or an operator) check that the kill really happened.
+            ctx.progress(0.0, f"SIMULATION: hanging in process {os.getpid()}")
             while True:
                 time.sleep(1)
         task_input = task.get("input") or {}
