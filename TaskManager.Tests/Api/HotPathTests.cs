@@ -10,6 +10,7 @@ namespace TaskManager.Tests.Api;
 /// round trip each, and a waiting lease is woken by a submission on any replica.
 /// </summary>
 [Trait("Category", "Api")]
+[Collection(TimingCollection.Name)]
 public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private ApiProcess api = null!;

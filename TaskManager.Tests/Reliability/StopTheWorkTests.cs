@@ -10,6 +10,7 @@ namespace TaskManager.Tests.Reliability;
 /// retries run as Hangfire jobs with growing gaps. Real processes throughout.
 /// </summary>
 [Trait("Category", "Reliability")]
+[Collection(TimingCollection.Name)]
 public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
 {
     private readonly FleetFixture fleet;
