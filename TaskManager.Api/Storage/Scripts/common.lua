@@ -106,3 +106,18 @@ local function move_after_failure(id, tk, ttype, from, to, delays, now)
     finish(id, tk, ttype, from, to, now)
   end
 end
+
+-- Ends an attempt its worker did not report (its deadline passed, or its lease expired): records
+-- it, and moves the task to `to`. `outcome` says why, for a running task; a canceling one ends
+-- canceled.
+local function end_unreported(id, tk, status, ttype, to, outcome, error_json, delays, now)
+  assert_move(status, to)
+  if status == 'running' then
+    record_attempt(id, tk, outcome, error_json, now)
+    redis.call('HSET', tk, 'error', error_json)
+  else
+    record_attempt(id, tk, 'canceled', error_json, now)
+  end
+  end_attempt(tk, id)
+  move_after_failure(id, tk, ttype, status, to, delays, now)
+end

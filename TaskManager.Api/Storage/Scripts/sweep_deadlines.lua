@@ -15,11 +15,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT',
     local to = 'canceled'
     local error_json = '{"code":"timeout","message":"The attempt ran past its ' .. f[4] .. ' s timeout."}'
     if f[1] == 'running' then to = failure_target(tk, true, 'timed_out', false) end
-    assert_move(f[1], to)
-    record_attempt(id, tk, f[1] == 'running' and 'timeout' or 'canceled', error_json, ARGV[1])
-    if f[1] == 'running' then redis.call('HSET', tk, 'error', error_json) end
-    end_attempt(tk, id)
-    move_after_failure(id, tk, f[2], f[1], to, delays, now)
+    end_unreported(id, tk, f[1], f[2], to, 'timeout', error_json, delays, now)
     redis.call('PUBLISH', CANCELS, f[3])
     out[#out + 1] = id
     out[#out + 1] = to

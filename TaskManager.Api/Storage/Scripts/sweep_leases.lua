@@ -13,11 +13,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0,
     local to = 'canceled'
     local error_json = '{"code":"lease_expired","message":"Worker ' .. (f[3] or '?') .. ' stopped answering."}'
     if f[1] == 'running' then to = failure_target(tk, true, 'failed', true) end
-    assert_move(f[1], to)
-    record_attempt(id, tk, f[1] == 'running' and 'lease_expired' or 'canceled', error_json, ARGV[1])
-    if f[1] == 'running' then redis.call('HSET', tk, 'error', error_json) end
-    end_attempt(tk, id)
-    move_after_failure(id, tk, f[2], f[1], to, {}, now)
+    end_unreported(id, tk, f[1], f[2], to, 'lease_expired', error_json, {}, now)
     out[#out + 1] = id
     out[#out + 1] = to
   else
