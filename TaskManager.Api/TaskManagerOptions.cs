@@ -54,6 +54,18 @@ public sealed class TaskManagerOptions
     [Range(0.0, 3650.0)]
     public double RetentionDays { get; set; } = 7;
 
+    /// <summary>A worker not heard from for this long is <c>stale</c> (and no longer counts as live for placement).</summary>
+    [Range(1, 3600)]
+    public int WorkerStaleSeconds { get; set; } = 10;
+
+    /// <summary>A worker not heard from for this long is <c>dead</c>.</summary>
+    [Range(1, 86400)]
+    public int WorkerDeadSeconds { get; set; } = 30;
+
+    /// <summary>How many queued tasks of each type a lease considers when the first ones do not fit the worker.</summary>
+    [Range(1, 10_000)]
+    public int LeaseScanDepth { get; set; } = 64;
+
     /// <summary>How long a dead worker stays listed, in minutes.</summary>
     [Range(1, 100_000)]
     public int DeadWorkerRetentionMinutes { get; set; } = 60;

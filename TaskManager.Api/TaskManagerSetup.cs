@@ -52,8 +52,9 @@ public static class TaskManagerSetup
         {
             builder.Services.AddSingleton<LeaseNotifier>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<LeaseNotifier>());
-            builder.Services.AddSingleton<WorkerTypesCache>();
+            builder.Services.AddSingleton<WorkerCapabilitiesCache>();
             builder.Services.AddSingleton<CancelSignals>();
+            builder.Services.AddSingleton<TaskEventSignals>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<CancelSignals>());
             builder.Services.ConfigureHttpJsonOptions(json =>
             {
@@ -92,6 +93,8 @@ public static class TaskManagerSetup
 
         app.MapHealthApi();
         app.MapTasksApi();
+        app.MapTaskEventsApi();
+        app.MapFleetApi();
         app.MapWorkersApi();
         return app;
     }

@@ -24,6 +24,10 @@ public sealed record TaskRecord
     public string? MetadataJson { get; init; }
     public string? Webhook { get; init; }
     public DateTimeOffset? RetryAt { get; init; }
+    public TaskRequirements? Requirements { get; init; }
+
+    /// <summary>Why no live worker takes this queued task now; null when one could (read by GET only).</summary>
+    public string? WaitingReason { get; init; }
 
     /// <summary>The ended attempts, each a JSON object (attempt, worker_id, started_at, ended_at, outcome, error); null when not read.</summary>
     public IReadOnlyList<string>? AttemptsJson { get; init; }

@@ -11,7 +11,11 @@ public sealed record TaskRequest(
     int TimeoutSeconds,
     int MaxAttempts,
     string? MetadataJson,
-    string? Webhook);
+    string? Webhook,
+    TaskRequirements? Requirements = null);
+
+/// <summary>What a worker must offer to run a task: free GPU memory, and a GPU whose name contains a pattern.</summary>
+public sealed record TaskRequirements(long? GpuMemoryMb, string? Gpu);
 
 /// <summary>Defaults and bounds of the task fields that are not part of a type's input.</summary>
 public static class TaskLimits
@@ -28,4 +32,6 @@ public static class TaskLimits
     public const int MaxMetadataBytes = 16 * 1024;
     public const int MaxModelLength = 256;
     public const int MaxWebhookLength = 2048;
+    public const long MaxGpuMemoryMb = 10_000_000;
+    public const int MaxGpuPatternLength = 100;
 }

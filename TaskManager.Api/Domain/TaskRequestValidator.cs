@@ -11,7 +11,8 @@ namespace TaskManager.Api.Domain;
 public static class TaskRequestValidator
 {
     private static readonly HashSet<string> TaskFields =
-        ["type", "input", "model", "priority", "timeout_seconds", "max_attempts", "metadata", "webhook"];
+        ["type", "input", "model", "priority", "timeout_seconds", "max_attempts", "metadata", "webhook", "requirements"];
+    private static readonly HashSet<string> RequirementFields = ["gpu_memory_mb", "gpu"];
 
     private static readonly HashSet<string> LlmFields =
         ["prompt", "messages", "max_tokens", "temperature", "top_p", "stop", "stream"];
@@ -106,6 +107,26 @@ public static class TaskRequestValidator
             reader.Error("webhook", "must be an absolute http or https URL.");
         }
 
+        TaskRequirements? requirements = null;
+        if (reader.TryGet(root, "", "requirements", required: false, out var requirementsElement))
+        {
+            if (requirementsElement.ValueKind != JsonValueKind.Object)
+            {
+                reader.Error("requirements", "must be an object with gpu_memory_mb and/or gpu.");
+            }
+            else
+            {
+                reader.RejectUnknown(requirementsElement, "requirements", RequirementFields);
+                var memory = reader.Integer(requirementsElement, "requirements", "gpu_memory_mb", 1, TaskLimits.MaxGpuMemoryMb);
+                var gpu = reader.String(requirementsElement, "requirements", "gpu", 1, TaskLimits.MaxGpuPatternLength);
+                if (gpu is not null && gpu.Any(char.IsControl))
+                {
+                    reader.Error("requirements.gpu", "must not contain control characters.");
+                }
+                requirements = memory is null && gpu is null ? null : new TaskRequirements(memory, gpu);
+            }
+        }
+
         if (reader.HasErrors || type is null || input is null)
         {
             return Freeze(errors);
@@ -119,7 +140,8 @@ public static class TaskRequestValidator
             (int)(timeout ?? TaskLimits.DefaultTimeoutSeconds),
             (int)(attempts ?? TaskLimits.DefaultMaxAttempts),
             metadata,
-            webhook);
+            webhook,
+            requirements);
         return [];
     }
 

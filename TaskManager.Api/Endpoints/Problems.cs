@@ -14,6 +14,14 @@ public static class Problems
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Worker not found.",
             detail: $"There is no worker '{id}'; register again.");
 
+    /// <summary>A 400 naming one bad field, shaped like a ValidationProblem.</summary>
+    public static ProblemHttpResult Invalid(string field, string message) =>
+        TypedResults.Problem(new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [message] })
+        {
+            Status = StatusCodes.Status400BadRequest,
+            Title = "The request is not valid.",
+        });
+
     public static ProblemHttpResult Conflict(string detail) =>
         TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The task's state does not allow this.", detail: detail);
 

@@ -18,12 +18,14 @@ public sealed record TaskDto(
     int MaxAttempts,
     string? WorkerId,
     long? QueuePosition,
+    string? WaitingReason,
     int TimeoutSeconds,
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
     DateTimeOffset? CompletedAt,
     RawJson? Metadata,
     string? Webhook,
+    RequirementsDto? Requirements,
     DateTimeOffset? RetryAt,
     IReadOnlyList<AttemptDto>? Attempts,
     TaskMetricsDto Metrics,
@@ -44,12 +46,14 @@ public sealed record TaskDto(
         task.MaxAttempts,
         task.WorkerId,
         task.QueuePosition,
+        task.WaitingReason,
         task.TimeoutSeconds,
         task.CreatedAt,
         task.StartedAt,
         task.CompletedAt,
         RawJson.From(task.MetadataJson),
         task.Webhook,
+        task.Requirements is { } r ? new RequirementsDto(r.GpuMemoryMb, r.Gpu) : null,
         task.RetryAt,
         task.AttemptsJson?.Select(AttemptDto.FromJson).ToArray(),
         new TaskMetricsDto(task.WaitMs, task.RunMs),
@@ -75,6 +79,8 @@ public sealed record AttemptDto(int Attempt, string? WorkerId, DateTimeOffset? S
     }
 }
 
+public sealed record RequirementsDto(long? GpuMemoryMb, string? Gpu);
+
 public sealed record TaskMetricsDto(long? WaitMs, long? RunMs);
 
 public sealed record TaskUrlsDto(string Get, string Cancel, string Events)
@@ -93,4 +99,5 @@ public sealed record TaskRequestDoc(
     int? TimeoutSeconds,
     int? MaxAttempts,
     Dictionary<string, object>? Metadata,
-    string? Webhook);
+    string? Webhook,
+    RequirementsDto? Requirements);

@@ -92,7 +92,7 @@ public sealed record LeasedTaskDto(
 
 public sealed record LeaseResponse(IReadOnlyList<LeasedTaskDto> Tasks);
 
-public sealed record ProgressRequest(string? LeaseToken, double? Progress, string? Message, IReadOnlyList<string>? Chunks) : IValidatable
+public sealed partial record ProgressRequest(string? LeaseToken, double? Progress, string? Message, IReadOnlyList<string>? Chunks, IReadOnlyList<string>? Logs) : IValidatable
 {
     public IDictionary<string, string[]> Validate()
     {
@@ -109,11 +109,28 @@ public sealed record ProgressRequest(string? LeaseToken, double? Progress, strin
         {
             errors["message"] = ["must be at most 1000 characters."];
         }
+        if (Chunks is { Count: > MaxChunks } || Chunks?.Any(c => c is null || c.Length > MaxLineLength) == true)
+        {
+            errors["chunks"] = [$"must be at most {MaxChunks} strings of at most {MaxLineLength} characters."];
+        }
+        if (Logs is { Count: > MaxLogs } || Logs?.Any(l => l is null || l.Length > MaxLineLength) == true)
+        {
+            errors["logs"] = [$"must be at most {MaxLogs} strings of at most {MaxLineLength} characters."];
+        }
         return errors;
     }
 }
 
+public sealed partial record ProgressRequest
+{
+    public const int MaxChunks = 1000;
+    public const int MaxLogs = 100;
+    public const int MaxLineLength = 4000;
+}
+
 public sealed record ProgressResponse(bool Cancel);
+
+public sealed record ArtifactResponse(string Name, string Url, string ContentType, long Bytes);
 
 public sealed record CompleteRequest(string? LeaseToken, JsonElement? Output) : IValidatable
 {

@@ -26,6 +26,9 @@ public static class WorkersApi
             .WithMetadata(new BodySizeLimit(BodySizeLimit.Output))
             .WithSummary("Report a result");
         group.MapPost("/{workerId}/tasks/{taskId}/fail", Fail).WithSummary("Report a failed attempt");
+        group.MapPut("/{workerId}/tasks/{taskId}/artifacts/{name}", PutArtifact)
+            .WithMetadata(new BodySizeLimit(BodySizeLimit.Output))
+            .WithSummary("Store a binary output (image, audio) beside the task");
         return group;
     }
 
@@ -39,8 +42,9 @@ public static class WorkersApi
             gpus = body.Gpus ?? [],
             capacity = body.Capacity ?? 1,
             version = body.Version,
-        }, JsonSerializerOptions.Web);
-        var id = await workers.RegisterAsync(new WorkerRegistration(body.Name!, body.TaskTypes!.Distinct().ToArray(), capabilities));
+        }, WorkerJson);
+        var id = await workers.RegisterAsync(new WorkerRegistration(body.Name!, body.TaskTypes!.Distinct().ToArray(), capabilities,
+            body.Capacity ?? 1, WorkerStateOf(body.Gpus, body.Models)));
         var o = options.Value;
         return TypedResults.Ok(new RegisterWorkerResponse(id, o.HeartbeatIntervalSeconds, o.LeaseTtlSeconds, o.MaxLeaseWaitSeconds));
     }
@@ -70,16 +74,16 @@ public static class WorkersApi
         }
         // Held no longer than a lease lives, or the leases it extends would lapse meanwhile.
         var wait = TimeSpan.FromSeconds(Math.Min(waitSeconds ?? 0, options.Value.LeaseTtlSeconds / 2));
-        var state = JsonSerializer.Serialize(new { gpus = body.Gpus ?? [], models = body.Models ?? [] }, JsonSerializerOptions.Web);
+        var state = WorkerStateOf(body.Gpus, body.Models);
         var running = (body.Running ?? []).Select(r => (r.TaskId!, r.LeaseToken!)).ToArray();
 
         using var listener = signals.Listen(workerId);
-        var stop = await workers.HeartbeatAsync(workerId, state, running);
-        if (stop is { Count: 0 } && wait > TimeSpan.Zero && await listener.WaitAsync(wait, aborted))
+        var beat = await workers.HeartbeatAsync(workerId, state, running);
+        if (beat is { Stop.Count: 0, Drain: false } && wait > TimeSpan.Zero && await listener.WaitAsync(wait, aborted))
         {
-            stop = await workers.HeartbeatAsync(workerId, state, running);
+            beat = await workers.HeartbeatAsync(workerId, state, running);
         }
-        return stop is null ? Problems.WorkerNotFound(workerId) : TypedResults.Ok(new HeartbeatResponse(stop, Drain: false));
+        return beat is null ? Problems.WorkerNotFound(workerId) : TypedResults.Ok(new HeartbeatResponse(beat.Stop, beat.Drain));
     }
 
     /// <summary>
@@ -93,7 +97,7 @@ public static class WorkersApi
         [FromBody] LeaseRequest? body,
         ITaskQueue queue,
         LeaseNotifier notifier,
-        WorkerTypesCache typesCache,
+        WorkerCapabilitiesCache capabilities,
         IOptions<TaskManagerOptions> options,
         TimeProvider time,
         CancellationToken aborted)
@@ -113,13 +117,19 @@ public static class WorkersApi
 
         while (true)
         {
-            using var waiter = notifier.Register(typesCache.Get(workerId));
+            var (types, models) = capabilities.Get(workerId);
+            using var waiter = notifier.Register(types, models);
             var result = await queue.LeaseAsync(workerId, maxTasks);
             if (result.UnknownWorker)
             {
                 return Problems.WorkerNotFound(workerId);
             }
-            typesCache.Set(workerId, result.WorkerTypes);
+            capabilities.Set(workerId, result.WorkerTypes, result.WorkerModels);
+            // Tasks left for a worker that has their model loaded: wake that worker.
+            foreach (var (type, model) in result.LeftForOthers)
+            {
+                notifier.Notify(type, model);
+            }
             if (result.Tasks.Count > 0)
             {
                 // Work this lease left behind wakes the next waiter.
@@ -151,10 +161,65 @@ public static class WorkersApi
         }
     }
 
+    private static async Task<Results<Created<ArtifactResponse>, ProblemHttpResult>> PutArtifact(
+        string workerId, string taskId, string name, [FromQuery(Name = "lease_token")] string? leaseToken,
+        HttpRequest request, ITaskQueue queue, IOptions<TaskManagerOptions> options)
+    {
+        if (!Ids.IsTaskId(taskId))
+        {
+            return Problems.TaskNotFound(taskId);
+        }
+        if (!Artifacts.IsName(name))
+        {
+            return Problems.Invalid("name", "must be 1 to 100 of A-Z, a-z, 0-9, '.', '_' and '-', not starting with a dot.");
+        }
+        if (string.IsNullOrEmpty(leaseToken))
+        {
+            return Problems.Invalid("lease_token", "is required.");
+        }
+        var contentType = Artifacts.ContentType(request.ContentType);
+        if (contentType is null)
+        {
+            return Problems.Invalid("Content-Type", "must be a media type such as image/png or audio/wav.");
+        }
+        using var buffer = new MemoryStream();
+        await request.Body.CopyToAsync(buffer);
+        var outcome = await queue.PutArtifactAsync(taskId, leaseToken, name, contentType, buffer.ToArray());
+        if (outcome.Error == StoreError.Conflict)
+        {
+            return TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "The task's outputs are too large.",
+                detail: $"A task's artifacts may take {options.Value.MaxOutputBytes} bytes together.");
+        }
+        if (!outcome.Ok)
+        {
+            return Problems.From(outcome, taskId, "given an artifact");
+        }
+        var url = Artifacts.Url(taskId, name);
+        return TypedResults.Created(url, new ArtifactResponse(name, url, contentType, buffer.Length));
+    }
+
+    /// <summary>What placement reads of a worker's report: its largest free GPU memory, GPU names and models.</summary>
+    private static WorkerState WorkerStateOf(IReadOnlyList<GpuInfo>? gpus, IReadOnlyList<string>? models)
+    {
+        gpus ??= [];
+        models ??= [];
+        var json = JsonSerializer.Serialize(new { gpus, models }, WorkerJson);
+        return new WorkerState(
+            json,
+            gpus.Select(g => g.MemoryFreeMb ?? 0).DefaultIfEmpty(0).Max(),
+            gpus.Select(g => g.Name ?? "").Where(n => n.Length > 0).ToArray(),
+            models.Distinct().ToArray());
+    }
+
+    private static readonly JsonSerializerOptions WorkerJson = new(JsonSerializerDefaults.Web)
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
     private static async Task<Results<Ok<ProgressResponse>, ProblemHttpResult>> Progress(
         string workerId, string taskId, ProgressRequest body, ITaskQueue queue)
     {
-        var outcome = await queue.ReportProgressAsync(taskId, body.LeaseToken!, body.Progress, body.Message);
+        var outcome = await queue.ReportProgressAsync(taskId, body.LeaseToken!, body.Progress, body.Message, body.Chunks, body.Logs);
         return outcome.Ok
             ? TypedResults.Ok(new ProgressResponse(outcome.Status == TaskState.Canceling))
             : Problems.From(outcome, taskId, "updated");
@@ -184,14 +249,17 @@ public static class WorkersApi
 }
 
 /// <summary>
-/// The task types each worker serves, learnt from its leases, so that a waiting lease is woken
-/// only for work it can take. Unknown workers wait on every type until their first lease.
+/// The task types each worker serves and the models it has loaded, learnt from its leases, so
+/// that a waiting lease is woken only for work it can take, and first for its models. Unknown
+/// workers wait on every type until their first lease.
 /// </summary>
-public sealed class WorkerTypesCache
+public sealed class WorkerCapabilitiesCache
 {
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, IReadOnlyList<string>> types = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (IReadOnlyList<string>, IReadOnlyList<string>)> known =
+        new(StringComparer.Ordinal);
 
-    public IReadOnlyList<string> Get(string workerId) => types.TryGetValue(workerId, out var t) ? t : TaskTypes.All;
+    public (IReadOnlyList<string> Types, IReadOnlyList<string> Models) Get(string workerId) =>
+        known.TryGetValue(workerId, out var c) ? c : (TaskTypes.All, []);
 
-    public void Set(string workerId, IReadOnlyList<string> workerTypes) => types[workerId] = workerTypes;
+    public void Set(string workerId, IReadOnlyList<string> types, IReadOnlyList<string> models) => known[workerId] = (types, models);
 }

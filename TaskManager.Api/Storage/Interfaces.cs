@@ -15,7 +15,12 @@ public interface ITaskQueue
 
     Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind);
 
-    Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message);
+    /// <summary>Records progress, output chunks and log lines as the task's events.</summary>
+    Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message,
+        IReadOnlyList<string>? chunks = null, IReadOnlyList<string>? logs = null);
+
+    /// <summary>Stores a binary output of the current attempt; Conflict when the task's artifacts would pass the output limit.</summary>
+    Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data);
 
     Task<StoreOutcome> CancelAsync(string taskId);
 
@@ -28,6 +33,11 @@ public interface ITaskInspector
     Task<TaskRecord?> GetAsync(string taskId);
 
     Task<TaskPage> ListAsync(TaskQuery query);
+
+    /// <summary>Events after <paramref name="afterId"/> (null: from the start), oldest first.</summary>
+    Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count);
+
+    Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name);
 }
 
 /// <summary>Workers: registration and liveness.</summary>
@@ -35,8 +45,13 @@ public interface IWorkerRegistry
 {
     Task<string> RegisterAsync(WorkerRegistration registration);
 
-    /// <summary>Returns null for an unknown worker, else the ids of the tasks it must stop.</summary>
-    Task<IReadOnlyList<string>?> HeartbeatAsync(string workerId, string stateJson, IReadOnlyList<(string TaskId, string LeaseToken)> running);
+    /// <summary>Returns null for an unknown worker, else the tasks it must stop and whether it is draining.</summary>
+    Task<HeartbeatResult?> HeartbeatAsync(string workerId, WorkerState state, IReadOnlyList<(string TaskId, string LeaseToken)> running);
+
+    /// <summary>Drains a worker; false when it is unknown.</summary>
+    Task<bool> DrainAsync(string workerId);
+
+    Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(int max);
 }
 
 /// <summary>The scheduler's side: sweeps that enforce deadlines, leases and retention, and retries.</summary>
@@ -81,13 +96,44 @@ public enum FailureKind
 }
 
 /// <summary>What a lease handed out. <see cref="UnknownWorker"/> when the worker must register again.</summary>
-public sealed record LeaseResult(bool UnknownWorker, IReadOnlyList<string> WorkerTypes, bool MoreQueued, IReadOnlyList<LeasedTask> Tasks)
+/// <param name="LeftForOthers">(type, model) of tasks this worker skipped because another idle
+/// worker has their model loaded: the caller wakes that worker.</param>
+public sealed record LeaseResult(
+    bool UnknownWorker,
+    IReadOnlyList<string> WorkerTypes,
+    IReadOnlyList<string> WorkerModels,
+    bool MoreQueued,
+    IReadOnlyList<(string Type, string Model)> LeftForOthers,
+    IReadOnlyList<LeasedTask> Tasks)
 {
-    public static readonly LeaseResult Unknown = new(true, [], false, []);
+    public static readonly LeaseResult Unknown = new(true, [], [], false, [], []);
 }
+
+public sealed record HeartbeatResult(IReadOnlyList<string> Stop, bool Drain);
+
+/// <summary>What a worker reports of itself: its GPUs and loaded models (as JSON too, for display).</summary>
+public sealed record WorkerState(string Json, long GpuFreeMb, IReadOnlyList<string> GpuNames, IReadOnlyList<string> Models);
+
+/// <summary>A worker as stored; <see cref="InfoJson"/> and <see cref="StateJson"/> are what it registered and last reported.</summary>
+public sealed record WorkerRecord(
+    string Id,
+    string Name,
+    IReadOnlyList<string> TaskTypes,
+    string InfoJson,
+    string? StateJson,
+    int Capacity,
+    int Running,
+    long Completed,
+    long Failed,
+    bool Draining,
+    DateTimeOffset RegisteredAt,
+    DateTimeOffset LastSeen);
+
+/// <summary>One event of a task's stream: its id (a Redis stream id), kind, attempt and JSON data.</summary>
+public sealed record TaskEvent(string Id, string Kind, int Attempt, string DataJson);
 
 public sealed record TaskQuery(IReadOnlyList<string> Statuses, IReadOnlyList<string> Types, int Limit, string? Cursor);
 
 public sealed record TaskPage(IReadOnlyList<TaskRecord> Items, string? NextCursor);
 
-public sealed record WorkerRegistration(string Name, IReadOnlyList<string> TaskTypes, string CapabilitiesJson);
+public sealed record WorkerRegistration(string Name, IReadOnlyList<string> TaskTypes, string CapabilitiesJson, int Capacity = 1, WorkerState? State = null);

@@ -1,19 +1,22 @@
-using System.Collections.Concurrent;
 using StackExchange.Redis;
 
 namespace TaskManager.Api.Storage;
 
 /// <summary>
-/// Wakes waiting lease long-polls when work arrives. Submissions publish the task type on the
-/// notify channel from inside their Lua script, so every API replica hears of every task.
-/// Each notification wakes one local waiter that serves the type (not all of them: a thousand
-/// idle workers must not stampede Redis for one task). A waiter that leases a full hand while
-/// work remains, or that was woken for nothing, passes the wake-up on.
+/// Wakes waiting lease long-polls when work arrives. Submissions publish the task type (and its
+/// model, <c>type|model</c>) on the notify channel from inside their Lua script, so every API
+/// replica hears of every task. Each notification wakes one local waiter: first one whose worker
+/// has the task's model loaded, else one that serves the type (not all of them: a thousand idle
+/// workers must not stampede Redis for one task). A waiter that leases a full hand while work
+/// remains, that skips a task another worker should take, or that was woken for nothing, passes
+/// the wake-up on.
 /// </summary>
 public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKeys keys, ILogger<LeaseNotifier> logger)
     : IHostedService
 {
-    private readonly ConcurrentDictionary<string, ConcurrentQueue<Waiter>> waitersByType = new(StringComparer.Ordinal);
+    private readonly Lock gate = new();
+    // Keys "t:{type}" and "m:{model}"; oldest waiter first.
+    private readonly Dictionary<string, LinkedList<Waiter>> waiters = new(StringComparer.Ordinal);
     private ChannelMessageQueue? subscription;
 
     public async Task StartAsync(CancellationToken cancellationToken)
@@ -22,7 +25,9 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
             .SubscribeAsync(RedisChannel.Literal(keys.NotifyChannel)).ConfigureAwait(false);
         subscription.OnMessage(message =>
         {
-            Notify((string)message.Message!);
+            var text = (string)message.Message!;
+            var bar = text.IndexOf('|', StringComparison.Ordinal);
+            Notify(bar < 0 ? text : text[..bar], bar < 0 ? null : text[(bar + 1)..]);
             return Task.CompletedTask;
         });
     }
@@ -36,51 +41,70 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
     }
 
     /// <summary>
-    /// Registers interest in <paramref name="types"/>. Register before looking for work, then
-    /// wait: a task that arrives in between is not missed.
+    /// Registers interest in <paramref name="types"/> for a worker that has <paramref name="models"/>
+    /// loaded. Register before looking for work, then wait: a task that arrives in between is not missed.
     /// </summary>
-    public Waiter Register(IReadOnlyList<string> types)
+    public Waiter Register(IReadOnlyList<string> types, IReadOnlyList<string> models)
     {
         var waiter = new Waiter(this, types);
-        foreach (var type in types)
+        lock (gate)
         {
-            var queue = waitersByType.GetOrAdd(type, _ => new ConcurrentQueue<Waiter>());
-            // Withdrawn waiters leave from the head, oldest first, so the queue stays as long as
-            // the waiters of the last long-poll period at most.
-            while (queue.TryPeek(out var head) && head.IsDone)
+            foreach (var key in types.Select(t => "t:" + t).Concat(models.Select(m => "m:" + m)))
             {
-                // Another thread may have taken the head first; a live waiter taken by mistake goes back.
-                if (queue.TryDequeue(out var removed) && !removed.IsDone)
+                if (!waiters.TryGetValue(key, out var list))
                 {
-                    queue.Enqueue(removed);
-                    break;
+                    waiters[key] = list = new LinkedList<Waiter>();
                 }
+                // Withdrawn waiters leave from the head, oldest first, so a list stays as long as
+                // the waiters of the last long-poll period at most.
+                while (list.First is { Value.IsDone: true })
+                {
+                    list.RemoveFirst();
+                }
+                list.AddLast(waiter);
             }
-            queue.Enqueue(waiter);
         }
         return waiter;
     }
 
-    /// <summary>Wakes one live waiter for <paramref name="type"/>, if any.</summary>
-    public void Notify(string type)
+    /// <summary>Wakes one live waiter for a task of <paramref name="type"/>, preferring one that has <paramref name="model"/> loaded.</summary>
+    public void Notify(string type, string? model = null)
     {
-        if (!waitersByType.TryGetValue(type, out var queue))
+        lock (gate)
         {
-            return;
-        }
-        // Waiters that finished or were woken through another type are dropped lazily here.
-        while (queue.TryDequeue(out var waiter))
-        {
-            if (waiter.TryWake(type))
+            if ((model is not null && WakeFirst("m:" + model, type)) || WakeFirst("t:" + type, type))
             {
-                LogWoke(logger, type);
-                return;
+                LogWoke(logger, type, model);
             }
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Trace, Message = "Woke a lease waiter for {TaskType}")]
-    private static partial void LogWoke(ILogger logger, string taskType);
+    private bool WakeFirst(string key, string type)
+    {
+        if (!waiters.TryGetValue(key, out var list))
+        {
+            return false;
+        }
+        for (var node = list.First; node is not null;)
+        {
+            var next = node.Next;
+            var waiter = node.Value;
+            if (waiter.IsDone)
+            {
+                list.Remove(node);
+            }
+            else if (waiter.Types.Contains(type) && waiter.TryWake(type))
+            {
+                list.Remove(node);
+                return true;
+            }
+            node = next;
+        }
+        return false;
+    }
+
+    [LoggerMessage(Level = LogLevel.Trace, Message = "Woke a lease waiter for {TaskType} (model {Model})")]
+    private static partial void LogWoke(ILogger logger, string taskType, string? model);
 
     /// <summary>
     /// One waiting lease, woken at most once. Disposing it withdraws it; a wake-up that raced in

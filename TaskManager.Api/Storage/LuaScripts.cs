@@ -32,6 +32,10 @@ public sealed class LuaScripts
         SweepScheduled = Build("sweep_scheduled");
         SweepRetention = Build("sweep_retention");
         SweepWorkers = Build("sweep_workers");
+        Drain = Build("drain");
+        Workers = Build("workers");
+        PutArtifact = Build("put_artifact");
+        GetArtifact = Build("get_artifact");
     }
 
     public string Submit { get; }
@@ -52,6 +56,10 @@ public sealed class LuaScripts
     public string SweepScheduled { get; }
     public string SweepRetention { get; }
     public string SweepWorkers { get; }
+    public string Drain { get; }
+    public string Workers { get; }
+    public string PutArtifact { get; }
+    public string GetArtifact { get; }
 
     /// <summary>The state machine as a Lua table: <c>TRANSITIONS[from][to] == true</c>.</summary>
     internal static string TransitionsTable()

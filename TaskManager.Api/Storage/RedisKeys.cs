@@ -17,7 +17,13 @@ namespace TaskManager.Api.Storage;
 /// <item><c>attempts:{id}</c> list: one JSON object per ended attempt of a task.</item>
 /// <item><c>outbox</c> list: work for the scheduler's Hangfire client (<c>schedule|id|attempt|due</c>,
 /// <c>delete|id</c>), so that request handlers never call Hangfire.</item>
-/// <item><c>worker:{id}</c> hash and <c>workers</c> sorted set (by last heartbeat, ms).</item>
+/// <item><c>events:{id}</c> stream: the task's status changes, progress, output chunks and log
+/// lines, in order; the stream ids are the server-sent events' ids. <c>ev:{id}</c> pub/sub
+/// channel: published with each event, to wake followers on any API replica.</item>
+/// <item><c>artifacts:{id}</c> hash (name to content type) and <c>artifact:{id}:{name}</c> strings:
+/// a task's binary outputs.</item>
+/// <item><c>worker:{id}</c> hash and <c>workers</c> sorted set (by last heartbeat, ms);
+/// <c>model:{name}</c> set: the workers that have that model loaded.</item>
 /// <item><c>notify</c> pub/sub channel: a task type, published when work of that type is queued.</item>
 /// <item><c>cancels</c> pub/sub channel: a worker id, published when one of its tasks must stop.</item>
 /// </list>
@@ -46,6 +52,16 @@ public sealed class RedisKeys(string prefix)
 
     public string CancelChannel => $"{Prefix}cancels";
 
+    public string Events(string id) => $"{Prefix}events:{id}";
+
+    public string EventChannel(string id) => $"{Prefix}ev:{id}";
+
+    public string Artifacts(string id) => $"{Prefix}artifacts:{id}";
+
+    public string Artifact(string id, string name) => $"{Prefix}artifact:{id}:{name}";
+
+    public string ModelWorkers(string model) => $"{Prefix}model:{model}";
+
     public string Worker(string id) => $"{Prefix}worker:{id}";
 
     public string Workers => $"{Prefix}workers";
@@ -68,6 +84,11 @@ public sealed class RedisKeys(string prefix)
         local function index_key(s, t) return PREFIX .. 'idx:' .. s .. ':' .. t end
         local function worker_key(id) return PREFIX .. 'worker:' .. id end
         local function attempts_key(id) return PREFIX .. 'attempts:' .. id end
+        local function events_key(id) return PREFIX .. 'events:' .. id end
+        local function event_channel(id) return PREFIX .. 'ev:' .. id end
+        local function artifacts_key(id) return PREFIX .. 'artifacts:' .. id end
+        local function artifact_key(id, name) return PREFIX .. 'artifact:' .. id .. ':' .. name end
+        local function model_key(m) return PREFIX .. 'model:' .. m end
 
         """;
 }

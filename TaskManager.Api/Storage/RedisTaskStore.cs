@@ -27,6 +27,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             id, request.Type, request.Priority, nowMs, QueueOrder.Score(request.Priority, nowMs),
             request.InputJson, request.TimeoutSeconds, request.MaxAttempts, request.Model ?? "",
             request.MetadataJson ?? "", request.Webhook ?? "", traceParent ?? "",
+            request.Requirements?.GpuMemoryMb?.ToString(CultureInfo.InvariantCulture) ?? "", request.Requirements?.Gpu ?? "",
         ]).ConfigureAwait(false);
         return new TaskRecord
         {
@@ -41,21 +42,27 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
             MetadataJson = request.MetadataJson,
             Webhook = request.Webhook,
+            Requirements = request.Requirements,
         };
     }
 
     public async Task<LeaseResult> LeaseAsync(string workerId, int maxTasks)
     {
         var token = Guid.NewGuid().ToString("N");
+        var o = options.Value;
+        var now = NowMs;
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Lease, values:
-            [workerId, NowMs, maxTasks, options.Value.LeaseTtlSeconds * 1000L, token]).ConfigureAwait(false))!;
+            [workerId, now, maxTasks, o.LeaseTtlSeconds * 1000L, token, o.LeaseScanDepth, now - (o.WorkerStaleSeconds * 1000L)])
+            .ConfigureAwait(false))!;
         if ((string?)result[0] != "ok")
         {
             return LeaseResult.Unknown;
         }
-        var types = ((string)result[1]!).Split(',');
-        var tasks = new List<LeasedTask>(result.Length - 3);
-        for (var i = 3; i < result.Length; i++)
+        var types = Split((string?)result[1]);
+        var models = Split((string?)result[2]);
+        var left = Split((string?)result[4]).Select(e => e.Split('|', 2)).Select(p => (p[0], p[1])).ToArray();
+        var tasks = new List<LeasedTask>(result.Length - 5);
+        for (var i = 5; i < result.Length; i++)
         {
             var f = (RedisResult[])result[i]!;
             tasks.Add(new LeasedTask(
@@ -71,7 +78,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
                 DeadlineAt: DateTimeOffset.FromUnixTimeMilliseconds((long)f[9]),
                 TraceParent: NullIfEmpty((string?)f[10])));
         }
-        return new LeaseResult(false, types, (int)result[2] == 1, tasks);
+        return new LeaseResult(false, types, models, (int)result[3] == 1, left, tasks);
     }
 
     public Task<StoreOutcome> CompleteAsync(string taskId, string leaseToken, string outputJson) =>
@@ -80,9 +87,28 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     public Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind) =>
         ChangeAsync(scripts.Fail, [taskId, leaseToken, NowMs, errorJson, retryable ? "1" : "0", KindName(kind), Delays()]);
 
-    public Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message) =>
-        ChangeAsync(scripts.Progress,
-            [taskId, leaseToken, progress?.ToString("R", CultureInfo.InvariantCulture) ?? "", message ?? ""]);
+    public Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message,
+        IReadOnlyList<string>? chunks = null, IReadOnlyList<string>? logs = null)
+    {
+        chunks ??= [];
+        logs ??= [];
+        var values = new List<RedisValue>(5 + chunks.Count + logs.Count)
+        {
+            taskId, leaseToken, progress?.ToString("R", CultureInfo.InvariantCulture) ?? "", message ?? "", chunks.Count,
+        };
+        values.AddRange(chunks.Select(c => (RedisValue)c));
+        values.AddRange(logs.Select(l => (RedisValue)l));
+        return ChangeAsync(scripts.Progress, [.. values]);
+    }
+
+    public async Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data)
+    {
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.PutArtifact, values:
+            [taskId, leaseToken, name, contentType, data, options.Value.MaxOutputBytes]).ConfigureAwait(false))!;
+        return (string?)result[0] == "too_large"
+            ? new StoreOutcome(StoreError.Conflict, (string?)result[1])
+            : ToOutcome(result);
+    }
 
     public Task<StoreOutcome> CancelAsync(string taskId) => ChangeAsync(scripts.Cancel, [taskId, NowMs]);
 
@@ -90,7 +116,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     public async Task<TaskRecord?> GetAsync(string taskId)
     {
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Get, values: [taskId]).ConfigureAwait(false))!;
+        var liveSince = NowMs - (options.Value.WorkerDeadSeconds * 1000L);
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Get, values: [taskId, liveSince]).ConfigureAwait(false))!;
         var hash = (RedisResult[])result[0]!;
         if (hash.Length == 0)
         {
@@ -122,31 +149,69 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     public async Task<string> RegisterAsync(WorkerRegistration registration)
     {
         var id = "w_" + Guid.CreateVersion7(time.GetUtcNow()).ToString("N");
+        var state = registration.State ?? new WorkerState("{}", 0, [], []);
         await Db.ScriptEvaluateAsync(scripts.Register, values:
-            [id, NowMs, registration.Name, string.Join(',', registration.TaskTypes), registration.CapabilitiesJson])
-            .ConfigureAwait(false);
+            [
+                id, NowMs, registration.Name, string.Join(',', registration.TaskTypes), registration.CapabilitiesJson,
+                registration.Capacity, state.GpuFreeMb, GpuNames(state), string.Join(',', state.Models),
+            ]).ConfigureAwait(false);
         return id;
     }
 
-    public async Task<IReadOnlyList<string>?> HeartbeatAsync(string workerId, string stateJson, IReadOnlyList<(string TaskId, string LeaseToken)> running)
+    public async Task<HeartbeatResult?> HeartbeatAsync(string workerId, WorkerState state, IReadOnlyList<(string TaskId, string LeaseToken)> running)
     {
-        var values = new RedisValue[4 + (running.Count * 2)];
+        var values = new RedisValue[7 + (running.Count * 2)];
         values[0] = workerId;
         values[1] = NowMs;
         values[2] = options.Value.LeaseTtlSeconds * 1000L;
-        values[3] = stateJson;
+        values[3] = state.Json;
+        values[4] = state.GpuFreeMb;
+        values[5] = GpuNames(state);
+        values[6] = string.Join(',', state.Models);
         for (var i = 0; i < running.Count; i++)
         {
-            values[4 + (2 * i)] = running[i].TaskId;
-            values[5 + (2 * i)] = running[i].LeaseToken;
+            values[7 + (2 * i)] = running[i].TaskId;
+            values[8 + (2 * i)] = running[i].LeaseToken;
         }
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Heartbeat, values: values).ConfigureAwait(false))!;
         if ((string?)result[0] != "ok")
         {
             return null;
         }
-        return result.Skip(1).Select(r => (string)r!).ToArray();
+        return new HeartbeatResult(result.Skip(2).Select(r => (string)r!).ToArray(), (string?)result[1] == "1");
     }
+
+    public async Task<bool> DrainAsync(string workerId) =>
+        (int)await Db.ScriptEvaluateAsync(scripts.Drain, values: [workerId]).ConfigureAwait(false) == 1;
+
+    public async Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(int max)
+    {
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Workers, values: [max]).ConfigureAwait(false))!;
+        return result.Select(r => ToWorker(Fields((RedisResult[])r!))).ToArray();
+    }
+
+    public async Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count)
+    {
+        // "(" makes the start exclusive: the events after the one the client already has.
+        var entries = await Db.StreamRangeAsync(keys.Events(taskId), afterId is null ? "-" : "(" + afterId, "+", count)
+            .ConfigureAwait(false);
+        return entries.Select(e => new TaskEvent(
+            e.Id!,
+            (string)e["kind"]!,
+            (int)e["attempt"],
+            (string)e["data"]!)).ToArray();
+    }
+
+    public async Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name)
+    {
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.GetArtifact, values: [taskId, name]).ConfigureAwait(false))!;
+        return result.Length == 0 ? null : ((string)result[0]!, (byte[])result[1]!);
+    }
+
+    // Lowercase and one a line: the lease script matches a pattern against any of them.
+    private static string GpuNames(WorkerState state) => string.Join('\n', state.GpuNames.Select(n => n.ToLowerInvariant()));
+
+    private static string[] Split(string? list) => string.IsNullOrEmpty(list) ? [] : list.Split(',');
 
     public async Task<IReadOnlyList<(string TaskId, string Status)>> SweepDeadlinesAsync(int batch) =>
         Pairs(await Db.ScriptEvaluateAsync(scripts.SweepDeadlines, values: [NowMs, batch, Delays()]).ConfigureAwait(false));
@@ -211,9 +276,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         return pairs;
     }
 
-    private async Task<StoreOutcome> ChangeAsync(string script, RedisValue[] values)
+    private async Task<StoreOutcome> ChangeAsync(string script, RedisValue[] values) =>
+        ToOutcome((RedisResult[])(await Db.ScriptEvaluateAsync(script, values: values).ConfigureAwait(false))!);
+
+    private static StoreOutcome ToOutcome(RedisResult[] result)
     {
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(script, values: values).ConfigureAwait(false))!;
         var code = (string)result[0]!;
         var status = result.Length > 1 ? (string?)result[^1] : null;
         return code switch
@@ -236,13 +303,33 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 
-    internal static TaskRecord ToRecord(RedisResult[] hash)
+    private static Dictionary<string, string> Fields(RedisResult[] hash)
     {
         var f = new Dictionary<string, string>(hash.Length / 2, StringComparer.Ordinal);
         for (var i = 0; i + 1 < hash.Length; i += 2)
         {
             f[(string)hash[i]!] = (string)hash[i + 1]!;
         }
+        return f;
+    }
+
+    private static WorkerRecord ToWorker(Dictionary<string, string> f) => new(
+        f["id"],
+        f.GetValueOrDefault("name") ?? "",
+        Split(f.GetValueOrDefault("types")),
+        f.GetValueOrDefault("info") ?? "{}",
+        f.GetValueOrDefault("state"),
+        Int(f, "capacity") ?? 1,
+        Int(f, "running") ?? 0,
+        Long(f, "completed") ?? 0,
+        Long(f, "failed") ?? 0,
+        f.GetValueOrDefault("draining") == "1",
+        Time(f, "registered") ?? DateTimeOffset.UnixEpoch,
+        Time(f, "last_seen") ?? DateTimeOffset.UnixEpoch);
+
+    internal static TaskRecord ToRecord(RedisResult[] hash)
+    {
+        var f = Fields(hash);
         return new TaskRecord
         {
             Id = f["id"],
@@ -266,11 +353,18 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             MetadataJson = f.GetValueOrDefault("metadata"),
             Webhook = f.GetValueOrDefault("webhook"),
             RetryAt = Time(f, "retry_at"),
+            Requirements = f.ContainsKey("req_mem") || f.ContainsKey("req_gpu")
+                ? new TaskRequirements(Long(f, "req_mem"), f.GetValueOrDefault("req_gpu"))
+                : null,
+            WaitingReason = f.GetValueOrDefault("waiting_reason"),
         };
     }
 
     private static int? Int(Dictionary<string, string> f, string name) =>
         f.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : null;
+
+    private static long? Long(Dictionary<string, string> f, string name) =>
+        f.TryGetValue(name, out var v) ? long.Parse(v, CultureInfo.InvariantCulture) : null;
 
     private static DateTimeOffset? Time(Dictionary<string, string> f, string name) =>
         f.TryGetValue(name, out var v) ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(v, CultureInfo.InvariantCulture)) : null;

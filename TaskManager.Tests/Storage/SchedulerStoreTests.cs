@@ -61,7 +61,7 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
         var keptLease = (await store.LeaseAsync(alive, 1)).Tasks.Single();
 
         clock.Advance(TimeSpan.FromSeconds(options.LeaseTtlSeconds - 1));
-        await store.HeartbeatAsync(alive, "{}", [(keptLease.TaskId, keptLease.LeaseToken)]);
+        await store.HeartbeatAsync(alive, NoGpus, [(keptLease.TaskId, keptLease.LeaseToken)]);
         clock.Advance(TimeSpan.FromSeconds(2));
         var moved = await store.SweepLeasesAsync(100);
 
@@ -177,4 +177,6 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
         clock.Advance(TimeSpan.FromMilliseconds(1));
         return await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, timeout, maxAttempts, null, null), null);
     }
+
+    private static readonly WorkerState NoGpus = new("{}", 0, [], []);
 }

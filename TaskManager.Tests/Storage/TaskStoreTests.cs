@@ -520,7 +520,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         // The retried task waits for its retry: the token this worker holds is no longer current.
         await store.FailAsync(retried.Id, leased[retried.Id], Error("oom"), retryable: true, FailureKind.Error);
 
-        var stop = await store.HeartbeatAsync(worker, "{}", [(keep.Id, leased[keep.Id]), (canceled.Id, leased[canceled.Id]), (retried.Id, leased[retried.Id])]);
+        var stop = (await store.HeartbeatAsync(worker, NoGpus, [(keep.Id, leased[keep.Id]), (canceled.Id, leased[canceled.Id]), (retried.Id, leased[retried.Id])]))?.Stop;
 
         Assert.NotNull(stop);
         Assert.Equal([canceled.Id, retried.Id], stop.Order(StringComparer.Ordinal).ToArray(), StringComparer.Ordinal);
@@ -534,7 +534,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
         await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
 
-        var stop = await store.HeartbeatAsync(worker, "{}", [(task.Id, leased.LeaseToken)]);
+        var stop = (await store.HeartbeatAsync(worker, NoGpus, [(task.Id, leased.LeaseToken)]))?.Stop;
 
         Assert.Equal([task.Id], stop!);
     }
@@ -547,7 +547,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
         clock.Advance(TimeSpan.FromSeconds(10));
 
-        var stop = await store.HeartbeatAsync(worker, "{}", [(task.Id, leased.LeaseToken)]);
+        var stop = (await store.HeartbeatAsync(worker, NoGpus, [(task.Id, leased.LeaseToken)]))?.Stop;
 
         Assert.Empty(stop!);
         var expiry = await redis.Db.SortedSetScoreAsync(keys.Leases, task.Id);
@@ -556,7 +556,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
     [Fact]
     public async Task Heartbeat_OfAnUnknownWorker_IsNull() =>
-        Assert.Null(await store.HeartbeatAsync("w_" + Guid.NewGuid().ToString("N"), "{}", []));
+        Assert.Null(await store.HeartbeatAsync("w_" + Guid.NewGuid().ToString("N"), NoGpus, []));
 
     // ---- delete ----
 
@@ -768,4 +768,6 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Equal(expected with { AttemptsJson = null }, actual with { AttemptsJson = null });
         Assert.Equal(expected.AttemptsJson ?? [], actual.AttemptsJson ?? []);
     }
+
+    private static readonly WorkerState NoGpus = new("{}", 0, [], []);
 }

@@ -1,6 +1,13 @@
 -- Shared by every script; prepended after the key definitions and TRANSITIONS (the state
 -- machine, generated from Domain/TaskState.cs).
 
+-- Splits a comma list.
+local function split(list)
+  local items = {}
+  for item in string.gmatch(list, '[^,]+') do items[#items + 1] = item end
+  return items
+end
+
 -- True when `from` may move to `to` under the state machine.
 local function can_move(from, to)
   local targets = TRANSITIONS[from]
@@ -13,10 +20,20 @@ local function is_final(status)
   return targets ~= nil and next(targets) == nil
 end
 
--- Moves a task between the status indexes used for listing.
+-- Appends an event to the task's stream and wakes its followers on any API replica.
+-- kind: status, progress, chunk or log; data: a JSON object.
+local function emit(id, kind, attempt, data)
+  local eid = redis.call('XADD', events_key(id), 'MAXLEN', '~', 100000, '*',
+    'kind', kind, 'attempt', attempt, 'data', data)
+  redis.call('PUBLISH', event_channel(id), eid)
+end
+
+-- Moves a task between the status indexes used for listing. Every status change passes here,
+-- so here it becomes a status event.
 local function move_index(id, ttype, from, to)
   redis.call('ZREM', index_key(from, ttype), id)
   redis.call('ZADD', index_key(to, ttype), 0, id)
+  emit(id, 'status', redis.call('HGET', task_key(id), 'attempt') or '0', '{"status":"' .. to .. '"}')
 end
 
 -- Ends a running attempt's bookkeeping: no lease, no deadline, no current token.
@@ -34,12 +51,6 @@ local function check_report(tk, token)
   return f[1], f[3], nil
 end
 
--- Splits a comma list.
-local function split(list)
-  local items = {}
-  for item in string.gmatch(list, '[^,]+') do items[#items + 1] = item end
-  return items
-end
 
 -- Refuses a move the state machine does not allow. Call it before any write: Redis does not
 -- undo a script's earlier writes when it fails.
@@ -60,6 +71,37 @@ local function record_attempt(id, tk, outcome, error_json, now)
     ',"outcome":' .. cjson.encode(outcome) ..
     ',"error":' .. (error_json ~= '' and error_json or 'null') .. '}'
   redis.call('RPUSH', attempts_key(id), entry)
+  -- The worker's live counts (a worker already forgotten is not brought back).
+  if f[2] then
+    local wk = worker_key(f[2])
+    if redis.call('EXISTS', wk) == 1 then
+      redis.call('HINCRBY', wk, 'running', -1)
+      if outcome == 'succeeded' then
+        redis.call('HINCRBY', wk, 'completed', 1)
+      elseif outcome ~= 'canceled' and outcome ~= 'handed_back' then
+        redis.call('HINCRBY', wk, 'failed', 1)
+      end
+    end
+  end
+end
+
+-- Deletes a task with everything kept beside it: history, events, artifacts, index entries.
+local function delete_task(id, tk, status, ttype)
+  if status then redis.call('ZREM', index_key(status, ttype), id) end
+  for _, name in ipairs(redis.call('HKEYS', artifacts_key(id))) do
+    redis.call('DEL', artifact_key(id, name))
+  end
+  redis.call('DEL', tk, attempts_key(id), events_key(id), artifacts_key(id))
+  redis.call('ZREM', FINISHED, id)
+end
+
+-- Keeps the model:{name} sets in step with the models a worker reports loaded.
+local function set_worker_models(worker, old_csv, new_csv)
+  local new = {}
+  for _, m in ipairs(split(new_csv)) do new[m] = true; redis.call('SADD', model_key(m), worker) end
+  for _, m in ipairs(split(old_csv or '')) do
+    if not new[m] then redis.call('SREM', model_key(m), worker) end
+  end
 end
 
 -- Moves a task to a final state and records when, for retention.
@@ -76,7 +118,8 @@ local function requeue(id, tk, ttype, from)
   redis.call('HDEL', tk, 'started', 'retry_at', 'retry_job')
   redis.call('ZADD', queue_key(ttype), qs, id)
   move_index(id, ttype, from, 'queued')
-  redis.call('PUBLISH', NOTIFY, ttype)
+  local model = redis.call('HGET', tk, 'model')
+  if model then redis.call('PUBLISH', NOTIFY, ttype .. '|' .. model) else redis.call('PUBLISH', NOTIFY, ttype) end
 end
 
 -- Where a task goes after an attempt that did not succeed: a retry while it is retryable and

@@ -1,5 +1,6 @@
--- Removes a task in a final state with its history and index entries.
--- KEYS: none; touches task:{id}, attempts:{id}, idx:{status}:{type}, finished.
+-- Removes a task in a final state with its history, events, artifacts and index entries.
+-- KEYS: none; touches task:{id}, attempts:{id}, events:{id}, artifacts:{id}, artifact:{id}:*,
+--   idx:{status}:{type}, finished.
 -- ARGV[1] task id
 -- Returns: {'ok'} | {'not_found'} | {'conflict', status}.
 local id = ARGV[1]
@@ -7,7 +8,5 @@ local tk = task_key(id)
 local f = redis.call('HMGET', tk, 'status', 'type')
 if not f[1] then return {'not_found'} end
 if not is_final(f[1]) then return {'conflict', f[1]} end
-redis.call('DEL', tk, attempts_key(id))
-redis.call('ZREM', index_key(f[1], f[2]), id)
-redis.call('ZREM', FINISHED, id)
+delete_task(id, tk, f[1], f[2])
 return {'ok'}

@@ -1,17 +1,23 @@
--- Records a worker's heartbeat, extends the leases of the tasks it still runs, and names the
--- ones it must stop: those being canceled and those no longer its own (finished, re-queued).
--- KEYS: none; touches worker:{id}, workers, task:{id}, leases.
+-- Records a worker's heartbeat and its current GPUs and models, extends the leases of the tasks
+-- it still runs, and names the ones it must stop: those being canceled and those no longer its
+-- own (finished, timed out, re-queued).
+-- KEYS: none; touches worker:{id}, workers, model:{name}, task:{id}, leases.
 -- ARGV[1] worker id   ARGV[2] now (ms)   ARGV[3] lease TTL (ms)   ARGV[4] state JSON (gpus, models)
--- ARGV[5], ARGV[6], ...: task id, lease token pairs
--- Returns: {'unknown_worker'} or {'ok', task id to stop...}.
-local wk = worker_key(ARGV[1])
+-- ARGV[5] largest free GPU memory (MB)   ARGV[6] GPU names (lowercase, newline-separated)
+-- ARGV[7] loaded models (comma list)   ARGV[8], ARGV[9], ...: task id, lease token pairs
+-- Returns: {'unknown_worker'} or {'ok', draining ('1' or '0'), task id to stop...}.
+local worker = ARGV[1]
+local wk = worker_key(worker)
+local previous = redis.call('HMGET', wk, 'models', 'draining')
 if redis.call('EXISTS', wk) == 0 then return {'unknown_worker'} end
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-redis.call('HSET', wk, 'last_seen', ARGV[2], 'state', ARGV[4])
-redis.call('ZADD', WORKERS, now, ARGV[1])
+redis.call('HSET', wk, 'last_seen', ARGV[2], 'state', ARGV[4], 'gpu_free_mb', ARGV[5],
+  'gpu_names', ARGV[6], 'models', ARGV[7])
+set_worker_models(worker, previous[1], ARGV[7])
+redis.call('ZADD', WORKERS, now, worker)
 
-local out = {'ok'}
-for i = 5, #ARGV, 2 do
+local out = {'ok', previous[2] or '0'}
+for i = 8, #ARGV, 2 do
   local id, token = ARGV[i], ARGV[i + 1]
   local f = redis.call('HMGET', task_key(id), 'status', 'token')
   if f[2] and f[2] == token and (f[1] == 'running' or f[1] == 'canceling') then

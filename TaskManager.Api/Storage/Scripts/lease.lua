@@ -1,59 +1,129 @@
--- Hands a worker up to N queued tasks of the types it registered: the lowest queue score first
--- (highest priority, then oldest), across its types.
--- KEYS: none; touches worker:{id}, queue:{type}, task:{id}, idx:*, leases, deadlines.
+-- Hands a worker up to N queued tasks that it can run: a type it serves, enough free GPU memory,
+-- a matching GPU. Among those: higher priority first; then a task whose model it has loaded (or
+-- that names none); then the oldest. A task whose model this worker lacks but another live worker
+-- with free capacity has loaded is left for that worker. Only the first `depth` tasks of each
+-- queue are considered, so a lease costs the same however long the queues are.
+-- KEYS: none; touches worker:{id}, model:{name}, queue:{type}, task:{id}, idx:*, leases,
+--   deadlines, events:{id}.
 -- ARGV[1] worker id   ARGV[2] now (ms)   ARGV[3] max tasks   ARGV[4] lease TTL (ms)
--- ARGV[5] token base (random; each task's lease token is base:n)
--- Returns: {'unknown_worker'} or {'ok', types (comma list), more (1 when tasks remain queued),
---   task...}, each task {id, token, type, model, input, metadata, attempt, max attempts,
---   timeout (s), deadline (ms), traceparent}.
+-- ARGV[5] token base (random; each task's lease token is base:n)   ARGV[6] depth
+-- ARGV[7] workers heard from since this time (ms) count as live
+-- Returns: {'unknown_worker'} or {'ok', types (comma list), models (comma list), more (1 when
+--   tasks remain queued), left for others ('type|model' comma list), task...}, each task {id,
+--   token, type, model, input, metadata, attempt, max attempts, timeout (s), deadline (ms),
+--   traceparent}.
 local worker = ARGV[1]
-local types = redis.call('HGET', worker_key(worker), 'types')
-if not types then return {'unknown_worker'} end
+local w = redis.call('HMGET', worker_key(worker), 'types', 'gpu_free_mb', 'gpu_names', 'models', 'draining')
+if not w[1] then return {'unknown_worker'} end
+local out = {'ok', w[1], w[4] or '', 0, ''}
+if w[5] == '1' then return out end
+
 local now, max_tasks, ttl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local depth, live_since = tonumber(ARGV[6]), tonumber(ARGV[7])
+local budget = tonumber(w[2]) or 0
+local gpu_names = w[3] or ''
+local loaded = {}
+for _, m in ipairs(split(w[4] or '')) do loaded[m] = true end
 
-local queues = {}
-for t in string.gmatch(types, '[^,]+') do queues[#queues + 1] = t end
+local candidates = {}
+for _, t in ipairs(split(w[1])) do
+  local items = redis.call('ZRANGE', queue_key(t), 0, depth - 1, 'WITHSCORES')
+  for i = 1, #items, 2 do
+    candidates[#candidates + 1] = {id = items[i], score = tonumber(items[i + 1]), type = t}
+  end
+end
+table.sort(candidates, function(a, b)
+  if a.score ~= b.score then return a.score < b.score end
+  return a.id < b.id
+end)
 
-local out = {'ok', types, 0}
-local taken = 0
-while taken < max_tasks do
-  local best, best_score, best_type
-  for _, t in ipairs(queues) do
-    local head = redis.call('ZRANGE', queue_key(t), 0, 0, 'WITHSCORES')
-    if head[1] then
-      local score = tonumber(head[2])
-      if not best or score < best_score or (score == best_score and head[1] < best) then
-        best, best_score, best_type = head[1], score, t
+local function fits(req_mem, req_gpu)
+  if req_mem and tonumber(req_mem) > budget then return false end
+  if req_gpu and not string.find(gpu_names, string.lower(req_gpu), 1, true) then return false end
+  return true
+end
+
+-- True when another live, undrained worker with a free slot has `model` loaded.
+local held = {}
+local function held_for_other(model)
+  if held[model] == nil then
+    held[model] = false
+    for _, other in ipairs(redis.call('SMEMBERS', model_key(model))) do
+      if other ~= worker then
+        local o = redis.call('HMGET', worker_key(other), 'last_seen', 'draining', 'running', 'capacity')
+        if o[1] and tonumber(o[1]) >= live_since and o[2] ~= '1' and tonumber(o[3] or '0') < tonumber(o[4] or '1') then
+          held[model] = true
+          break
+        end
       end
     end
   end
-  if not best then break end
-  redis.call('ZREM', queue_key(best_type), best)
+  return held[model]
+end
 
-  local tk = task_key(best)
-  local f = redis.call('HMGET', tk, 'status', 'timeout', 'attempt', 'model', 'input', 'metadata',
-    'max_attempts', 'trace')
-  -- A queue entry whose task is gone or no longer queued is dropped; it cannot be leased.
-  if f[1] and can_move(f[1], 'running') then
-    taken = taken + 1
-    local token = ARGV[5] .. ':' .. taken
-    local attempt = tonumber(f[3]) + 1
-    local deadline = now + tonumber(f[2]) * 1000
-    redis.call('HSET', tk, 'status', 'running', 'worker', worker, 'token', token,
-      'started', ARGV[2], 'attempt', attempt)
-    redis.call('HDEL', tk, 'progress', 'progress_message')
-    redis.call('ZADD', LEASES, now + ttl, best)
-    redis.call('ZADD', DEADLINES, deadline, best)
-    move_index(best, best_type, f[1], 'running')
-    out[#out + 1] = {best, token, best_type, f[4] or '', f[5], f[6] or '', attempt, f[7], f[2],
-      deadline, f[8] or ''}
+local function priority_band(score) return math.floor(score / 1e13) end
+
+local info, left = {}, {}
+local taken = 0
+while taken < max_tasks do
+  local pick, fallback
+  for _, c in ipairs(candidates) do
+    if not c.done then
+      if fallback and priority_band(c.score) ~= priority_band(fallback.score) then break end
+      local f = info[c.id]
+      if not f then
+        f = redis.call('HMGET', task_key(c.id), 'status', 'model', 'req_mem', 'req_gpu')
+        info[c.id] = f
+      end
+      if not f[1] or not can_move(f[1], 'running') then
+        -- A queue entry whose task is gone or no longer queued cannot be leased.
+        c.done = true
+        redis.call('ZREM', queue_key(c.type), c.id)
+      elseif fits(f[3], f[4]) then
+        if not f[2] or loaded[f[2]] then
+          pick = c
+          break
+        end
+        if held_for_other(f[2]) then
+          left[c.type .. '|' .. f[2]] = true
+        elseif not fallback then
+          fallback = c
+        end
+      end
+    end
   end
+  pick = pick or fallback
+  if not pick then break end
+  pick.done = true
+
+  local id = pick.id
+  local tk = task_key(id)
+  redis.call('ZREM', queue_key(pick.type), id)
+  local f = redis.call('HMGET', tk, 'status', 'timeout', 'attempt', 'model', 'input', 'metadata',
+    'max_attempts', 'trace', 'req_mem')
+  taken = taken + 1
+  local token = ARGV[5] .. ':' .. taken
+  local attempt = tonumber(f[3]) + 1
+  local deadline = now + tonumber(f[2]) * 1000
+  redis.call('HSET', tk, 'status', 'running', 'worker', worker, 'token', token,
+    'started', ARGV[2], 'attempt', attempt)
+  redis.call('HDEL', tk, 'progress', 'progress_message', 'chunks')
+  redis.call('ZADD', LEASES, now + ttl, id)
+  redis.call('ZADD', DEADLINES, deadline, id)
+  redis.call('HINCRBY', worker_key(worker), 'running', 1)
+  move_index(id, pick.type, f[1], 'running')
+  budget = budget - (tonumber(f[9]) or 0)
+  out[#out + 1] = {id, token, pick.type, f[4] or '', f[5], f[6] or '', attempt, f[7], f[2],
+    deadline, f[8] or ''}
 end
 
 -- Only a full hand may leave work behind; then the caller passes the wake-up on.
 if taken == max_tasks then
-  for _, t in ipairs(queues) do
-    if redis.call('ZCARD', queue_key(t)) > 0 then out[3] = 1; break end
+  for _, t in ipairs(split(w[1])) do
+    if redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
   end
 end
+local left_list = {}
+for k in pairs(left) do left_list[#left_list + 1] = k end
+out[5] = table.concat(left_list, ',')
 return out

@@ -1,0 +1,133 @@
+using System.Text.Json;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+using TaskManager.Api.Storage;
+
+namespace TaskManager.Api.Endpoints;
+
+/// <summary>The worker fleet at a glance: health and stats, one entry per worker; and the admin drain.</summary>
+public static class FleetApi
+{
+    /// <summary>The most workers listed; dead ones drop out after <c>DeadWorkerRetentionMinutes</c>.</summary>
+    public const int MaxWorkers = 10_000;
+
+    public static RouteGroupBuilder MapFleetApi(this IEndpointRouteBuilder app)
+    {
+        var fleet = app.MapGroup("/api/tasks/workers").WithTags("Workers");
+        fleet.MapGet("/health", Health).WithSummary("Each worker: healthy, stale, dead or draining, and its last heartbeat");
+        fleet.MapGet("/stats", Stats).WithSummary("Each worker: capabilities, GPUs, load, completed and failed counts");
+
+        var admin = app.MapGroup("/api/admin").WithTags("Admin");
+        admin.MapPost("/workers/{id}/drain", Drain)
+            .WithSummary("Drain a worker: it gets no new tasks and finishes what it runs");
+        return fleet;
+    }
+
+    public sealed record WorkerHealthDto(string Id, string Name, string Status, DateTimeOffset LastHeartbeat, double SecondsSinceHeartbeat, int Running);
+
+    public sealed record FleetHealthDto(IReadOnlyDictionary<string, int> Counts, IReadOnlyList<WorkerHealthDto> Workers);
+
+    public sealed record WorkerStatsDto(
+        string Id,
+        string Name,
+        string Status,
+        IReadOnlyList<string> TaskTypes,
+        RawJson? Backends,
+        RawJson Models,
+        RawJson Gpus,
+        int Capacity,
+        int Running,
+        long Completed,
+        long Failed,
+        string? Version,
+        DateTimeOffset RegisteredAt,
+        DateTimeOffset LastHeartbeat);
+
+    public sealed record FleetStatsDto(IReadOnlyList<WorkerStatsDto> Workers);
+
+    private static async Task<Ok<FleetHealthDto>> Health(IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
+    {
+        var now = time.GetUtcNow();
+        var workers = (await registry.ListWorkersAsync(MaxWorkers))
+            .Select(w => new WorkerHealthDto(w.Id, w.Name, StatusOf(w, now, options.Value), w.LastSeen,
+                Math.Round((now - w.LastSeen).TotalSeconds, 1), w.Running))
+            .ToArray();
+        var counts = WorkerStatuses.All.ToDictionary(s => s, s => workers.Count(w => w.Status == s));
+        return TypedResults.Ok(new FleetHealthDto(counts, workers));
+    }
+
+    private static async Task<Ok<FleetStatsDto>> Stats(IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
+    {
+        var now = time.GetUtcNow();
+        var workers = (await registry.ListWorkersAsync(MaxWorkers)).Select(w =>
+        {
+            using var info = JsonDocument.Parse(w.InfoJson);
+            using var state = JsonDocument.Parse(w.StateJson ?? w.InfoJson);
+            return new WorkerStatsDto(
+                w.Id,
+                w.Name,
+                StatusOf(w, now, options.Value),
+                w.TaskTypes,
+                Member(info.RootElement, "backends"),
+                Member(state.RootElement, "models") ?? new RawJson("[]"),
+                Member(state.RootElement, "gpus") ?? new RawJson("[]"),
+                w.Capacity,
+                w.Running,
+                w.Completed,
+                w.Failed,
+                info.RootElement.TryGetProperty("version", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString() : null,
+                w.RegisteredAt,
+                w.LastSeen);
+        }).ToArray();
+        return TypedResults.Ok(new FleetStatsDto(workers));
+    }
+
+    private static async Task<Results<Ok<WorkerHealthDto>, ProblemHttpResult>> Drain(
+        string id, IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
+    {
+        if (!Ids.IsWorkerId(id) || !await registry.DrainAsync(id))
+        {
+            return Problems.WorkerNotFound(id);
+        }
+        var now = time.GetUtcNow();
+        var worker = (await registry.ListWorkersAsync(MaxWorkers)).FirstOrDefault(w => w.Id == id);
+        return worker is null
+            ? Problems.WorkerNotFound(id)
+            : TypedResults.Ok(new WorkerHealthDto(worker.Id, worker.Name, StatusOf(worker, now, options.Value), worker.LastSeen,
+                Math.Round((now - worker.LastSeen).TotalSeconds, 1), worker.Running));
+    }
+
+    /// <summary>
+    /// Derived from the last heartbeat, never stored: healthy until <c>WorkerStaleSeconds</c> of
+    /// silence, then stale, dead after <c>WorkerDeadSeconds</c>. A draining worker that still
+    /// answers is draining.
+    /// </summary>
+    public static string StatusOf(WorkerRecord worker, DateTimeOffset now, TaskManagerOptions options)
+    {
+        var silent = now - worker.LastSeen;
+        if (silent > TimeSpan.FromSeconds(options.WorkerDeadSeconds))
+        {
+            return WorkerStatuses.Dead;
+        }
+        if (worker.Draining)
+        {
+            return WorkerStatuses.Draining;
+        }
+        return silent > TimeSpan.FromSeconds(options.WorkerStaleSeconds) ? WorkerStatuses.Stale : WorkerStatuses.Healthy;
+    }
+
+    private static RawJson? Member(JsonElement root, string name) =>
+        root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null
+            ? new RawJson(value.GetRawText())
+            : null;
+}
+
+public static class WorkerStatuses
+{
+    public const string Healthy = "healthy";
+    public const string Stale = "stale";
+    public const string Dead = "dead";
+    public const string Draining = "draining";
+
+    public static readonly IReadOnlyList<string> All = [Healthy, Stale, Dead, Draining];
+}

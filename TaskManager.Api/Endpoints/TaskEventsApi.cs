@@ -1,0 +1,129 @@
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Http.HttpResults;
+using TaskManager.Api.Domain;
+using TaskManager.Api.Storage;
+
+namespace TaskManager.Api.Endpoints;
+
+/// <summary>
+/// A task's live output: its event stream as server-sent events, and its binary artifacts.
+/// </summary>
+public static partial class TaskEventsApi
+{
+    private const int Page = 500;
+    private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
+
+    public static RouteGroupBuilder MapTaskEventsApi(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/tasks").WithTags("Tasks");
+        group.MapGet("/{id}/events", Events)
+            .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
+            .WithSummary("Follow a task: status changes, progress, output chunks and log lines as server-sent events")
+            .WithDescription("Each event has an id; reconnect with Last-Event-ID (or ?last_event_id=) to get the rest. The stream ends after the final status.");
+        group.MapGet("/{id}/artifacts/{name}", Artifact).WithSummary("Download a binary output (image, audio)");
+        return group;
+    }
+
+    private static async Task<Results<EmptyHttpResult, ProblemHttpResult>> Events(
+        string id, HttpContext context, ITaskInspector inspector, TaskEventSignals signals, CancellationToken aborted)
+    {
+        if (!Ids.IsTaskId(id) || await inspector.GetAsync(id) is null)
+        {
+            return Problems.TaskNotFound(id);
+        }
+        var last = context.Request.Headers["Last-Event-ID"].FirstOrDefault() ?? context.Request.Query["last_event_id"].FirstOrDefault();
+        if (!string.IsNullOrEmpty(last) && !EventId().IsMatch(last))
+        {
+            return Problems.Invalid("Last-Event-ID", "is not an event id of this stream (like 1764135555123-0).");
+        }
+
+        var response = context.Response;
+        response.ContentType = "text/event-stream";
+        response.Headers.CacheControl = "no-cache";
+        response.Headers["X-Accel-Buffering"] = "no";
+        await using var subscription = await signals.SubscribeAsync(id);
+        await response.StartAsync(aborted);
+
+        var text = new StringBuilder();
+        while (!aborted.IsCancellationRequested)
+        {
+            var events = await inspector.ReadEventsAsync(id, string.IsNullOrEmpty(last) ? null : last, Page);
+            var ended = false;
+            text.Clear();
+            foreach (var e in events)
+            {
+                Format(text, e);
+                last = e.Id;
+                if (e.Kind == "status" && IsFinal(e.DataJson))
+                {
+                    ended = true;
+                    break;
+                }
+            }
+            if (text.Length > 0)
+            {
+                await response.WriteAsync(text.ToString(), aborted);
+                await response.Body.FlushAsync(aborted);
+            }
+            if (ended)
+            {
+                break;
+            }
+            if (events.Count == Page)
+            {
+                continue;
+            }
+            if (!await subscription.WaitAsync(KeepAlive, aborted))
+            {
+                // A task deleted meanwhile will say nothing more.
+                if (await inspector.GetAsync(id) is null)
+                {
+                    break;
+                }
+                await response.WriteAsync(": keep-alive\n\n", aborted);
+                await response.Body.FlushAsync(aborted);
+            }
+        }
+        return TypedResults.Empty;
+    }
+
+    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> Artifact(string id, string name, ITaskInspector inspector)
+    {
+        var artifact = Ids.IsTaskId(id) && Artifacts.IsName(name) ? await inspector.GetArtifactAsync(id, name) : null;
+        return artifact is { } found
+            ? TypedResults.File(found.Data, found.ContentType, name)
+            : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Artifact not found.",
+                detail: $"Task '{id}' has no artifact '{name}'.");
+    }
+
+    /// <summary>One SSE event: the stream id, the kind as the event name, and the data with the attempt.</summary>
+    private static void Format(StringBuilder text, TaskEvent e)
+    {
+        text.Append("id: ").Append(e.Id).Append('\n');
+        text.Append("event: ").Append(e.Kind).Append('\n');
+        text.Append("data: {\"attempt\":").Append(e.Attempt);
+        // The stored data is a JSON object; its members follow the attempt.
+        if (e.DataJson.Length > 2)
+        {
+            text.Append(',').Append(e.DataJson, 1, e.DataJson.Length - 1);
+        }
+        else
+        {
+            text.Append('}');
+        }
+        text.Append("\n\n");
+    }
+
+    private static bool IsFinal(string statusJson)
+    {
+        var status = StatusValue().Match(statusJson);
+        return status.Success && TaskState.IsFinal(status.Groups[1].Value);
+    }
+
+    [GeneratedRegex(@"^\d{1,20}-\d{1,20}$")]
+    private static partial Regex EventId();
+
+    [GeneratedRegex("\"status\":\"([a-z_]+)\"")]
+    private static partial Regex StatusValue();
+}

@@ -1,0 +1,8 @@
+-- Drains a worker: it leases nothing more and finishes what it runs; its heartbeat tells it so.
+-- KEYS: none; touches worker:{id}.
+-- ARGV[1] worker id
+-- Returns: 1, or 0 for an unknown worker.
+local wk = worker_key(ARGV[1])
+if redis.call('EXISTS', wk) == 0 then return 0 end
+redis.call('HSET', wk, 'draining', 1)
+return 1
