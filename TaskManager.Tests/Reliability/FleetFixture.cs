@@ -20,6 +20,8 @@ public sealed class FleetFixture : IAsyncLifetime
         ["TaskManager__RetryBaseSeconds"] = "1",
         ["TaskManager__RetryFactor"] = "3",
         ["TaskManager__SweepIntervalMs"] = "250",
+        ["TaskManager__WorkerStaleSeconds"] = "2",
+        ["TaskManager__WorkerDeadSeconds"] = "4",
     };
 
     public RedisServer Redis { get; } = new();
@@ -39,17 +41,37 @@ public sealed class FleetFixture : IAsyncLifetime
         Scheduler = await ApiProcess.StartAsync(Redis, role: "scheduler", environment: ServerSettings);
     }
 
-    public WorkerProcess StartWorker(string name, int capacity = 1)
+    public WorkerProcess StartWorker(string name, int capacity = 1, IDictionary<string, string>? environment = null)
     {
-        var worker = WorkerProcess.Start(Api.BaseAddress, new Dictionary<string, string>
+        var settings = new Dictionary<string, string>
         {
             ["TASKMANAGER_WORKER_NAME"] = name,
             ["TASKMANAGER_CAPACITY"] = capacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["TASKMANAGER_CANCEL_GRACE_SECONDS"] = CancelGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        });
+        };
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            settings[key] = value;
+        }
+        var worker = WorkerProcess.Start(Api.BaseAddress, settings);
         Workers.Add(worker);
         return worker;
     }
+
+    /// <summary>Waits until a worker of this name is registered and healthy; returns its id.</summary>
+    public async Task<string> WorkerIdAsync(string name)
+    {
+        var entry = await Wait.ForAsync(
+            async () => (await (await Client.GetAsync("/api/tasks/workers/health")).JsonAsync()).GetProperty("workers")
+                .EnumerateArray().FirstOrDefault(w => w.GetProperty("name").GetString() == name && w.GetProperty("status").GetString() == "healthy"),
+            w => w.ValueKind == JsonValueKind.Object, TimeSpan.FromSeconds(30), $"worker {name} to register");
+        return entry.GetProperty("id").GetString()!;
+    }
+
+    /// <summary>A worker's entry in /api/tasks/workers/health, or an undefined element when it is not listed.</summary>
+    public async Task<JsonElement> WorkerHealthAsync(string id) =>
+        (await (await Client.GetAsync("/api/tasks/workers/health")).JsonAsync()).GetProperty("workers")
+            .EnumerateArray().FirstOrDefault(w => w.GetProperty("id").GetString() == id);
 
     public async Task<JsonElement> GetTaskAsync(string id) => await (await Client.GetAsync($"/api/tasks/{id}")).JsonAsync();
 
