@@ -1,0 +1,130 @@
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using TaskManager.Api;
+using TaskManager.Api.Domain;
+using TaskManager.Api.Storage;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.Storage;
+
+/// <summary>The lease script's choice: what a worker can run, and in which order, against a real Redis.</summary>
+[Trait("Category", "Storage")]
+public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
+{
+    private readonly FakeTimeProvider clock = new(new DateTimeOffset(2026, 3, 1, 12, 0, 0, TimeSpan.Zero));
+    private RedisTaskStore store = null!;
+
+    public async Task InitializeAsync()
+    {
+        await redis.FlushAsync();
+        var keys = new RedisKeys("{place}:");
+        store = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), clock, Options.Create(new TaskManagerOptions()));
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    [Fact]
+    public async Task Lease_PrefersHigherPriority_ThenTheLoadedModel_ThenTheOldest()
+    {
+        var worker = await RegisterAsync(models: ["m-loaded"]);
+        var oldOther = await SubmitAsync(priority: 5, model: "m-other");
+        var oldNone = await SubmitAsync(priority: 5);
+        var loaded = await SubmitAsync(priority: 5, model: "m-loaded");
+        var urgent = await SubmitAsync(priority: 9, model: "m-other");
+
+        var order = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            order.Add((await store.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
+        }
+
+        // Priority 9 first, though its model is not loaded; then, at priority 5, the tasks that need
+        // no model load (no model, or the loaded one) by age; the other model's task last.
+        Assert.Equal([urgent.Id, oldNone.Id, loaded.Id, oldOther.Id], order);
+    }
+
+    [Fact]
+    public async Task Lease_SkipsTasksNeedingMoreGpuMemory_OrAnotherGpu_AndTakesOneThatFits()
+    {
+        var worker = await RegisterAsync(gpus: [("NVIDIA L4", 24_000)]);
+        var tooBig = await SubmitAsync(requirements: new TaskRequirements(40_000, null));
+        var wrongGpu = await SubmitAsync(requirements: new TaskRequirements(null, "H100"));
+        var fits = await SubmitAsync(requirements: new TaskRequirements(16_000, "l4"));
+
+        var leased = await store.LeaseAsync(worker, 3);
+
+        Assert.Equal([fits.Id], leased.Tasks.Select(t => t.TaskId));
+        Assert.Equal(TaskState.Queued, (await store.GetAsync(tooBig.Id))!.Status);
+        Assert.Contains("40000 MB", (await store.GetAsync(tooBig.Id))!.WaitingReason);
+        Assert.Contains("H100", (await store.GetAsync(wrongGpu.Id))!.WaitingReason);
+    }
+
+    [Fact]
+    public async Task Lease_LeavesATaskForAnIdleWorkerThatHasItsModel_AndSaysSo()
+    {
+        var without = await RegisterAsync();
+        await RegisterAsync(models: ["llama"]);
+        var task = await SubmitAsync(model: "llama");
+
+        var result = await store.LeaseAsync(without, 1);
+
+        Assert.Empty(result.Tasks);
+        Assert.Equal([("llm", "llama")], result.LeftForOthers);
+        Assert.Equal(TaskState.Queued, (await store.GetAsync(task.Id))!.Status);
+    }
+
+    [Fact]
+    public async Task Lease_TakesAModelTaskWhenTheWorkerThatHasTheModelIsBusy()
+    {
+        var without = await RegisterAsync();
+        var busy = await RegisterAsync(models: ["llama"]);
+        await SubmitAsync();
+        await SubmitAsync();
+        // Both of its two slots are taken.
+        Assert.Equal(2, (await store.LeaseAsync(busy, 2)).Tasks.Count);
+        var task = await SubmitAsync(model: "llama");
+
+        Assert.Equal([task.Id], (await store.LeaseAsync(without, 1)).Tasks.Select(t => t.TaskId));
+    }
+
+    [Fact]
+    public async Task DrainedWorker_LeasesNothing_AndItsHeartbeatSaysDrain()
+    {
+        var worker = await RegisterAsync();
+        await SubmitAsync();
+
+        Assert.True(await store.DrainAsync(worker));
+
+        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        Assert.True((await store.HeartbeatAsync(worker, new WorkerState("{}", 0, [], []), []))!.Drain);
+        Assert.False(await store.DrainAsync("w_" + Guid.NewGuid().ToString("N")));
+    }
+
+    [Fact]
+    public async Task WorkerCounts_FollowItsAttempts()
+    {
+        var worker = await RegisterAsync();
+        var ok = await SubmitAsync();
+        var bad = await SubmitAsync(maxAttempts: 1);
+        var leased = (await store.LeaseAsync(worker, 2)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
+        Assert.Equal(2, (await store.ListWorkersAsync(10)).Single().Running);
+
+        await store.CompleteAsync(ok.Id, leased[ok.Id], "{}");
+        await store.FailAsync(bad.Id, leased[bad.Id], """{"code":"x","message":"y"}""", retryable: false, FailureKind.Error);
+
+        var stats = (await store.ListWorkersAsync(10)).Single();
+        Assert.Equal((0, 1L, 1L), (stats.Running, stats.Completed, stats.Failed));
+    }
+
+    private Task<string> RegisterAsync(string[]? models = null, (string Name, long Free)[]? gpus = null)
+    {
+        var state = new WorkerState("{}", gpus?.Max(g => g.Free) ?? 0, gpus?.Select(g => g.Name).ToArray() ?? [], models ?? []);
+        return store.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Llm], "{}", Capacity: 2, State: state));
+    }
+
+    private async Task<TaskRecord> SubmitAsync(int priority = 5, string? model = null, TaskRequirements? requirements = null, int maxAttempts = 3)
+    {
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        return await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", model, priority, 300, maxAttempts, null, null, requirements), null);
+    }
+}
