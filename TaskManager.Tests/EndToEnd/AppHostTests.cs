@@ -52,7 +52,7 @@ public sealed class AppHostTests(AppHostFixture app) : IClassFixture<AppHostFixt
     [Theory]
     [InlineData("""{"type":"llm","input":{"messages":[{"role":"user","content":"Say hi"}],"max_tokens":16},"metadata":{"sim":{"chunks":3}}}""", "text")]
     [InlineData("""{"type":"sd","input":{"prompt":"a lighthouse at dusk","width":256,"height":256,"steps":4}}""", "images")]
-    [InlineData("""{"type":"tts","input":{"text":"Hello from TaskManager."}}""", "audio_base64")]
+    [InlineData("""{"type":"tts","input":{"text":"Hello from TaskManager."}}""", "audio")]
     [InlineData("""{"type":"image_to_text","input":{"image":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="}}""", "text")]
     public async Task EachTaskType_SucceedsThroughThePythonWorker(string request, string outputField)
     {

@@ -1,7 +1,12 @@
-"""Entry point: `python3 -m taskmanager_worker`, configured by environment variables (see README)."""
+"""Entry point, configured by environment variables (see README):
+
+    python3 -m taskmanager_worker          runs the worker
+    python3 -m taskmanager_worker probe    prints what it would register (JSON) and exits
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -10,22 +15,40 @@ import threading
 from collections.abc import Callable
 
 from . import config, logs
-from .worker import Worker
+from .gpu import Gpus
+from .worker import Worker, registration_body
 
 log = logging.getLogger("taskmanager_worker")
+USAGE = "usage: python3 -m taskmanager_worker [probe]"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     logs.setup()
+    if args in (["-h"], ["--help"]):
+        print(USAGE)
+        return 0
+    if args not in ([], ["probe"]):
+        log.error(f"unknown arguments {' '.join(args)!r}; {USAGE}")
+        return 2
+    probing = args == ["probe"]
     try:
-        settings = config.load()
+        settings = config.load(need_api_url=not probing)
     except config.ConfigError as error:
         log.error(f"bad configuration: {error}")
         return 2
     logs.setup(settings.log_level)
+    if probing:
+        return probe(settings)
     worker = Worker(settings)
     _on_stop_signals(worker.request_shutdown)
     return worker.run()
+
+
+def probe(settings: config.Config) -> int:
+    """Prints what the worker would register, without contacting the API."""
+    print(json.dumps(registration_body(settings, Gpus(settings.gpus)), indent=2))
+    return 0
 
 
 def _on_stop_signals(callback: Callable[[], None]) -> None:

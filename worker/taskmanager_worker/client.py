@@ -19,8 +19,10 @@ from . import __version__
 
 log = logging.getLogger(__name__)
 
-REQUEST_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 10.0  # per socket operation, so an upload of many megabytes has no total limit
 LEASE_GRACE_SECONDS = 10.0  # a long poll may answer a little after its wait_seconds
+MAX_CHUNKS_PER_REPORT = 1000  # the protocol's limits on one progress report
+MAX_LOGS_PER_REPORT = 100
 
 
 class ApiError(Exception):
@@ -41,6 +43,10 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     """409: the task's attempt is no longer this worker's."""
+
+
+class TooLarge(ApiError):
+    """413: the API refuses an output (or the task's artifacts together) as too large."""
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,10 @@ class ApiClient:
         return tasks
 
     def progress(self, worker_id: str, task_id: str, lease_token: str, *, progress: float | None = None,
-                 message: str | None = None, chunks: list[str] | None = None) -> bool:
-        """Reports progress and output chunks; returns True when the API asks to cancel the task."""
+                 message: str | None = None, chunks: list[str] | None = None,
+                 logs: list[str] | None = None) -> bool:
+        """Reports progress, output chunks and log lines (at most MAX_CHUNKS_PER_REPORT and
+        MAX_LOGS_PER_REPORT: the caller splits); returns True when the API asks to cancel the task."""
         body: dict[str, Any] = {"lease_token": lease_token}
         if progress is not None:
             body["progress"] = progress
@@ -123,8 +131,17 @@ class ApiClient:
             body["message"] = message
         if chunks:
             body["chunks"] = chunks
+        if logs:
+            body["logs"] = logs
         answer = self._request("POST", self._task_path(worker_id, task_id, "progress"), body) or {}
         return answer.get("cancel") is True
+
+    def upload_artifact(self, worker_id: str, task_id: str, lease_token: str, name: str, content_type: str,
+                        data: bytes) -> Any:
+        """Stores a binary output beside the task; returns the API's answer (`url`, `content_type`,
+        `bytes`). Raises Conflict (409) or TooLarge (413) among the usual errors."""
+        path = f"{self._task_path(worker_id, task_id, 'artifacts')}/{_seg(name)}?lease_token={_seg(lease_token)}"
+        return self._request("PUT", path, data, content_type=content_type)
 
     def complete(self, worker_id: str, task_id: str, lease_token: str, output_json: str) -> str | None:
         """Reports the result, given as JSON text; returns the task's status as the API now sees it."""
@@ -164,8 +181,10 @@ class ApiClient:
         return f"/api/workers/{_seg(worker_id)}/tasks/{_seg(task_id)}/{report}"
 
     def _request(self, method: str, path: str, body: dict[str, Any] | bytes, *,
-                 timeout: float = REQUEST_TIMEOUT_SECONDS, leasing: bool = False) -> Any:
+                 timeout: float = REQUEST_TIMEOUT_SECONDS, leasing: bool = False,
+                 content_type: str | None = None) -> Any:
         payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        headers = self._headers if content_type is None else {**self._headers, "Content-Type": content_type}
         retried = False
         while True:
             connection = getattr(self._local, "connection", None)
@@ -187,7 +206,7 @@ class ApiClient:
                 if leasing:
                     self._start_leasing(connection)
                 try:
-                    connection.request(method, self._prefix + path, body=payload, headers=self._headers)
+                    connection.request(method, self._prefix + path, body=payload, headers=headers)
                     response = connection.getresponse()
                     data = response.read()
                 finally:
@@ -235,6 +254,8 @@ def _answer(method: str, path: str, status: int, data: bytes) -> Any:
         raise NotFound(status, message)
     if status == 409:
         raise Conflict(status, message)
+    if status == 413:
+        raise TooLarge(status, message)
     if status in (408, 425, 429) or status >= 500:
         raise TransientError(status, message)
     raise ApiError(status, message)

@@ -27,7 +27,7 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Config:
-    api_url: str
+    api_url: str  # "" only when loaded with need_api_url=False and none is set
     token: str | None
     backends: dict[str, str]  # accepted task type -> name of the backend that runs it
     capacity: int
@@ -43,8 +43,12 @@ class Config:
         return list(self.backends)
 
 
-def load(env: Mapping[str, str] | None = None) -> Config:
-    """Reads the settings from `env` (default: the process environment); raises ConfigError."""
+def load(env: Mapping[str, str] | None = None, *, need_api_url: bool = True) -> Config:
+    """Reads the settings from `env` (default: the process environment); raises ConfigError.
+
+    With `need_api_url` false (the probe command), a missing API address is no error; a malformed
+    one still is.
+    """
     env = os.environ if env is None else env
 
     def get(name: str) -> str:
@@ -54,7 +58,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     served = _backends(get("TASKMANAGER_BACKEND"))
     types = _task_types(get("TASKMANAGER_TASK_TYPES"), served)
     return Config(
-        api_url=_api_url(env),
+        api_url=_api_url(env, need_api_url),
         token=get("TASKMANAGER_WORKER_TOKEN") or None,
         backends={t: served[t] for t in types},
         capacity=_integer("TASKMANAGER_CAPACITY", get("TASKMANAGER_CAPACITY"), 1, 1, 1024),
@@ -68,7 +72,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     )
 
 
-def _api_url(env: Mapping[str, str]) -> str:
+def _api_url(env: Mapping[str, str], required: bool = True) -> str:
     # Aspire passes service discovery as services__<name>__<endpoint>__<index>.
     for name in ("TASKMANAGER_API_URL", "services__api__http__0", "services__api__https__0"):
         value = env.get(name, "").strip()
@@ -78,6 +82,8 @@ def _api_url(env: Mapping[str, str]) -> str:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{name} must be an http(s) URL such as http://localhost:8084 (got {value!r})")
         return value.rstrip("/")
+    if not required:
+        return ""
     raise ConfigError(
         "no API address: set TASKMANAGER_API_URL (for example http://localhost:8084), "
         "or run the worker from the Aspire AppHost, which sets services__api__http__0")

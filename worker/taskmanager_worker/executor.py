@@ -6,11 +6,13 @@ start or a model load. The messages:
     worker -> executor: ("run", task) | ("stop", task_id) | ("exit",)
     executor -> worker: ("ready",) | ("boot_failed", message)
                         ("progress", task_id, progress, message) | ("chunk", task_id, text)
-                        ("done", task_id, output_json) | ("stopped", task_id)
-                        ("failed", task_id, code, message, retryable)
+                        ("log", task_id, line)
+                        ("done", task_id, output_json, [(placeholder, Artifact), ...])
+                        ("stopped", task_id) | ("failed", task_id, code, message, retryable)
 
 Executor.events() adds ("died", exit_code) once the child is gone. The output travels as JSON
-text: the executor checks that it is JSON, and the worker passes it on without decoding it.
+text: the executor checks that it is JSON, and the worker passes it on without decoding it. Its
+artifacts travel beside it, a placeholder string in their place (see artifacts.py).
 
 An executor must not outlive its worker, or it would keep a GPU busy: it asks the kernel for
 SIGKILL when its parent dies (Linux), watches its parent id as a fallback, and exits when its pipe
@@ -20,7 +22,6 @@ closes.
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -32,6 +33,7 @@ import threading
 import time
 from typing import Any
 
+from . import artifacts
 from . import backends as backend_registry
 from . import logs
 from .backends import Backend, TaskError, TaskStopped
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 # with CUDA a forked child cannot use the GPU at all.
 _CONTEXT = multiprocessing.get_context("spawn")
 _PR_SET_PDEATHSIG = 1
+MAX_LOG_LINE = 4000  # the protocol's limit on a log line, in UTF-16 code units (the API counts those)
 WATCHDOG_INTERVAL_SECONDS = 1.0
 JOIN_TIMEOUT_SECONDS = 5.0
 
@@ -208,8 +211,37 @@ class _TaskContext:
             raise TypeError(f"a chunk must be a string, not {type(text).__name__}")
         self._loop.send(("chunk", self._task_id, text))
 
+    def log(self, line: str) -> None:
+        if not isinstance(line, str):
+            raise TypeError(f"a log line must be a string, not {type(line).__name__}")
+        for piece in split_log_line(line):
+            self._loop.send(("log", self._task_id, piece))
+
     def stopped(self) -> bool:
         return self._stop.is_set()
+
+
+def split_log_line(text: str) -> list[str]:
+    """Splits text into the lines the protocol takes: one per line of the text, and a line longer
+    than MAX_LOG_LINE cut into pieces of at most that many UTF-16 code units (so nothing is lost)."""
+    pieces = []
+    for line in text.splitlines() or [""]:
+        if len(line) <= MAX_LOG_LINE // 2 or _utf16_length(line) <= MAX_LOG_LINE:
+            pieces.append(line)
+            continue
+        start, units = 0, 0
+        for index, char in enumerate(line):
+            width = 2 if ord(char) > 0xFFFF else 1
+            if units + width > MAX_LOG_LINE:
+                pieces.append(line[start:index])
+                start, units = index, 0
+            units += width
+        pieces.append(line[start:])
+    return pieces
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
 
 
 class _ExecutorLoop:
@@ -273,7 +305,8 @@ class _ExecutorLoop:
             output = self._backend_for(task).run(task, _TaskContext(self, task_id, stop))
             if not isinstance(output, dict):
                 raise TypeError(f"the backend returned {type(output).__name__}, not a JSON object")
-            result: Event = ("done", task_id, json.dumps(output, separators=(",", ":"), allow_nan=False))
+            output_json, found = artifacts.encode(output)
+            result: Event = ("done", task_id, output_json, found)
         except TaskStopped:
             result = ("stopped", task_id)
         except TaskError as error:

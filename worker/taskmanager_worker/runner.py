@@ -1,7 +1,8 @@
 """A slot of the worker's capacity: one executor, and the task it runs from lease to report.
 
-The slot's thread hands the task to its executor, relays progress and chunks to the API, enforces
-the task's timeout, carries out stop requests (cancel, shutdown, a 409), and reports the outcome.
+The slot's thread hands the task to its executor, relays progress, chunks and log lines to the
+API, enforces the task's timeout, carries out stop requests (cancel, shutdown, a 409), uploads the
+output's artifacts and reports the outcome.
 Stopping first asks the backend; if the task has not stopped after the cancel grace, the slot
 kills the executor, which frees whatever it held on the GPU, and starts a fresh one.
 """
@@ -18,14 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from . import logs
-from .client import TransientError
+from . import artifacts, logs
+from .backends import Artifact
+from .client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TooLarge, TransientError
 from .executor import Executor
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.1  # progress reports per task: at most one per interval
-FLUSH_RETRY_SECONDS = 1.0  # after a progress report failed, the chunks wait this long for the next try
+FLUSH_RETRY_SECONDS = 1.0  # after a progress report failed, its chunks and logs wait this long for the next try
 DEFAULT_TIMEOUT_SECONDS = 300.0
 
 
@@ -37,9 +39,13 @@ class Reporter(Protocol):
     """How a slot talks to the API about its task (the Worker implements it)."""
 
     def progress(self, task: dict[str, Any], progress: float | None, message: str | None, chunks: list[str],
-                 *, final: bool) -> bool:
+                 logs: list[str], *, final: bool) -> bool:
         """Returns True when the API asks to cancel. Raises TaskGone; when not `final`, raises
         TransientError at once instead of retrying."""
+
+    def upload(self, task: dict[str, Any], artifact: Artifact) -> Any:
+        """Uploads an artifact, retrying transient errors; returns the API's answer. Raises
+        TaskGone, TooLarge, TransientError (retries exhausted) or ApiError."""
 
     def complete(self, task: dict[str, Any], output_json: str) -> str | None:
         """Reports the result; returns the API's status for the task, None when not reported."""
@@ -67,6 +73,11 @@ class _Outcome:
     code: str | None = None  # set when it failed; neither: dropped
     message: str = ""
     retryable: bool = False
+    artifacts: tuple[tuple[str, Artifact], ...] = ()  # to upload before the output is complete: (placeholder, artifact)
+
+    @property
+    def dropped(self) -> bool:
+        return self.output_json is None and self.code is None
 
 
 class Slot:
@@ -213,6 +224,8 @@ class Slot:
                     relay.add_progress(event[2], event[3])
                 elif kind == "chunk":
                     relay.add_chunk(event[2])
+                elif kind == "log":
+                    relay.add_log(event[2])
                 elif kind == "died":
                     log.warning("executor died", extra={**fields, "exit_code": event[1]})
                     self._replace_executor()
@@ -222,7 +235,7 @@ class Slot:
                 elif reason is not None:
                     return _stop_outcome(reason, timeout)  # once a stop was asked, its reason wins
                 elif kind == "done":
-                    return _Outcome(output_json=event[2])
+                    return _Outcome(output_json=event[2], artifacts=tuple(event[3]))
                 elif kind == "failed":
                     return _Outcome(code=event[2], message=event[3], retryable=event[4])
                 elif kind == "stopped":
@@ -239,11 +252,13 @@ class Slot:
     def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> None:
         task = job.task
         fields = {**logs.task_fields(task), "run_ms": round((time.monotonic() - job.received_at) * 1000, 1)}
-        if outcome.output_json is None and outcome.code is None:
+        if outcome.dropped:
             log.info("task dropped", extra=fields)
             return
         try:
             relay.flush_final()
+            if outcome.artifacts:
+                outcome = self._upload_artifacts(task, outcome)
         except TaskGone as gone:
             log.info("task dropped: the API took it back", extra={**fields, "error": str(gone)})
             return
@@ -254,6 +269,32 @@ class Slot:
             status = self._reporter.fail(task, outcome.code, outcome.message, outcome.retryable)
             log.info("task failed", extra={**fields, "code": outcome.code, "retryable": outcome.retryable,
                                            "status": status})
+
+    def _upload_artifacts(self, task: dict[str, Any], outcome: _Outcome) -> _Outcome:
+        """Uploads the output's artifacts and puts their URLs in the output; returns the outcome to
+        report: the filled output, or a failure when an upload failed. Raises TaskGone."""
+        replacements = []
+        for token, artifact in outcome.artifacts:
+            name = artifact.name
+            try:
+                answer = self._reporter.upload(task, artifact)
+                replacements.append((token, artifacts.describe(artifact, answer)))
+            except TooLarge as error:
+                return _Outcome(code="output_too_large", retryable=False,
+                                message=f"the API refused the artifact {name} ({len(artifact.data)} bytes) "
+                                        f"as too large: {error}")
+            except TransientError as error:
+                return _Outcome(code="backend_error", retryable=True,
+                                message=f"the artifact {name} could not be uploaded: {error}")
+            except (ApiError, ValueError) as error:
+                return _Outcome(code="backend_error", retryable=False,
+                                message=f"the API refused the artifact {name}: {error}")
+            log.debug("artifact uploaded", extra={**logs.task_fields(task), "artifact": name,
+                                                  "bytes": len(artifact.data), "url": replacements[-1][1]["url"]})
+        try:
+            return _Outcome(output_json=artifacts.fill(outcome.output_json, replacements))
+        except ValueError as error:
+            return _Outcome(code="backend_error", message=str(error), retryable=False)
 
     def _replace_executor(self) -> None:
         self._executor.kill()
@@ -272,8 +313,10 @@ class Slot:
 
 
 class _Relay:
-    """Batches a task's progress and chunks into progress reports, at most one per
-    FLUSH_INTERVAL_SECONDS. Chunks stay queued until the API has accepted them."""
+    """Batches a task's progress, chunks and log lines into progress reports, at most one per
+    FLUSH_INTERVAL_SECONDS unless a backlog fills whole reports (at most MAX_CHUNKS_PER_REPORT
+    chunks and MAX_LOGS_PER_REPORT lines each). Chunks and lines stay queued until the API has
+    accepted them."""
 
     def __init__(self, reporter: Reporter, task: dict[str, Any]) -> None:
         self._reporter = reporter
@@ -281,6 +324,7 @@ class _Relay:
         self._progress: float | None = None
         self._message: str | None = None
         self._chunks: list[str] = []
+        self._logs: list[str] = []
         self.pending = False
         self.flush_at = 0.0  # the first report goes out at once
 
@@ -292,35 +336,64 @@ class _Relay:
         self._chunks.append(text)
         self.pending = True
 
+    def add_log(self, line: str) -> None:
+        self._logs.append(line)
+        self.pending = True
+
     def due(self, now: float) -> bool:
         return self.pending and now >= self.flush_at
 
     def flush(self) -> bool:
-        """Sends what is pending; returns True when the API asks to cancel. Raises TaskGone."""
+        """Sends one report of what is pending; returns True when the API asks to cancel. Raises TaskGone."""
         try:
-            cancel = self._reporter.progress(self._task, self._progress, self._message, self._chunks, final=False)
+            cancel = self._send(final=False)
         except TaskGone:
-            self._chunks, self.pending = [], False  # the API wants nothing more about this task
+            self._chunks, self._logs, self.pending = [], [], False  # the API wants nothing more about this task
             raise
         except TransientError as error:
-            log.warning("progress report failed; keeping its chunks for the next one",
-                        extra={**logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks)})
+            log.warning("progress report failed; keeping its chunks and log lines for the next one", extra={
+                **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks),
+                "logs": len(self._logs)})
             self.flush_at = time.monotonic() + FLUSH_RETRY_SECONDS
             return False
-        self._chunks = []
-        self.pending = False
-        self.flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
+        except ApiError as error:
+            self._refused(error)
+            return False
+        # What did not fit in one report goes at once: a full report is batched enough.
+        self.pending = bool(self._chunks or self._logs)
+        self.flush_at = time.monotonic() + (0.0 if self.pending else FLUSH_INTERVAL_SECONDS)
         return cancel
 
     def flush_final(self) -> None:
-        """Sends the chunks still queued before the final report, retrying. Raises TaskGone."""
-        if not self._chunks:
-            return
-        try:
-            self._reporter.progress(self._task, self._progress, self._message, self._chunks, final=True)
-        except TransientError as error:
-            log.error("chunks could not be delivered", extra={
-                **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks)})
+        """Sends the chunks and log lines still queued before the final report, retrying. Raises TaskGone."""
+        while self._chunks or self._logs:
+            try:
+                self._send(final=True)
+            except TransientError as error:
+                log.error("chunks and log lines could not be delivered", extra={
+                    **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks),
+                    "logs": len(self._logs)})
+                return
+            except ApiError as error:
+                self._refused(error)
+
+    def _refused(self, error: ApiError) -> None:
+        """The API refused a report (a 400, say): sending it again cannot help, so its batch goes."""
+        chunks, lines = min(len(self._chunks), MAX_CHUNKS_PER_REPORT), min(len(self._logs), MAX_LOGS_PER_REPORT)
+        log.error("the API refused a progress report; dropping its chunks and log lines", extra={
+            **logs.task_fields(self._task), "error": str(error), "chunks": chunks, "logs": lines})
+        del self._chunks[:chunks]
+        del self._logs[:lines]
+        self.pending = bool(self._chunks or self._logs)
+        self.flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
+
+    def _send(self, *, final: bool) -> bool:
+        chunks = self._chunks[:MAX_CHUNKS_PER_REPORT]
+        lines = self._logs[:MAX_LOGS_PER_REPORT]
+        cancel = self._reporter.progress(self._task, self._progress, self._message, chunks, lines, final=final)
+        del self._chunks[:len(chunks)]
+        del self._logs[:len(lines)]
+        return cancel
 
 
 def _timeout_seconds(task: dict[str, Any]) -> float:

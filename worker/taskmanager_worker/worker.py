@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import __version__, logs
-from .client import ApiClient, ApiError, Conflict, NotFound, Registration, TransientError
+from .backends import Artifact
+from .client import ApiClient, ApiError, Conflict, NotFound, Registration, TooLarge, TransientError
 from .config import Config
 from .executor import ExecutorError
 from .gpu import Gpus
@@ -50,6 +51,19 @@ class Backoff:
 
     def reset(self) -> None:
         self._next = self._first
+
+
+def registration_body(config: Config, gpus: Gpus) -> dict[str, Any]:
+    """What the worker declares when it registers (and what `probe` prints)."""
+    return {
+        "name": config.name,
+        "task_types": config.task_types,
+        "backends": config.backends,
+        "models": list(config.models),
+        "gpus": gpus.read(),
+        "capacity": config.capacity,
+        "version": __version__,
+    }
 
 
 class Worker:
@@ -123,15 +137,7 @@ class Worker:
     def _register(self) -> bool:
         """Registers, retrying while the API is unreachable; False when shut down first."""
         config = self._config
-        body = {
-            "name": config.name,
-            "task_types": config.task_types,
-            "backends": config.backends,
-            "models": list(config.models),
-            "gpus": self._gpus.read(),
-            "capacity": config.capacity,
-            "version": __version__,
-        }
+        body = registration_body(config, self._gpus)
         backoff = Backoff(*REGISTER_BACKOFF)
         while not self._stopping.is_set():
             try:
@@ -261,10 +267,15 @@ class Worker:
     # --- reports (the runner's Reporter) ---
 
     def progress(self, task: dict[str, Any], progress: float | None, message: str | None, chunks: list[str],
-                 *, final: bool) -> bool:
+                 logs: list[str], *, final: bool) -> bool:
         return self._report(task, lambda worker_id: self._client.progress(
-            worker_id, task["task_id"], task["lease_token"], progress=progress, message=message, chunks=chunks),
-            retry=final)
+            worker_id, task["task_id"], task["lease_token"], progress=progress, message=message, chunks=chunks,
+            logs=logs), retry=final)
+
+    def upload(self, task: dict[str, Any], artifact: Artifact) -> Any:
+        return self._report(task, lambda worker_id: self._client.upload_artifact(
+            worker_id, task["task_id"], task["lease_token"], artifact.name, artifact.content_type, artifact.data),
+            retry=True)
 
     def complete(self, task: dict[str, Any], output_json: str) -> str | None:
         try:
@@ -275,8 +286,11 @@ class Worker:
                 **logs.task_fields(task), "error": str(gone)})
         except TransientError as error:
             log.error("could not report the result", extra={**logs.task_fields(task), "error": str(error)})
+        except TooLarge as error:
+            log.error("the API refused the result as too large", extra={**logs.task_fields(task), "error": str(error)})
+            return self.fail(task, "output_too_large", f"the API refused the result as too large: {error}", False)
         except ApiError as error:
-            # The API refuses this output (too large, for example): retrying cannot help.
+            # The API refuses this output: retrying cannot help.
             log.error("the API refused the result", extra={**logs.task_fields(task), "error": str(error)})
             return self.fail(task, "backend_error", f"the API refused the result: {error}", False)
         return None

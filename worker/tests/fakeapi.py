@@ -1,7 +1,8 @@
 """A fake of the API's worker endpoints (docs/worker-protocol.md), serving HTTP/1.1 in a thread.
 
-Tests queue tasks, steer its answers (503s, 404s, 409s, cancels, drain) and wait on what the
-worker sent. Every wait is on a condition, with a timeout.
+Tests queue tasks, steer its answers (503s, 404s, 409s, 413s, cancels, drain) and wait on what the
+worker sent. Every wait is on a condition, with a timeout. Like the API, it refuses (400) progress
+reports beyond the protocol's limits, and takes artifacts as raw bodies up to an output limit.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 WAIT_SECONDS = 10.0
+MAX_CHUNKS, MAX_LOGS, MAX_LOG_LINE = 1000, 100, 4000  # per progress report, as docs/worker-protocol.md
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 
 
 class FakeApi:
@@ -23,14 +26,16 @@ class FakeApi:
         self.heartbeat_interval = heartbeat_interval
         self.max_wait = max_wait
         self.cond = threading.Condition()
-        self.requests: list[dict[str, Any]] = []  # every call: method, path, query, headers, body
+        self.requests: list[dict[str, Any]] = []  # every call: kind, method, ids, name, query, headers, body
         self.queue: list[dict[str, Any]] = []  # tasks waiting to be leased
         self.worker_ids: list[str] = []  # registrations, in order
         self.register_failures = 0  # answer this many registrations with 503 first
         self.forget: set[str] = set()  # worker ids the API "lost": their heartbeats get 404
         self.cancel: set[str] = set()  # task ids named in heartbeat answers' cancel lists
         self.cancel_on_progress: set[str] = set()  # task ids whose progress answers say cancel: true
-        self.conflicts: set[tuple[str, str]] = set()  # (task_id, report) answered 409
+        self.conflicts: set[tuple[str, str]] = set()  # (task_id, report) answered 409 ("artifacts" for uploads)
+        self.output_limit = 16 * 1024 * 1024  # a task's artifacts together; beyond: 413
+        self.artifacts: dict[tuple[str, str], tuple[str, bytes]] = {}  # (task_id, name) -> (content type, data)
         self.drain = False
         self._ids = itertools.count(1)
         self._closing = False
@@ -69,7 +74,7 @@ class FakeApi:
         return task_id
 
     def calls(self, kind: str, task_id: str | None = None) -> list[dict[str, Any]]:
-        """The calls of one kind (register, heartbeat, lease, progress, complete, fail)."""
+        """The calls of one kind (register, heartbeat, lease, progress, artifacts, complete, fail)."""
         with self.cond:
             return self._calls(kind, task_id)
 
@@ -97,17 +102,27 @@ class FakeApi:
 
     # --- the endpoints ---
 
-    def handle(self, path: str, query: dict[str, list[str]], headers: dict[str, str],
-               body: dict[str, Any]) -> tuple[int, Any]:
-        match = re.fullmatch(r"/api/workers/(?:register|([^/]+)/(heartbeat|lease)|([^/]+)/tasks/([^/]+)/(\w+))", path)
-        if match is None:
+    def logs(self, task_id: str) -> list[str]:
+        """The log lines the worker reported for a task, in order."""
+        return [line for call in self.calls("progress", task_id) for line in call["body"].get("logs", [])]
+
+    def chunks(self, task_id: str) -> list[str]:
+        """The chunks the worker reported for a task, in order."""
+        return [chunk for call in self.calls("progress", task_id) for chunk in call["body"].get("chunks", [])]
+
+    def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
+               body: Any) -> tuple[int, Any]:
+        match = re.fullmatch(
+            r"/api/workers/(?:register|([^/]+)/(heartbeat|lease)|([^/]+)/tasks/([^/]+)/(\w+)(?:/([^/]+))?)", path)
+        if match is None or (method == "PUT") != (match.group(5) == "artifacts" and match.group(6) is not None):
             return 404, {"status": 404, "title": "Not Found"}
         kind = match.group(2) or match.group(5) or "register"
         worker_id = match.group(1) or match.group(3)
         task_id = match.group(4)
+        name = unquote(match.group(6)) if match.group(6) else None
         with self.cond:
-            self.requests.append({"kind": kind, "worker_id": worker_id, "task_id": task_id, "query": query,
-                                  "headers": headers, "body": body})
+            self.requests.append({"kind": kind, "method": method, "worker_id": worker_id, "task_id": task_id,
+                                  "name": name, "query": query, "headers": headers, "body": body})
             self.cond.notify_all()
             if kind == "register":
                 return self._register()
@@ -121,10 +136,31 @@ class FakeApi:
             if (task_id, kind) in self.conflicts:
                 return 409, {"status": 409, "title": "Conflict", "detail": "the attempt is no longer current"}
             if kind == "progress":
-                return 200, {"cancel": task_id in self.cancel_on_progress}
+                return self._progress(task_id, body)
+            if kind == "artifacts":
+                return self._artifact(task_id, name, query, headers, body)
             if kind == "complete":
                 return 200, {"status": "succeeded"}
             return 200, {"status": "queued" if body["retryable"] else "failed"}
+
+    def _progress(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        chunks, lines = body.get("chunks", []), body.get("logs", [])
+        too_long = [line for line in lines if len(line.encode("utf-16-le")) // 2 > MAX_LOG_LINE]
+        if len(chunks) > MAX_CHUNKS or len(lines) > MAX_LOGS or too_long:
+            return 400, {"status": 400, "title": "Bad Request", "detail": "beyond the limits of a progress report"}
+        return 200, {"cancel": task_id in self.cancel_on_progress}
+
+    def _artifact(self, task_id: str, name: str, query: dict[str, list[str]], headers: dict[str, str],
+                  data: bytes) -> tuple[int, Any]:
+        if query.get("lease_token") != [f"lt-{task_id}"] or not ARTIFACT_NAME.fullmatch(name):
+            return 400, {"status": 400, "title": "Bad Request", "detail": "bad lease token or artifact name"}
+        stored = sum(len(d) for (t, n), (_, d) in self.artifacts.items() if t == task_id and n != name)
+        if stored + len(data) > self.output_limit:
+            return 413, {"status": 413, "title": "Payload Too Large", "detail": "the task's output is too large"}
+        content_type = headers.get("Content-Type", "application/octet-stream")
+        self.artifacts[(task_id, name)] = (content_type, data)
+        return 201, {"name": name, "url": f"/api/tasks/{task_id}/artifacts/{name}", "content_type": content_type,
+                     "bytes": len(data)}
 
     def _register(self) -> tuple[int, Any]:
         if self.register_failures > 0:
@@ -148,10 +184,18 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # as Kestrel does; else each answer's body waits for a delayed ACK
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = json.loads(self.rfile.read(length) or b"{}")
+        self._serve(json.loads(self._body() or b"{}"))
+
+    def do_PUT(self) -> None:
+        self._serve(self._body())  # an artifact: raw bytes
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _serve(self, body: Any) -> None:
         parts = urlsplit(self.path)
-        status, answer = self.server.api.handle(parts.path, parse_qs(parts.query), dict(self.headers), body)
+        status, answer = self.server.api.handle(self.command, parts.path, parse_qs(parts.query),
+                                                dict(self.headers), body)
         data = b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
         if data:

@@ -1,10 +1,15 @@
-"""Shared test helpers: bounded waits on conditions, and the executor processes alive now."""
+"""Shared test helpers: bounded waits on conditions, the executor processes alive now, and
+readers that check PNG and WAV files."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import struct
 import time
+import wave
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +58,29 @@ def executor_pids(parent: int | None = None) -> set[int]:
                 and b"resource_tracker" not in command):
             pids.add(int(entry))
     return pids
+
+
+def read_png(data: bytes) -> tuple[int, int, bytes]:
+    """Checks the PNG's structure and CRCs; returns (width, height, decompressed scanlines)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "PNG signature"
+    offset, chunks = 8, []
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset:offset + 4])
+        kind, body = data[offset + 4:offset + 8], data[offset + 8:offset + 8 + length]
+        (crc,) = struct.unpack(">I", data[offset + 8 + length:offset + 12 + length])
+        assert crc == zlib.crc32(kind + body), f"CRC of {kind}"
+        chunks.append((kind, body))
+        offset += 12 + length
+    assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
+    width, height, depth, color = struct.unpack(">IIBB", chunks[0][1][:10])
+    assert (depth, color) == (8, 2), "8-bit RGB"
+    return width, height, zlib.decompress(chunks[1][1])
+
+
+def read_wav(data: bytes) -> tuple[int, int, float]:
+    """Reads a WAV file; returns (channels, frame rate, seconds)."""
+    with wave.open(io.BytesIO(data)) as audio:
+        return audio.getnchannels(), audio.getframerate(), audio.getnframes() / audio.getframerate()
 
 
 # Keep the worker's log lines out of the test output (logging would print warnings to stderr).

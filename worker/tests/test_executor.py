@@ -6,8 +6,9 @@ import sys
 import time
 import unittest
 
-from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, wait_until
-from taskmanager_worker.executor import Executor, ExecutorError
+from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, read_png, wait_until
+from taskmanager_worker.backends import Artifact
+from taskmanager_worker.executor import MAX_LOG_LINE, Executor, ExecutorError, split_log_line
 
 WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL = ("done", "failed", "stopped", "died")
@@ -43,6 +44,26 @@ class ExecutorTests(unittest.TestCase):
         final = run_to_end(self.executor, task)[-1]
         self.assertEqual(final[:2], ("done", "t1"))
         self.assertEqual(json.loads(final[2])["usage"]["completion_tokens"], 4)
+        self.assertEqual(final[3], [], "no artifacts")
+
+    def test_artifacts_travel_beside_the_output_with_placeholders_in_their_place(self):
+        task = {"task_id": "t1", "type": "sd", "input": {"prompt": "x", "num_images": 2}}
+        final = run_to_end(self.executor, task)[-1]
+        self.assertEqual(final[0], "done")
+        output, found = json.loads(final[2]), final[3]
+        self.assertEqual([token for token, _ in found], output["images"])
+        for token, artifact in found:
+            self.assertIsInstance(artifact, Artifact)
+            self.assertEqual(read_png(artifact.data)[:2], (64, 64))
+        self.assertNotIn("base64", final[2])
+
+    def test_log_lines_arrive_before_the_result(self):
+        events = run_to_end(self.executor, {"task_id": "t1", "type": "llm", "input": {"prompt": "x"},
+                                            "metadata": {"sim": {"logs": 2}}})
+        lines = [e[2] for e in events if e[0] == "log"]
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(all(line.startswith("SIMULATION: ") for line in lines))
+        self.assertEqual(events[-1][0], "done")
 
     def test_stays_alive_between_tasks(self):
         pid = self.executor.pid
@@ -80,6 +101,24 @@ class ExecutorTests(unittest.TestCase):
         os.kill(self.executor.pid, signal.SIGKILL)
         events = run_to_end(self.executor, {"task_id": "t1", "type": "llm", "input": {}})
         self.assertEqual(events[-1], ("died", -signal.SIGKILL))
+
+
+class SplitLogLineTests(unittest.TestCase):
+    def test_each_line_of_the_text_becomes_a_line(self):
+        self.assertEqual(split_log_line("one\ntwo\r\nthree\n"), ["one", "two", "three"])
+        self.assertEqual(split_log_line(""), [""])
+
+    def test_long_lines_are_cut_into_pieces_and_nothing_is_lost(self):
+        text = "x" * (2 * MAX_LOG_LINE + 5)
+        self.assertEqual([len(p) for p in split_log_line(text)], [MAX_LOG_LINE, MAX_LOG_LINE, 5])
+        self.assertEqual("".join(split_log_line(text)), text)
+
+    def test_length_counts_utf16_code_units_as_the_api_does(self):
+        text = "a" + "\U0001F600" * MAX_LOG_LINE  # each emoji is two UTF-16 code units
+        pieces = split_log_line(text)
+        self.assertEqual("".join(pieces), text)
+        self.assertTrue(all(len(p.encode("utf-16-le")) // 2 <= MAX_LOG_LINE for p in pieces))
+        self.assertEqual(len(pieces), 3)
 
 
 class StartTests(unittest.TestCase):

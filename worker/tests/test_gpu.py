@@ -41,6 +41,18 @@ class ReadTests(unittest.TestCase):
             self.assertEqual(Gpus(None).read(),
                              [{"name": "Fake GPU", "memory_total_mb": 1000, "memory_free_mb": 900, "utilization": 0.5}])
 
+    def test_each_read_probes_anew(self):
+        # Heartbeats read the GPUs each time, so the API sees free memory as it is now.
+        with tempfile.TemporaryDirectory() as bin_dir, mock.patch.dict(os.environ, {"PATH": bin_dir}):
+            fake = os.path.join(bin_dir, "nvidia-smi")
+            with open(fake, "w") as script:
+                # Shell builtins only: PATH holds nothing else.
+                script.write(f"#!/bin/sh\nn=0\n[ -f {bin_dir}/calls ] && read n < {bin_dir}/calls\n"
+                             f"n=$((n + 1))\necho $n > {bin_dir}/calls\necho \"GPU, 1000, $((1000 - n)), 0\"\n")
+            os.chmod(fake, stat.S_IRWXU)
+            gpus = Gpus(None)
+            self.assertEqual([gpus.read()[0]["memory_free_mb"] for _ in range(2)], [999, 998])
+
 
 if __name__ == "__main__":
     unittest.main()

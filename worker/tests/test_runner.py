@@ -5,30 +5,51 @@ import threading
 import time
 import unittest
 
-from helpers import ALL_SIM, WAIT_SECONDS, pid_alive
+from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, read_png, read_wav
+from taskmanager_worker.client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TooLarge, TransientError
 from taskmanager_worker.runner import Slot, StopReason, TaskGone
 
 GRACE = 0.3
 
 
 class StubReporter:
-    """Records what a slot reports; can answer progress with a cancel or a 409."""
+    """Records what a slot reports; can answer progress with a cancel, a 409 or a refusal, and
+    uploads with an error."""
 
     def __init__(self):
         self.cond = threading.Condition()
         self.progress_calls = []
+        self.uploads = []
         self.finals = {}
         self.cancel_on_progress = False
         self.gone_on_progress = False
+        self.refuse_progress = 0  # answer this many progress reports with a 400
+        self.upload_error = None  # raised by upload() when set
 
-    def progress(self, task, progress, message, chunks, *, final):
+    def progress(self, task, progress, message, chunks, logs, *, final):
         with self.cond:
             self.progress_calls.append({"task_id": task["task_id"], "progress": progress, "chunks": list(chunks),
-                                        "final": final})
+                                        "logs": list(logs), "final": final})
             self.cond.notify_all()
+            if self.refuse_progress:
+                self.refuse_progress -= 1
+                raise ApiError(400, "400 Bad Request")
         if self.gone_on_progress:
             raise TaskGone("409 Conflict")
         return self.cancel_on_progress
+
+    def upload(self, task, artifact):
+        with self.cond:
+            self.uploads.append((task["task_id"], artifact))
+        if self.upload_error is not None:
+            raise self.upload_error
+        return {"name": artifact.name, "url": f"/api/tasks/{task['task_id']}/artifacts/{artifact.name}",
+                "content_type": artifact.content_type, "bytes": len(artifact.data)}
+
+    def sent(self, key, task_id):
+        """Every chunk (or log line) reported for a task, in order."""
+        with self.cond:
+            return [item for call in self.progress_calls if call["task_id"] == task_id for item in call[key]]
 
     def complete(self, task, output_json):
         return self._final(task, {"report": "complete", "output": json.loads(output_json)})
@@ -142,6 +163,63 @@ class SlotTests(unittest.TestCase):
             calls = list(self.reporter.progress_calls)
         self.assertEqual("".join(c for call in calls for c in call["chunks"]), output["text"])
         self.assertLess(len(calls), 15, "chunks are batched, not sent one by one")
+
+    def test_log_lines_are_relayed_in_order(self):
+        self.reporter.final(self.assign(task("t1", sim={"duration_ms": 200, "logs": 5})))
+        lines = self.reporter.sent("logs", "t1")
+        self.assertTrue(lines[0].startswith("SIMULATION: generating"), lines)
+        self.assertEqual(lines[1:], [f"SIMULATION: log line {i}/5" for i in range(1, 6)])
+
+    def test_a_backlog_is_split_into_reports_within_the_protocol_limits(self):
+        # All at once (no duration): 2,500 chunks and 251 lines in one burst.
+        output = self.reporter.final(self.assign(task("t1", sim={"chunks": 2500, "logs": 250})))["output"]
+        with self.reporter.cond:
+            calls = list(self.reporter.progress_calls)
+        self.assertTrue(all(len(c["chunks"]) <= MAX_CHUNKS_PER_REPORT and len(c["logs"]) <= MAX_LOGS_PER_REPORT
+                            for c in calls))
+        self.assertEqual("".join(self.reporter.sent("chunks", "t1")), output["text"])
+        self.assertEqual(self.reporter.sent("logs", "t1")[1:], [f"SIMULATION: log line {i}/250" for i in range(1, 251)])
+        self.assertGreaterEqual(len(calls), 3)
+
+    def test_a_refused_progress_report_does_not_stop_the_task(self):
+        self.reporter.refuse_progress = 1
+        self.assertEqual(self.reporter.final(self.assign(task("t1", sim={"duration_ms": 200})))["report"], "complete")
+        self.wait_idle()
+
+    def test_artifacts_are_uploaded_and_their_urls_put_in_the_output(self):
+        output = self.reporter.final(self.assign(task("t1", "sd", prompt="x", num_images=2, seed=3)))["output"]
+        self.assertEqual([(t, a.name, a.content_type) for t, a in self.reporter.uploads],
+                         [("t1", "image-0.png", "image/png"), ("t1", "image-1.png", "image/png")])
+        for i, (image, (_, artifact)) in enumerate(zip(output["images"], self.reporter.uploads)):
+            self.assertEqual(read_png(artifact.data)[:2], (64, 64))
+            self.assertEqual(image, {"url": f"/api/tasks/t1/artifacts/image-{i}.png", "content_type": "image/png",
+                                     "bytes": len(artifact.data), "width": 64, "height": 64, "requested_width": 512,
+                                     "requested_height": 512, "seed": 3 + i, "format": "png"})
+
+    def test_tts_audio_is_uploaded(self):
+        output = self.reporter.final(self.assign(task("t1", "tts", text="hello")))["output"]
+        [(_, artifact)] = self.reporter.uploads
+        self.assertEqual(read_wav(artifact.data)[:2], (1, output["sample_rate"]))
+        self.assertEqual(output["audio"], {"url": "/api/tasks/t1/artifacts/audio.wav", "content_type": "audio/wav",
+                                           "bytes": len(artifact.data)})
+
+    def test_conflict_on_upload_drops_the_task_without_a_report(self):
+        self.reporter.upload_error = TaskGone("409 Conflict")
+        self.assign(task("t1", "sd", prompt="x", num_images=3))
+        self.wait_idle()
+        self.assertNotIn("t1", self.reporter.finals)
+        self.assertEqual(len(self.reporter.uploads), 1, "no more uploads once the task is gone")
+
+    def test_too_large_on_upload_fails_the_task_for_good(self):
+        self.reporter.upload_error = TooLarge(413, "413 Payload Too Large")
+        report = self.reporter.final(self.assign(task("t1", "tts", text="hello")))
+        self.assertEqual((report["report"], report["code"], report["retryable"]), ("fail", "output_too_large", False))
+        self.assertIn("audio.wav", report["message"])
+
+    def test_unreachable_api_on_upload_fails_the_task_retryably(self):
+        self.reporter.upload_error = TransientError(None, "connection refused")
+        report = self.reporter.final(self.assign(task("t1", "tts", text="hello")))
+        self.assertEqual((report["code"], report["retryable"]), ("backend_error", True))
 
     def test_executor_death_is_reported_and_a_fresh_executor_takes_over(self):
         pid = self.slot.executor_pid

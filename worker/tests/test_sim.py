@@ -1,11 +1,8 @@
 import base64
-import io
-import struct
 import unittest
-import wave
-import zlib
 
-from taskmanager_worker.backends import InvalidInput, TaskError, TaskStopped
+from helpers import read_png, read_wav
+from taskmanager_worker.backends import Artifact, InvalidInput, TaskError, TaskStopped
 from taskmanager_worker.backends.sim import PNG_MAX_SIDE, WAV_MAX_SECONDS, SimBackend
 
 
@@ -13,6 +10,7 @@ class FakeContext:
     def __init__(self, stop_after_progress: int | None = None):
         self.progress_calls = []
         self.chunks = []
+        self.logs = []
         self._stop_after = stop_after_progress
 
     def progress(self, progress, message=None):
@@ -20,6 +18,9 @@ class FakeContext:
 
     def chunk(self, text):
         self.chunks.append(text)
+
+    def log(self, line):
+        self.logs.append(line)
 
     def stopped(self):
         return self._stop_after is not None and len(self.progress_calls) >= self._stop_after
@@ -30,23 +31,6 @@ def run(task_type, task_input, sim=None, ctx=None):
     backend.load(None)
     task = {"task_id": "t1", "type": task_type, "input": task_input, "metadata": {"sim": sim} if sim else {}}
     return backend.run(task, ctx or FakeContext())
-
-
-def read_png(data: bytes):
-    """Checks the PNG's structure and CRCs; returns (width, height, decompressed scanlines)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "PNG signature"
-    offset, chunks = 8, []
-    while offset < len(data):
-        (length,) = struct.unpack(">I", data[offset:offset + 4])
-        kind, body = data[offset + 4:offset + 8], data[offset + 8:offset + 8 + length]
-        (crc,) = struct.unpack(">I", data[offset + 8 + length:offset + 12 + length])
-        assert crc == zlib.crc32(kind + body), f"CRC of {kind}"
-        chunks.append((kind, body))
-        offset += 12 + length
-    assert [k for k, _ in chunks] == [b"IHDR", b"IDAT", b"IEND"]
-    width, height, depth, color = struct.unpack(">IIBB", chunks[0][1][:10])
-    assert (depth, color) == (8, 2), "8-bit RGB"
-    return width, height, zlib.decompress(chunks[1][1])
 
 
 class LlmTests(unittest.TestCase):
@@ -83,37 +67,57 @@ class LlmTests(unittest.TestCase):
     def test_same_input_gives_same_output(self):
         self.assertEqual(run("llm", {"prompt": "same"}), run("llm", {"prompt": "same"}))
 
+    def test_logs_a_line_marked_as_simulation(self):
+        ctx = FakeContext()
+        output = run("llm", {"prompt": "hi"}, ctx=ctx)
+        self.assertEqual(ctx.logs, [f"SIMULATION: generating {output['usage']['completion_tokens']} tokens "
+                                    "(model 'sim': nothing loaded, no GPU used)"])
+
 
 class SdTests(unittest.TestCase):
-    def test_images_are_real_pngs_downscaled_to_at_most_64(self):
-        output = run("sd", {"prompt": "a cat", "width": 1024, "height": 512, "num_images": 2, "seed": 7})
+    def test_images_are_png_artifacts_downscaled_to_at_most_64(self):
+        ctx = FakeContext()
+        output = run("sd", {"prompt": "a cat", "width": 1024, "height": 512, "num_images": 2, "seed": 7}, ctx=ctx)
         self.assertEqual(len(output["images"]), 2)
         self.assertIn("64x64", output["note"])
         for i, image in enumerate(output["images"]):
-            width, height, scanlines = read_png(base64.b64decode(image["data_base64"]))
-            self.assertEqual((width, height), (image["width"], image["height"]))
+            self.assertIsInstance(image, Artifact)
+            self.assertEqual((image.name, image.content_type), (f"image-{i}.png", "image/png"))
+            width, height, scanlines = read_png(image.data)
+            self.assertEqual((width, height), (image.meta["width"], image.meta["height"]))
             self.assertEqual((width, height), (PNG_MAX_SIDE, PNG_MAX_SIDE // 2))
             self.assertEqual(len(scanlines), height * (1 + 3 * width))
-            self.assertEqual((image["requested_width"], image["requested_height"]), (1024, 512))
-            self.assertEqual(image["format"], "png")
-            self.assertEqual(image["seed"], 7 + i)
+            self.assertEqual((image.meta["requested_width"], image.meta["requested_height"]), (1024, 512))
+            self.assertEqual(image.meta["format"], "png")
+            self.assertEqual(image.meta["seed"], 7 + i)
+        self.assertEqual(len(ctx.logs), 1)
+        self.assertTrue(ctx.logs[0].startswith("SIMULATION: drawing 2 gradient image(s) of 64x32"), ctx.logs)
 
     def test_small_request_is_not_upscaled(self):
         image = run("sd", {"prompt": "x", "width": 32, "height": 16})["images"][0]
-        self.assertEqual(read_png(base64.b64decode(image["data_base64"]))[:2], (32, 16))
+        self.assertEqual(read_png(image.data)[:2], (32, 16))
+
+    def test_no_base64_in_the_output(self):
+        image = run("sd", {"prompt": "x"})["images"][0]
+        self.assertFalse({"data_base64", "url", "bytes", "content_type"} & set(image.meta))
 
 
 class TtsTests(unittest.TestCase):
     def wav(self, output):
-        with wave.open(io.BytesIO(base64.b64decode(output["audio_base64"]))) as audio:
-            return audio.getnchannels(), audio.getframerate(), audio.getnframes() / audio.getframerate()
+        return read_wav(output["audio"].data)
 
-    def test_audio_is_a_readable_wav_of_the_stated_duration(self):
-        output = run("tts", {"text": "Hello there, this is a test."})
+    def test_audio_is_a_wav_artifact_of_the_stated_duration(self):
+        ctx = FakeContext()
+        output = run("tts", {"text": "Hello there, this is a test."}, ctx=ctx)
+        self.assertEqual((output["audio"].name, output["audio"].content_type), ("audio.wav", "audio/wav"))
+        self.assertEqual(output["audio"].meta, {})
+        self.assertNotIn("audio_base64", output)
         channels, rate, seconds = self.wav(output)
         self.assertEqual((channels, rate, output["format"]), (1, output["sample_rate"], "wav"))
         self.assertAlmostEqual(seconds, output["duration_seconds"], places=2)
         self.assertFalse(output["truncated"])
+        self.assertEqual(len(ctx.logs), 1)
+        self.assertTrue(ctx.logs[0].startswith("SIMULATION: synthesizing"), ctx.logs)
 
     def test_duration_grows_with_text_and_shrinks_with_speed(self):
         short = run("tts", {"text": "a" * 15})["duration_seconds"]
@@ -153,12 +157,23 @@ class SteeringTests(unittest.TestCase):
         self.assertEqual(ctx.chunks, ["[sim tts chunk 1/3]", "[sim tts chunk 2/3]", "[sim tts chunk 3/3]"])
         self.assertTrue(all(0 <= p < 1 for p, _ in ctx.progress_calls))
 
+    def test_logs_steering_spreads_extra_lines(self):
+        ctx = FakeContext()
+        run("llm", {"prompt": "hi"}, sim={"duration_ms": 50, "logs": 3}, ctx=ctx)
+        self.assertEqual(ctx.logs[1:], [f"SIMULATION: log line {i}/3" for i in (1, 2, 3)])
+
+    def test_a_requested_failure_is_logged(self):
+        ctx = FakeContext()
+        with self.assertRaises(TaskError):
+            run("llm", {"prompt": "x"}, sim={"fail": "fatal"}, ctx=ctx)
+        self.assertEqual(ctx.logs[-1], "SIMULATION: failing (fatal) as metadata.sim.fail asks")
+
     def test_stop_request_ends_the_task(self):
         with self.assertRaises(TaskStopped):
             run("llm", {"prompt": "x"}, sim={"duration_ms": 60_000}, ctx=FakeContext(stop_after_progress=2))
 
     def test_bad_steering_is_invalid_input(self):
-        for sim in ({"duration_ms": -1}, {"fail": "sometimes"}, {"chunks": "3"}, {"hang": "yes"}):
+        for sim in ({"duration_ms": -1}, {"fail": "sometimes"}, {"chunks": "3"}, {"hang": "yes"}, {"logs": -1}):
             with self.subTest(sim=sim), self.assertRaises(InvalidInput):
                 run("llm", {"prompt": "x"}, sim=sim)
 

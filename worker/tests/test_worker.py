@@ -11,13 +11,13 @@ import unittest
 from unittest import mock
 
 from fakeapi import FakeApi
-from helpers import WAIT_SECONDS, executor_pids, pid_alive, wait_until
+from helpers import WAIT_SECONDS, executor_pids, pid_alive, read_png, read_wav, wait_until
 from taskmanager_worker import __version__, worker as worker_module
 from taskmanager_worker.config import load
 from taskmanager_worker.worker import Worker
 
 WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GPUS = [{"name": "Test GPU", "memory_total_mb": 1000, "memory_free_mb": 900}]
+GPUS = [{"name": "Test GPU", "memory_total_mb": 1000, "memory_free_mb": 900, "utilization": 0.5}]
 
 
 class WorkerTestCase(unittest.TestCase):
@@ -75,6 +75,12 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         self.assertEqual(report["body"]["lease_token"], f"lt-{task_id}")
         self.assertEqual(report["body"]["output"]["usage"]["completion_tokens"], 3)
 
+    def test_every_heartbeat_declares_gpus_and_models(self):
+        self.start_worker(TASKMANAGER_MODELS="tiny-llama,sdxl")
+        heartbeats = self.api.wait_for_call("heartbeat", count=3)
+        for heartbeat in heartbeats:
+            self.assertEqual((heartbeat["body"]["gpus"], heartbeat["body"]["models"]), (GPUS, ["tiny-llama", "sdxl"]))
+
     def test_every_type_completes(self):
         self.start_worker(TASKMANAGER_CAPACITY="2")
         inputs = {"llm": {"prompt": "hi"}, "sd": {"prompt": "a cat"}, "tts": {"text": "hello"},
@@ -112,6 +118,74 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         self.assertEqual("".join(chunks), output["text"])
 
 
+class LiveOutputTests(WorkerTestCase):
+    def test_log_lines_reach_the_progress_endpoint(self):
+        self.start_worker()
+        task_id = self.api.add_task("llm", {"prompt": "hi"}, sim={"duration_ms": 200, "logs": 3})
+        self.assertEqual(self.api.final_report(task_id)["kind"], "complete")
+        lines = self.api.logs(task_id)
+        self.assertRegex(lines[0], r"^SIMULATION: generating \d+ tokens")
+        self.assertEqual(lines[1:], [f"SIMULATION: log line {i}/3" for i in (1, 2, 3)])
+
+    def test_a_burst_beyond_one_report_arrives_whole_within_the_limits(self):
+        self.start_worker()
+        task_id = self.api.add_task("llm", {"prompt": "hi"}, sim={"chunks": 2345, "logs": 234})
+        output = self.api.final_report(task_id)["body"]["output"]
+        self.assertEqual("".join(self.api.chunks(task_id)), output["text"])
+        self.assertEqual(len(self.api.logs(task_id)), 235)
+        self.assertGreaterEqual(len(self.api.calls("progress", task_id)), 3)  # the fake answers 400 beyond the limits
+
+    def test_sd_images_are_uploaded_pngs_referenced_by_url(self):
+        self.start_worker()
+        task_id = self.api.add_task("sd", {"prompt": "a cat", "num_images": 2, "width": 96, "height": 64, "seed": 5})
+        report = self.api.final_report(task_id)
+        self.assertEqual(report["kind"], "complete")
+        uploads = self.api.calls("artifacts", task_id)
+        self.assertEqual([u["name"] for u in uploads], ["image-0.png", "image-1.png"])
+        for i, (upload, image) in enumerate(zip(uploads, report["body"]["output"]["images"])):
+            self.assertEqual(upload["method"], "PUT")
+            self.assertEqual(upload["query"]["lease_token"], [f"lt-{task_id}"])
+            self.assertEqual(upload["headers"]["Content-Type"], "image/png")
+            self.assertEqual(upload["headers"]["Authorization"], "Bearer s3cret")
+            self.assertEqual(read_png(upload["body"])[:2], (64, 43))
+            self.assertEqual(image, {
+                "url": f"/api/tasks/{task_id}/artifacts/image-{i}.png", "content_type": "image/png",
+                "bytes": len(upload["body"]), "width": 64, "height": 43, "requested_width": 96,
+                "requested_height": 64, "seed": 5 + i, "format": "png"})
+        self.assertNotIn("base64", json.dumps(report["body"]))
+
+    def test_tts_audio_is_an_uploaded_wav_referenced_by_url(self):
+        self.start_worker()
+        task_id = self.api.add_task("tts", {"text": "Hello there"})
+        output = self.api.final_report(task_id)["body"]["output"]
+        content_type, data = self.api.artifacts[(task_id, "audio.wav")]
+        self.assertEqual(content_type, "audio/wav")
+        channels, rate, seconds = read_wav(data)
+        self.assertEqual(output["audio"], {"url": f"/api/tasks/{task_id}/artifacts/audio.wav",
+                                           "content_type": "audio/wav", "bytes": len(data)})
+        self.assertEqual((channels, rate, output["format"]), (1, output["sample_rate"], "wav"))
+        self.assertAlmostEqual(seconds, output["duration_seconds"], places=2)
+        self.assertNotIn("audio_base64", output)
+
+    def test_conflict_on_upload_drops_the_task(self):
+        self.start_worker()
+        with self.api.cond:  # not leased before the conflict is set
+            task_id = self.api.add_task("sd", {"prompt": "x", "num_images": 2})
+            self.api.conflicts.add((task_id, "artifacts"))
+        self.api.wait_for_call("artifacts", task_id)
+        self.assertEqual(self.api.final_report(self.api.add_task())["kind"], "complete", "the slot is free again")
+        self.assertEqual(self.api.calls("complete", task_id) + self.api.calls("fail", task_id), [])
+        self.assertEqual(len(self.api.calls("artifacts", task_id)), 1)
+
+    def test_too_large_on_upload_fails_the_task_for_good(self):
+        self.api.output_limit = 100
+        self.start_worker()
+        task_id = self.api.add_task("tts", {"text": "Hello there"})
+        report = self.api.final_report(task_id)
+        self.assertEqual(report["kind"], "fail")
+        self.assertEqual((report["body"]["error"]["code"], report["body"]["retryable"]), ("output_too_large", False))
+
+
 class ApiAnswerTests(WorkerTestCase):
     def test_retries_registration_while_the_api_is_unavailable(self):
         self.api.register_failures = 2
@@ -122,8 +196,9 @@ class ApiAnswerTests(WorkerTestCase):
 
     def test_conflict_on_complete_drops_the_task_and_goes_on(self):
         self.start_worker()
-        first = self.api.add_task()
-        self.api.conflicts.add((first, "complete"))
+        with self.api.cond:  # not leased before the conflict is set
+            first = self.api.add_task()
+            self.api.conflicts.add((first, "complete"))
         self.api.final_report(first)
         self.assertEqual(self.api.final_report(self.api.add_task())["kind"], "complete")
         self.assertEqual(self.api.calls("fail", first), [], "a dropped task is not reported again")

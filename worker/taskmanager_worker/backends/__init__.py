@@ -8,7 +8,9 @@ creates them: an optional backend may need packages that a worker not using it l
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 TASK_TYPES = ("llm", "sd", "tts", "image_to_text")
@@ -23,6 +25,10 @@ class TaskContext(Protocol):
     def chunk(self, text: str) -> None:
         """Emits one piece of streamed output; pieces reach the client in order, none lost."""
 
+    def log(self, line: str) -> None:
+        """Emits a human-readable line about the run ("loading model x", "step 3: ..."); lines
+        reach the task's event stream in order, none lost. Text with several lines becomes several."""
+
     def stopped(self) -> bool:
         """True once the worker asked the task to stop; the backend should then raise TaskStopped."""
 
@@ -34,10 +40,51 @@ class Backend(Protocol):
         """Loads a model (None: the backend's default); called before a task needs a different one."""
 
     def run(self, task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        """Runs one task (the lease's task object) and returns its JSON output."""
+        """Runs one task (the lease's task object) and returns its JSON output, in which binary
+        outputs are Artifact objects: the worker uploads each and puts its URL in its place."""
 
     def unload(self) -> None:
         """Frees the loaded model."""
+
+
+# The protocol's rule for an artifact's name; the content type is checked only loosely.
+_ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+_CONTENT_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*;.*)?")
+ARTIFACT_FIELDS = ("url", "content_type", "bytes")  # what the worker puts in an artifact's place
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A binary output (an image, audio) inside a backend's output, anywhere a JSON value may be.
+
+    The worker uploads `data` as `name` with `content_type` and puts in its place
+    `{"url": ..., "content_type": ..., "bytes": ..., **meta}`; `meta` holds what describes the
+    file (`width`, `seed`, ...). Names must be unique within a task's output.
+    """
+
+    name: str
+    content_type: str
+    data: bytes
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _ARTIFACT_NAME.fullmatch(self.name):
+            raise ValueError(f"artifact name {self.name!r}: 1 to 100 of A-Z a-z 0-9 . _ -, not starting with a dot")
+        if not isinstance(self.content_type, str) or not _CONTENT_TYPE.fullmatch(self.content_type):
+            raise ValueError(f"artifact {self.name}: {self.content_type!r} is not a content type")
+        if isinstance(self.data, (bytearray, memoryview)):
+            object.__setattr__(self, "data", bytes(self.data))
+        if not isinstance(self.data, bytes):
+            raise TypeError(f"artifact {self.name}: data must be bytes, not {type(self.data).__name__}")
+        if not isinstance(self.meta, Mapping) or not all(isinstance(key, str) for key in self.meta):
+            raise TypeError(f"artifact {self.name}: meta must be a mapping with string keys")
+        reserved = sorted(set(self.meta) & set(ARTIFACT_FIELDS))
+        if reserved:
+            raise ValueError(f"artifact {self.name}: meta must not set {reserved}; the worker fills them in")
+        object.__setattr__(self, "meta", dict(self.meta))
+
+    def __repr__(self) -> str:  # not the bytes: a repr may end up in a log line
+        return f"Artifact({self.name!r}, {self.content_type!r}, <{len(self.data)} bytes>, meta={self.meta!r})"
 
 
 class TaskError(Exception):

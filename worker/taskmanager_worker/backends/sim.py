@@ -1,19 +1,20 @@
 """The `sim` backend: a SIMULATION of all four task types, for development and tests.
 
 It loads no model and touches no GPU. Its outputs have the shape real backends return (text, PNG
-images, WAV audio) but made-up content, kept small: images at most 64x64 pixels, audio 8 kHz mono
-of at most 4 seconds. Every output carries `"simulated": true`.
+images and WAV audio as artifacts the worker uploads) but made-up content, kept small: images at
+most 64x64 pixels, audio 8 kHz mono of at most 4 seconds. Every output carries `"simulated": true`,
+and every task logs a line that starts with "SIMULATION:".
 
 A task steers it through its `metadata.sim` object:
 - `duration_ms`: how long the task "runs", in small steps that report progress and notice a stop;
 - `chunks`: how many output chunks to stream over that time (for `llm`, pieces of the text);
+- `logs`: how many extra log lines to emit over that time;
 - `fail`: `"retryable"` or `"fatal"`, to fail with code `sim_failure` once the duration is over;
 - `hang`: true to loop forever ignoring stop requests, so that only a kill ends the task.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import logging
@@ -29,12 +30,13 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from . import InvalidInput, TaskContext, TaskError, TaskStopped
+from . import Artifact, InvalidInput, TaskContext, TaskError, TaskStopped
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.02  # how often a running sim task reports progress and looks for a stop request
 MAX_CHUNKS = 10_000
+MAX_LOGS = 10_000
 PNG_MAX_SIDE = 64
 WAV_SAMPLE_RATE = 8000
 WAV_MAX_SECONDS = 4.0
@@ -54,6 +56,7 @@ _PLACES = ("at dusk", "in the rain", "under a clear sky", "seen from above", "in
 class _Steering:
     duration_s: float = 0.0
     chunks: int = 0
+    logs: int = 0
     fail: str | None = None
     hang: bool = False
 
@@ -63,6 +66,7 @@ class _Plan:
     output: dict[str, Any]
     pieces: list[str]  # the chunks to stream while the task "runs"
     steps: int  # for progress messages ("step 15/30")
+    log: str  # the line that says what the simulation does
 
 
 class SimBackend:
@@ -82,6 +86,7 @@ class SimBackend:
         steering = _steering(task.get("metadata"))
         if steering.hang:
             log.warning("SIMULATION: hanging as metadata.sim.hang asks; only a kill ends this task")
+            ctx.log("SIMULATION: hanging as metadata.sim.hang asks; only a kill ends this task")
             # The process id lets a test (or an operator) check that the kill really happened.
             ctx.progress(0.0, f"SIMULATION: hanging in process {os.getpid()}")
             while True:
@@ -92,8 +97,11 @@ class SimBackend:
         # Seeded by the input, so that the same request gives the same output.
         rng = random.Random(json.dumps(task_input, sort_keys=True))
         plan = _MAKERS[task["type"]](task_input, steering, rng)
-        _pace(ctx, steering.duration_s, plan.pieces, plan.steps)
+        ctx.log(f"SIMULATION: {plan.log} (model '{self._model}': nothing loaded, no GPU used)")
+        lines = [f"SIMULATION: log line {i + 1}/{steering.logs}" for i in range(steering.logs)]
+        _pace(ctx, steering.duration_s, plan.pieces, lines, plan.steps)
         if steering.fail is not None:
+            ctx.log(f"SIMULATION: failing ({steering.fail}) as metadata.sim.fail asks")
             raise TaskError(
                 "sim_failure",
                 f"SIMULATION: {steering.fail} failure requested by metadata.sim.fail",
@@ -114,19 +122,23 @@ def _steering(metadata: Any) -> _Steering:
     chunks = sim.get("chunks", 0)
     if isinstance(chunks, bool) or not isinstance(chunks, int) or not 0 <= chunks <= MAX_CHUNKS:
         raise InvalidInput(f"metadata.sim.chunks must be an integer from 0 to {MAX_CHUNKS}")
+    lines = sim.get("logs", 0)
+    if isinstance(lines, bool) or not isinstance(lines, int) or not 0 <= lines <= MAX_LOGS:
+        raise InvalidInput(f"metadata.sim.logs must be an integer from 0 to {MAX_LOGS}")
     fail = sim.get("fail")
     if fail not in (None, "retryable", "fatal"):
         raise InvalidInput("metadata.sim.fail must be 'retryable' or 'fatal'")
     hang = sim.get("hang", False)
     if not isinstance(hang, bool):
         raise InvalidInput("metadata.sim.hang must be true or false")
-    return _Steering(duration / 1000.0, chunks, fail, hang)
+    return _Steering(duration / 1000.0, chunks, lines, fail, hang)
 
 
-def _pace(ctx: TaskContext, duration_s: float, pieces: list[str], steps: int) -> None:
-    """Spends `duration_s` in ticks, emitting piece i at (i+1)/n of the time, until done or stopped."""
+def _pace(ctx: TaskContext, duration_s: float, pieces: list[str], lines: list[str], steps: int) -> None:
+    """Spends `duration_s` in ticks, emitting piece (and log line) i of n at (i+1)/n of the time,
+    until done or stopped."""
     start = time.monotonic()
-    sent = 0
+    sent = logged = 0
     while True:
         if ctx.stopped():
             raise TaskStopped()
@@ -136,6 +148,10 @@ def _pace(ctx: TaskContext, duration_s: float, pieces: list[str], steps: int) ->
         for piece in pieces[sent:due]:
             ctx.chunk(piece)
         sent = due
+        due = int(fraction * len(lines))
+        for line in lines[logged:due]:
+            ctx.log(line)
+        logged = due
         if fraction >= 1.0:
             return
         ctx.progress(fraction, f"step {int(fraction * steps)}/{steps}")
@@ -173,7 +189,7 @@ def _llm(task_input: dict[str, Any], steering: _Steering, rng: random.Random) ->
         "finish_reason": "length" if count >= max_tokens else "stop",
         "usage": {"prompt_tokens": max(1, round(len(prompt_text) / 4)), "completion_tokens": count},
     }
-    return _Plan(output, pieces, count)
+    return _Plan(output, pieces, count, f"generating {count} tokens")
 
 
 def _sd(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
@@ -187,17 +203,18 @@ def _sd(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> 
     images = []
     for i in range(count):
         image_seed = (seed + i) % 2**32
-        images.append({
+        images.append(Artifact(f"image-{i}.png", "image/png", _png(png_width, png_height, image_seed), {
             "width": png_width,
             "height": png_height,
             "requested_width": width,
             "requested_height": height,
             "seed": image_seed,
             "format": "png",
-            "data_base64": base64.b64encode(_png(png_width, png_height, image_seed)).decode("ascii"),
-        })
+        }))
     output = {"images": images, "note": f"SIMULATION: images are downscaled to at most {PNG_MAX_SIDE}x{PNG_MAX_SIDE}"}
-    return _Plan(output, _labelled_pieces("sd", steering.chunks), steps)
+    return _Plan(output, _labelled_pieces("sd", steering.chunks), steps,
+                 f"drawing {count} gradient image(s) of {png_width}x{png_height} "
+                 f"(asked for {width}x{height}) in {steps} steps")
 
 
 def _tts(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
@@ -206,16 +223,19 @@ def _tts(task_input: dict[str, Any], steering: _Steering, rng: random.Random) ->
     seconds = max(0.25, len(text) / TTS_CHARS_PER_SECOND / speed)
     truncated = seconds > WAV_MAX_SECONDS
     audio, frames = _wav(text, min(seconds, WAV_MAX_SECONDS), speed)
+    duration = round(frames / WAV_SAMPLE_RATE, 3)
     output = {
+        "audio": Artifact("audio.wav", "audio/wav", audio),
         "format": "wav",
         "sample_rate": WAV_SAMPLE_RATE,
-        "duration_seconds": round(frames / WAV_SAMPLE_RATE, 3),
-        "audio_base64": base64.b64encode(audio).decode("ascii"),
+        "duration_seconds": duration,
         "voice": _string(task_input, "voice", "sim"),
         "truncated": truncated,
         "note": f"SIMULATION: beeps, always WAV, 8 kHz mono, at most {WAV_MAX_SECONDS:g} s",
     }
-    return _Plan(output, _labelled_pieces("tts", steering.chunks), max(1, len(text)))
+    return _Plan(output, _labelled_pieces("tts", steering.chunks), max(1, len(text)),
+                 f"synthesizing {duration:g} s of beeps for {len(text)} characters"
+                 + (f" (cut from {seconds:.3g} s)" if truncated else ""))
 
 
 def _image_to_text(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
@@ -228,7 +248,8 @@ def _image_to_text(task_input: dict[str, Any], steering: _Steering, rng: random.
     words = caption.split()
     text = " ".join(words[:max_tokens])
     output = {"text": text, "note": "SIMULATION: the image was not looked at"}
-    return _Plan(output, _labelled_pieces("image_to_text", steering.chunks), len(words))
+    return _Plan(output, _labelled_pieces("image_to_text", steering.chunks), len(words),
+                 "captioning an image without looking at it")
 
 
 _MAKERS = {"llm": _llm, "sd": _sd, "tts": _tts, "image_to_text": _image_to_text}
