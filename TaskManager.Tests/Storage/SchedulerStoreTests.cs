@@ -168,6 +168,53 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
         Assert.Equal(50, (await store.TakeOutboxAsync(1000)).Count);
     }
 
+    [Fact]
+    public async Task DeadWorkerSweep_ForgetsWorkersSilentPastTheRetention_AndKeepsLiveOnes()
+    {
+        var gone = await RegisterAsync();
+        clock.Advance(TimeSpan.FromMinutes(options.DeadWorkerRetentionMinutes - 1));
+        var live = await RegisterAsync();
+        clock.Advance(TimeSpan.FromMinutes(2));
+
+        Assert.Equal(1, await store.SweepDeadWorkersAsync(100));
+
+        Assert.Equal([live], (await store.ListWorkersAsync(100)).Select(w => w.Id));
+        Assert.Null(await store.HeartbeatAsync(gone, NoGpus, []));
+    }
+
+    [Fact]
+    public async Task EventsOfARetriedAttempt_AreToldApartFromTheFailedOnes()
+    {
+        var worker = await RegisterAsync();
+        var task = await SubmitAsync();
+        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.ReportProgressAsync(task.Id, first.LeaseToken, 0.5, "half", ["a", "b"], ["first try"]);
+        await store.FailAsync(task.Id, first.LeaseToken, """{"code":"oom","message":"x"}""", retryable: true, FailureKind.Error);
+        await store.RequeueAsync(task.Id, 1);
+        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.ReportProgressAsync(task.Id, second.LeaseToken, null, null, ["c"]);
+
+        var events = await store.ReadEventsAsync(task.Id, null, 100);
+
+        Assert.Equal(
+            ["status 0 queued", "status 1 running", "progress 1", "chunk 1 1 a", "chunk 1 2 b", "log 1", "status 1 scheduled",
+             "status 1 queued", "status 2 running", "chunk 2 1 c"],
+            events.Select(Describe));
+        var afterFirstTwo = await store.ReadEventsAsync(task.Id, events[1].Id, 100);
+        Assert.Equal(events.Skip(2).Select(e => e.Id), afterFirstTwo.Select(e => e.Id));
+
+        static string Describe(TaskEvent e)
+        {
+            var data = JsonDocument.Parse(e.DataJson).RootElement;
+            return e.Kind switch
+            {
+                "status" => $"status {e.Attempt} {data.GetProperty("status").GetString()}",
+                "chunk" => $"chunk {e.Attempt} {data.GetProperty("index").GetInt32()} {data.GetProperty("text").GetString()}",
+                _ => $"{e.Kind} {e.Attempt}",
+            };
+        }
+    }
+
     private Task<string> RegisterAsync() =>
         store.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Llm], "{}"));
 
