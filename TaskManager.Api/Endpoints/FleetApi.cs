@@ -48,10 +48,7 @@ public static class FleetApi
     private static async Task<Ok<FleetHealthDto>> Health(IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
     {
         var now = time.GetUtcNow();
-        var workers = (await registry.ListWorkersAsync(MaxWorkers))
-            .Select(w => new WorkerHealthDto(w.Id, w.Name, StatusOf(w, now, options.Value), w.LastSeen,
-                Math.Round((now - w.LastSeen).TotalSeconds, 1), w.Running))
-            .ToArray();
+        var workers = (await registry.ListWorkersAsync(MaxWorkers)).Select(w => HealthOf(w, now, options.Value)).ToArray();
         var counts = WorkerStatuses.All.ToDictionary(s => s, s => workers.Count(w => w.Status == s));
         return TypedResults.Ok(new FleetHealthDto(counts, workers));
     }
@@ -91,11 +88,11 @@ public static class FleetApi
         }
         var now = time.GetUtcNow();
         var worker = (await registry.ListWorkersAsync(MaxWorkers)).FirstOrDefault(w => w.Id == id);
-        return worker is null
-            ? Problems.WorkerNotFound(id)
-            : TypedResults.Ok(new WorkerHealthDto(worker.Id, worker.Name, StatusOf(worker, now, options.Value), worker.LastSeen,
-                Math.Round((now - worker.LastSeen).TotalSeconds, 1), worker.Running));
+        return worker is null ? Problems.WorkerNotFound(id) : TypedResults.Ok(HealthOf(worker, now, options.Value));
     }
+
+    private static WorkerHealthDto HealthOf(WorkerRecord worker, DateTimeOffset now, TaskManagerOptions options) =>
+        new(worker.Id, worker.Name, StatusOf(worker, now, options), worker.LastSeen, Math.Round((now - worker.LastSeen).TotalSeconds, 1), worker.Running);
 
     /// <summary>
     /// Derived from the last heartbeat, never stored: healthy until <c>WorkerStaleSeconds</c> of
