@@ -87,4 +87,36 @@ public sealed class TaskManagerOptions
     /// <summary>Largest accepted body of a worker report (complete carries the output), in bytes.</summary>
     [Range(1024, 1024L * 1024 * 1024)]
     public long MaxOutputBytes { get; set; } = 16 * 1024 * 1024;
+
+    /// <summary>Client keys, each bound to a tenant. A key may be given as <c>sha256:&lt;hex&gt;</c> of itself.</summary>
+    public List<ApiKeyOptions> ApiKeys { get; set; } = [];
+
+    /// <summary>Admin keys (plain or <c>sha256:&lt;hex&gt;</c>): the dashboards, admin calls and every tenant's tasks.</summary>
+    public List<string> AdminKeys { get; set; } = [];
+
+    /// <summary>Worker tokens (plain or <c>sha256:&lt;hex&gt;</c>): the worker protocol only.</summary>
+    public List<string> WorkerTokens { get; set; } = [];
+
+    /// <summary>Requests per second each client or admin key may make, on each API replica (a token bucket).</summary>
+    [Range(1, 1_000_000)]
+    public int RateLimitPerSecond { get; set; } = 200;
+
+    /// <summary>How many requests a key may make at once above its rate.</summary>
+    [Range(1, 1_000_000)]
+    public int RateLimitBurst { get; set; } = 400;
+
+    /// <summary>The most tasks one tenant may have queued; past it, submissions answer 429.</summary>
+    [Range(1, 100_000_000)]
+    public int TenantQueueCap { get; set; } = 10_000;
+
+    /// <summary>How long an Idempotency-Key is remembered, in hours.</summary>
+    [Range(1, 24 * 30)]
+    public int IdempotencyHours { get; set; } = 24;
+}
+
+public sealed class ApiKeyOptions
+{
+    public string Key { get; set; } = "";
+
+    public string Tenant { get; set; } = "";
 }

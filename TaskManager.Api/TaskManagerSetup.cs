@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
 using TaskManager.Api.Endpoints;
 using TaskManager.Api.Scheduling;
+using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
 namespace TaskManager.Api;
@@ -67,6 +68,8 @@ public static class TaskManagerSetup
             builder.Services.AddProblemDetails();
             builder.Services.AddExceptionHandler<ErrorHandling>();
             builder.Services.AddOpenApi();
+            builder.Services.AddTaskManagerSecurity();
+            builder.Services.AddSingleton<HangfireDashboardAuthorization>();
             builder.WebHost.ConfigureKestrel(kestrel =>
                 kestrel.Limits.MaxRequestBodySize = Math.Max(options.MaxTaskRequestBytes, options.MaxOutputBytes));
         }
@@ -85,11 +88,18 @@ public static class TaskManagerSetup
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRouting();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        app.UseRateLimiter();
         app.UseMiddleware<BodySizeLimitMiddleware>();
 
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapScalarApiReference("/scalar", scalar => scalar.WithTitle("TaskManager API"));
-        app.UseHangfireDashboard("/hangfire", new DashboardOptions { DashboardTitle = "TaskManager scheduler" });
+        app.UseHangfireDashboard("/hangfire", new DashboardOptions
+        {
+            DashboardTitle = "TaskManager scheduler",
+            Authorization = [app.Services.GetRequiredService<HangfireDashboardAuthorization>()],
+        });
 
         app.MapHealthApi();
         app.MapTasksApi();

@@ -65,8 +65,18 @@ else
     redis = local;
 }
 
+// Development keys, generated once and kept in the AppHost's user secrets; the dashboard shows
+// them under Parameters. A client key for the tenant "dev", an admin key, a worker token.
+var apiKey = builder.AddParameter("api-key", new GenerateParameterDefault { MinLength = 32, Special = false }, secret: true, persist: true);
+var adminKey = builder.AddParameter("admin-key", new GenerateParameterDefault { MinLength = 32, Special = false }, secret: true, persist: true);
+var workerToken = builder.AddParameter("worker-token", new GenerateParameterDefault { MinLength = 32, Special = false }, secret: true, persist: true);
+
 var api = builder.AddProject<Projects.TaskManager_Api>("api")
     .WithEnvironment("TaskManager__Role", "api")
+    .WithEnvironment("TaskManager__ApiKeys__0__Key", apiKey)
+    .WithEnvironment("TaskManager__ApiKeys__0__Tenant", "dev")
+    .WithEnvironment("TaskManager__AdminKeys__0", adminKey)
+    .WithEnvironment("TaskManager__WorkerTokens__0", workerToken)
     .WithReference(redis)
     .WaitFor(redis)
     .WithHttpHealthCheck("/health");
@@ -109,6 +119,7 @@ builder.Build().Run();
 void ConfigureWorker<T>(IResourceBuilder<T> worker) where T : IResourceWithEnvironment, IResourceWithWaitSupport =>
     worker
         .WithReference(apiHttp)
+        .WithEnvironment("TASKMANAGER_WORKER_TOKEN", workerToken)
         .WithEnvironment("TASKMANAGER_BACKEND", settings["WorkerBackend"] ?? "sim")
         .WithEnvironment("TASKMANAGER_CAPACITY", settings["WorkerCapacity"] ?? "1")
         .WithEnvironment("PYTHONUNBUFFERED", "1")

@@ -6,6 +6,7 @@ public sealed record TaskRecord
     public required string Id { get; init; }
     public required string Type { get; init; }
     public required string Status { get; init; }
+    public string Tenant { get; init; } = "default";
     public string? Model { get; init; }
     public int Priority { get; init; }
     public required string InputJson { get; init; }

@@ -97,6 +97,10 @@ public static class TaskRequestValidator
                 {
                     reader.Error("metadata", $"must be at most {TaskLimits.MaxMetadataBytes} bytes of JSON.");
                 }
+                else if (MetadataProblem(metadataElement, "metadata", 1) is { } problem)
+                {
+                    reader.Error(problem.Path, problem.Message);
+                }
             }
         }
 
@@ -289,6 +293,51 @@ public static class TaskRequestValidator
         JsonFieldReader.Put(result, "prompt", reader.String(input, p, "prompt", 1, MaxSdPromptLength));
         result["max_tokens"] = reader.Integer(input, p, "max_tokens", 1, MaxTokens) ?? DefaultMaxTokens;
         return result;
+    }
+
+    public const int MaxMetadataDepth = 8;
+    public const int MaxMetadataString = 4096;
+    public const int MaxMetadataName = 256;
+
+    /// <summary>The first place where metadata nests too deep or holds too long a string or name.</summary>
+    private static (string Path, string Message)? MetadataProblem(JsonElement element, string path, int depth)
+    {
+        if (depth > MaxMetadataDepth)
+        {
+            return (path, $"nests deeper than {MaxMetadataDepth} levels.");
+        }
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                foreach (var property in element.EnumerateObject())
+                {
+                    if (property.Name.Length > MaxMetadataName)
+                    {
+                        return (path, $"has a field name longer than {MaxMetadataName} characters.");
+                    }
+                    if (MetadataProblem(property.Value, $"{path}.{property.Name}", depth + 1) is { } inner)
+                    {
+                        return inner;
+                    }
+                }
+                return null;
+            case JsonValueKind.Array:
+                var index = 0;
+                foreach (var item in element.EnumerateArray())
+                {
+                    if (MetadataProblem(item, $"{path}[{index++}]", depth + 1) is { } inner)
+                    {
+                        return inner;
+                    }
+                }
+                return null;
+            case JsonValueKind.String:
+                return element.GetString()!.Length > MaxMetadataString
+                    ? (path, $"must be at most {MaxMetadataString} characters long.")
+                    : null;
+            default:
+                return null;
+        }
     }
 
     private static Dictionary<string, string[]> Freeze(Dictionary<string, List<string>> errors) =>

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
@@ -13,11 +14,16 @@ public static class FleetApi
 
     public static RouteGroupBuilder MapFleetApi(this IEndpointRouteBuilder app)
     {
-        var fleet = app.MapGroup("/api/tasks/workers").WithTags("Workers");
+        // Read-only fleet facts with no tenant's data: any client key may read them.
+        var fleet = app.MapGroup("/api/tasks/workers").WithTags("Workers")
+            .RequireAuthorization(Policies.Client)
+            .RequireRateLimiting(SecuritySetup.PerKeyRateLimit);
         fleet.MapGet("/health", Health).WithSummary("Each worker: healthy, stale, dead or draining, and its last heartbeat");
         fleet.MapGet("/stats", Stats).WithSummary("Each worker: capabilities, GPUs, load, completed and failed counts");
 
-        var admin = app.MapGroup("/api/admin").WithTags("Admin");
+        var admin = app.MapGroup("/api/admin").WithTags("Admin")
+            .RequireAuthorization(Policies.Admin)
+            .RequireRateLimiting(SecuritySetup.PerKeyRateLimit);
         admin.MapPost("/workers/{id}/drain", Drain)
             .WithSummary("Drain a worker: it gets no new tasks and finishes what it runs");
         return fleet;

@@ -1,7 +1,9 @@
+using System.Security.Claims;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
 using TaskManager.Api.Domain;
+using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
@@ -16,7 +18,9 @@ public static partial class TaskEventsApi
 
     public static RouteGroupBuilder MapTaskEventsApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/api/tasks").WithTags("Tasks");
+        var group = app.MapGroup("/api/tasks").WithTags("Tasks")
+            .RequireAuthorization(Policies.Client)
+            .RequireRateLimiting(SecuritySetup.PerKeyRateLimit);
         group.MapGet("/{id}/events", Events)
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
             .WithSummary("Follow a task: status changes, progress, output chunks and log lines as server-sent events")
@@ -26,9 +30,9 @@ public static partial class TaskEventsApi
     }
 
     private static async Task<Results<EmptyHttpResult, ProblemHttpResult>> Events(
-        string id, HttpContext context, ITaskInspector inspector, TaskEventSignals signals, CancellationToken aborted)
+        string id, HttpContext context, ClaimsPrincipal user, ITaskInspector inspector, TaskEventSignals signals, CancellationToken aborted)
     {
-        if (!Ids.IsTaskId(id) || await inspector.GetAsync(id) is null)
+        if (await inspector.GetVisibleAsync(id, user) is null)
         {
             return Problems.TaskNotFound(id);
         }
@@ -88,9 +92,12 @@ public static partial class TaskEventsApi
         return TypedResults.Empty;
     }
 
-    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> Artifact(string id, string name, ITaskInspector inspector)
+    private static async Task<Results<FileContentHttpResult, ProblemHttpResult>> Artifact(
+        string id, string name, ClaimsPrincipal user, ITaskInspector inspector)
     {
-        var artifact = Ids.IsTaskId(id) && Artifacts.IsName(name) ? await inspector.GetArtifactAsync(id, name) : null;
+        var artifact = Artifacts.IsName(name) && await inspector.GetVisibleAsync(id, user) is not null
+            ? await inspector.GetArtifactAsync(id, name)
+            : null;
         return artifact is { } found
             ? TypedResults.File(found.Data, found.ContentType, name)
             : TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Artifact not found.",

@@ -1,5 +1,10 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
 using TaskManager.Api.Domain;
+using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
@@ -14,6 +19,8 @@ public static class TasksApi
     {
         var group = app.MapGroup("/api/tasks")
             .WithTags("Tasks")
+            .RequireAuthorization(Policies.Client)
+            .RequireRateLimiting(SecuritySetup.PerKeyRateLimit)
             .AddEndpointFilter<ValidationFilter>();
 
         group.MapPost("/", Submit)
@@ -29,31 +36,62 @@ public static class TasksApi
         return group;
     }
 
-    private static async Task<Accepted<TaskDto>> Submit(SubmitTaskBody body, ITaskQueue queue)
+    public const int MaxIdempotencyKeyLength = 255;
+
+    private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
+        SubmitTaskBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
+        ClaimsPrincipal user, HttpContext context, ITaskQueue queue)
     {
-        var task = await queue.SubmitAsync(body.Request!, SubmitTaskBody.TraceParent());
-        return TypedResults.Accepted($"/api/tasks/{task.Id}", TaskDto.From(task));
+        if (idempotencyKey is not null &&
+            (idempotencyKey.Length is 0 or > MaxIdempotencyKeyLength || idempotencyKey.Any(c => c < 0x21 || c > 0x7e)))
+        {
+            return Problems.Invalid("Idempotency-Key", $"must be 1 to {MaxIdempotencyKeyLength} visible ASCII characters.");
+        }
+        var request = body.Request!;
+        var result = await queue.SubmitAsync(request, SubmitTaskBody.TraceParent(), SubmitterTenant(user),
+            idempotencyKey, idempotencyKey is null ? null : Fingerprint(request));
+        switch (result.Kind)
+        {
+            case SubmitKind.Existing:
+                context.Response.Headers["Idempotent-Replayed"] = "true";
+                return TypedResults.Accepted($"/api/tasks/{result.Id}", TaskDto.From(result.Task!));
+            case SubmitKind.Mismatch:
+                return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The Idempotency-Key was used for another request.",
+                    detail: "A different request was submitted under this key in the last 24 hours; use a new key for a new request.");
+            case SubmitKind.Gone:
+                return Problems.Conflict("The task first created under this Idempotency-Key has been deleted.");
+            case SubmitKind.QueueFull:
+                context.Response.Headers.RetryAfter = "5";
+                return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many queued tasks.",
+                    detail: $"This tenant has {result.QueuedCount} tasks queued, its cap; retry when some have started.");
+            default:
+                return TypedResults.Accepted($"/api/tasks/{result.Id}", TaskDto.From(result.Task!));
+        }
     }
 
-    private static async Task<Results<Ok<TaskDto>, ProblemHttpResult>> Get(string id, ITaskInspector inspector)
+    private static async Task<Results<Ok<TaskDto>, ProblemHttpResult>> Get(string id, ClaimsPrincipal user, ITaskInspector inspector)
     {
-        var task = Ids.IsTaskId(id) ? await inspector.GetAsync(id) : null;
+        var task = await inspector.GetVisibleAsync(id, user);
         return task is null ? Problems.TaskNotFound(id) : TypedResults.Ok(TaskDto.From(task));
     }
 
-    private static async Task<Ok<TaskListDto>> List(ListQuery query, ITaskInspector inspector)
+    private static async Task<Ok<TaskListDto>> List(ListQuery query, ClaimsPrincipal user, ITaskInspector inspector, Keyring keyring)
     {
-        var page = await inspector.ListAsync(query.ToTaskQuery());
+        IReadOnlyList<string> tenants = !user.IsAdmin() ? [user.Tenant()]
+            : !string.IsNullOrEmpty(query.Tenant) ? [query.Tenant]
+            : [.. keyring.Tenants, AdminTenant, Tenants.Default];
+        var page = await inspector.ListAsync(query.ToTaskQuery() with { Tenants = tenants.Distinct().ToArray() });
         return TypedResults.Ok(new TaskListDto(page.Items.Select(TaskDto.From).ToArray(), page.NextCursor));
     }
 
-    private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Cancel(string id, ITaskQueue queue, ITaskInspector inspector)
+    private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Cancel(
+        string id, ClaimsPrincipal user, ITaskQueue queue, ITaskInspector inspector)
     {
         if (!Ids.IsTaskId(id))
         {
             return Problems.TaskNotFound(id);
         }
-        var outcome = await queue.CancelAsync(id);
+        var outcome = await queue.CancelAsync(id, user.Tenant());
         if (!outcome.Ok)
         {
             return Problems.From(outcome, id, "canceled");
@@ -62,15 +100,24 @@ public static class TasksApi
         return task is null ? Problems.TaskNotFound(id) : TypedResults.Accepted($"/api/tasks/{id}", TaskDto.From(task));
     }
 
-    private static async Task<Results<NoContent, ProblemHttpResult>> Delete(string id, ITaskQueue queue)
+    private static async Task<Results<NoContent, ProblemHttpResult>> Delete(string id, ClaimsPrincipal user, ITaskQueue queue)
     {
         if (!Ids.IsTaskId(id))
         {
             return Problems.TaskNotFound(id);
         }
-        var outcome = await queue.DeleteAsync(id);
+        var outcome = await queue.DeleteAsync(id, user.Tenant());
         return outcome.Ok ? TypedResults.NoContent() : Problems.From(outcome, id, "deleted until it is final");
     }
+
+    /// <summary>The tenant a task is stored under: the client's, or "admin" for an admin's own tasks.</summary>
+    public const string AdminTenant = "admin";
+
+    private static string SubmitterTenant(ClaimsPrincipal user) => user.IsAdmin() ? AdminTenant : user.Tenant();
+
+    /// <summary>What identifies a request for its Idempotency-Key: the validated request with its defaults, so whitespace and key order do not matter.</summary>
+    private static string Fingerprint(TaskRequest request) =>
+        Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(System.Text.Json.JsonSerializer.Serialize(request))));
 
     /// <summary>Query of <c>GET /api/tasks</c>: <c>status</c> and <c>type</c> take comma lists.</summary>
     public sealed class ListQuery : IValidatable
@@ -79,6 +126,9 @@ public static class TasksApi
         public string? Type { get; init; }
         public string? Limit { get; init; }
         public string? Cursor { get; init; }
+
+        /// <summary>Admins only: one tenant's tasks (else every tenant's).</summary>
+        public string? Tenant { get; init; }
 
         public static ValueTask<ListQuery?> BindAsync(HttpContext context)
         {
@@ -89,6 +139,7 @@ public static class TasksApi
                 Type = q["type"].ToString(),
                 Limit = q["limit"].ToString(),
                 Cursor = q["cursor"].ToString(),
+                Tenant = q["tenant"].ToString(),
             });
         }
 

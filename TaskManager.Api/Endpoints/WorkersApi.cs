@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
+using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
@@ -16,6 +17,7 @@ public static class WorkersApi
     {
         var group = app.MapGroup("/api/workers")
             .WithTags("Workers")
+            .RequireAuthorization(Policies.Worker)
             .AddEndpointFilter<ValidationFilter>();
 
         group.MapPost("/register", Register).WithSummary("Register a worker and its capabilities");

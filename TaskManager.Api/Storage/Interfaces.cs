@@ -5,8 +5,13 @@ namespace TaskManager.Api.Storage;
 /// <summary>State changes of tasks: the hot path (submit, lease, complete) and the rest.</summary>
 public interface ITaskQueue
 {
-    /// <summary>Stores and queues a task; when this returns, the task is in Redis.</summary>
-    Task<TaskRecord> SubmitAsync(TaskRequest request, string? traceParent);
+    /// <summary>
+    /// Stores and queues a task for a tenant; when this returns Created, the task is in Redis. With
+    /// an idempotency key, a repeat returns the first task (Existing) and another request under the
+    /// key is refused (Mismatch); a tenant at its queue cap is refused (QueueFull).
+    /// </summary>
+    Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant = Tenants.Default,
+        string? idempotencyKey = null, string? requestHash = null);
 
     /// <summary>Hands a worker up to <paramref name="maxTasks"/> tasks; never waits.</summary>
     Task<LeaseResult> LeaseAsync(string workerId, int maxTasks);
@@ -22,9 +27,10 @@ public interface ITaskQueue
     /// <summary>Stores a binary output of the current attempt; Conflict when the task's artifacts would pass the output limit.</summary>
     Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data);
 
-    Task<StoreOutcome> CancelAsync(string taskId);
+    /// <summary>Cancels a task of <paramref name="tenant"/> (<see cref="Tenants.All"/>: any); another tenant's is NotFound.</summary>
+    Task<StoreOutcome> CancelAsync(string taskId, string tenant = Tenants.All);
 
-    Task<StoreOutcome> DeleteAsync(string taskId);
+    Task<StoreOutcome> DeleteAsync(string taskId, string tenant = Tenants.All);
 }
 
 /// <summary>Reads of tasks, apart from the writes.</summary>
@@ -132,7 +138,33 @@ public sealed record WorkerRecord(
 /// <summary>One event of a task's stream: its id (a Redis stream id), kind, attempt and JSON data.</summary>
 public sealed record TaskEvent(string Id, string Kind, int Attempt, string DataJson);
 
-public sealed record TaskQuery(IReadOnlyList<string> Statuses, IReadOnlyList<string> Types, int Limit, string? Cursor);
+public sealed record TaskQuery(IReadOnlyList<string> Statuses, IReadOnlyList<string> Types, int Limit, string? Cursor,
+    IReadOnlyList<string>? Tenants = null);
+
+/// <summary>Tenant names the storage knows without the security layer.</summary>
+public static class Tenants
+{
+    /// <summary>The tenant of tasks submitted without one (tests, and data from before tenants).</summary>
+    public const string Default = "default";
+
+    /// <summary>Any tenant: what an admin acts as.</summary>
+    public const string All = "*";
+}
+
+public enum SubmitKind
+{
+    Created,
+    Existing,
+    Mismatch,
+    Gone,
+    QueueFull,
+}
+
+/// <summary>What a submission did; <see cref="Task"/> is set for Created and Existing.</summary>
+public sealed record SubmitResult(SubmitKind Kind, TaskRecord? Task, long QueuedCount = 0)
+{
+    public string Id => Task?.Id ?? throw new InvalidOperationException($"A {Kind} submission has no task.");
+}
 
 public sealed record TaskPage(IReadOnlyList<TaskRecord> Items, string? NextCursor);
 

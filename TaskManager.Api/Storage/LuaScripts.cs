@@ -12,7 +12,7 @@ public sealed class LuaScripts
 {
     public LuaScripts(RedisKeys keys)
     {
-        var prelude = keys.LuaDefinitions() + TransitionsTable() + Load("common");
+        var prelude = keys.LuaDefinitions() + TransitionsTable() + TaskTypesTable() + Load("common");
         string Build(string name) => prelude + "\n" + Load(name);
         Submit = Build("submit");
         Lease = Build("lease");
@@ -73,6 +73,10 @@ public sealed class LuaScripts
         }
         return lua.Append("}\n").ToString();
     }
+
+    /// <summary>The task types as a Lua list: <c>TASK_TYPES</c>.</summary>
+    internal static string TaskTypesTable() =>
+        "local TASK_TYPES = {" + string.Join(", ", TaskTypes.All.Select(t => $"'{t}'")) + "}\n";
 
     private static string Load(string name)
     {

@@ -8,8 +8,10 @@ namespace TaskManager.Api.Storage;
 /// <list type="bullet">
 /// <item><c>task:{id}</c> hash: one task.</item>
 /// <item><c>queue:{type}</c> sorted set: queued task ids, scored by priority then age (lowest first).</item>
-/// <item><c>idx:{status}:{type}</c> sorted set, all scores 0: task ids by status and type, ordered by id,
-/// which is a UUIDv7 and so sorts by creation time. Listing merges these.</item>
+/// <item><c>idx:{tenant}:{status}:{type}</c> sorted set, all scores 0: a tenant's task ids by status
+/// and type, ordered by id, which is a UUIDv7 and so sorts by creation time. Listing merges these;
+/// a tenant's queued count (its cap) is the sum of its queued sets.</item>
+/// <item><c>idem:{tenant}:{key}</c> string: <c>task id|request hash</c> of an Idempotency-Key, for 24 hours.</item>
 /// <item><c>leases</c> sorted set: running task ids by lease expiry (ms).</item>
 /// <item><c>deadlines</c> sorted set: running task ids by attempt deadline (ms).</item>
 /// <item><c>scheduled</c> sorted set: task ids waiting for a retry, by due time (ms).</item>
@@ -36,7 +38,9 @@ public sealed class RedisKeys(string prefix)
 
     public string Queue(string type) => $"{Prefix}queue:{type}";
 
-    public string Index(string status, string type) => $"{Prefix}idx:{status}:{type}";
+    public string Index(string tenant, string status, string type) => $"{Prefix}idx:{tenant}:{status}:{type}";
+
+    public string Idempotency(string tenant, string key) => $"{Prefix}idem:{tenant}:{key}";
 
     public string Leases => $"{Prefix}leases";
 
@@ -81,7 +85,8 @@ public sealed class RedisKeys(string prefix)
         local CANCELS = '{{CancelChannel}}'
         local function task_key(id) return PREFIX .. 'task:' .. id end
         local function queue_key(t) return PREFIX .. 'queue:' .. t end
-        local function index_key(s, t) return PREFIX .. 'idx:' .. s .. ':' .. t end
+        local function index_key(tenant, s, t) return PREFIX .. 'idx:' .. tenant .. ':' .. s .. ':' .. t end
+        local function idem_key(tenant, key) return PREFIX .. 'idem:' .. tenant .. ':' .. key end
         local function worker_key(id) return PREFIX .. 'worker:' .. id end
         local function attempts_key(id) return PREFIX .. 'attempts:' .. id end
         local function events_key(id) return PREFIX .. 'events:' .. id end

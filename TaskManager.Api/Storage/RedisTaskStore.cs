@@ -16,33 +16,45 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
 
-    public async Task<TaskRecord> SubmitAsync(TaskRequest request, string? traceParent)
+    public async Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant = Tenants.Default,
+        string? idempotencyKey = null, string? requestHash = null)
     {
         var now = time.GetUtcNow();
         var nowMs = now.ToUnixTimeMilliseconds();
         // Time-ordered ids: the listing indexes and queue ties order by id.
         var id = TaskIds.New(now);
-        await Db.ScriptEvaluateAsync(scripts.Submit, values:
+        var o = options.Value;
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Submit, values:
         [
             id, request.Type, request.Priority, nowMs, QueueOrder.Score(request.Priority, nowMs),
             request.InputJson, request.TimeoutSeconds, request.MaxAttempts, request.Model ?? "",
             request.MetadataJson ?? "", request.Webhook ?? "", traceParent ?? "",
             request.Requirements?.GpuMemoryMb?.ToString(CultureInfo.InvariantCulture) ?? "", request.Requirements?.Gpu ?? "",
-        ]).ConfigureAwait(false);
-        return new TaskRecord
+            tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
+        ]).ConfigureAwait(false))!;
+        return (string?)result[0] switch
         {
-            Id = id,
-            Type = request.Type,
-            Status = TaskState.Queued,
-            Model = request.Model,
-            Priority = request.Priority,
-            InputJson = request.InputJson,
-            MaxAttempts = request.MaxAttempts,
-            TimeoutSeconds = request.TimeoutSeconds,
-            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
-            MetadataJson = request.MetadataJson,
-            Webhook = request.Webhook,
-            Requirements = request.Requirements,
+            "created" => new SubmitResult(SubmitKind.Created, new TaskRecord
+            {
+                Id = id,
+                Type = request.Type,
+                Status = TaskState.Queued,
+                Tenant = tenant,
+                Model = request.Model,
+                Priority = request.Priority,
+                InputJson = request.InputJson,
+                MaxAttempts = request.MaxAttempts,
+                TimeoutSeconds = request.TimeoutSeconds,
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
+                MetadataJson = request.MetadataJson,
+                Webhook = request.Webhook,
+                Requirements = request.Requirements,
+            }),
+            "existing" => new SubmitResult(SubmitKind.Existing, ToRecord((RedisResult[])result[1]!)),
+            "mismatch" => new SubmitResult(SubmitKind.Mismatch, null),
+            "gone" => new SubmitResult(SubmitKind.Gone, null),
+            "queue_full" => new SubmitResult(SubmitKind.QueueFull, null, (long)result[1]),
+            var other => throw new InvalidOperationException($"Unexpected submit reply '{other}'."),
         };
     }
 
@@ -110,9 +122,10 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             : ToOutcome(result);
     }
 
-    public Task<StoreOutcome> CancelAsync(string taskId) => ChangeAsync(scripts.Cancel, [taskId, NowMs]);
+    public Task<StoreOutcome> CancelAsync(string taskId, string tenant = Tenants.All) =>
+        ChangeAsync(scripts.Cancel, [taskId, NowMs, tenant]);
 
-    public Task<StoreOutcome> DeleteAsync(string taskId) => ChangeAsync(scripts.Delete, [taskId]);
+    public Task<StoreOutcome> DeleteAsync(string taskId, string tenant = Tenants.All) => ChangeAsync(scripts.Delete, [taskId, tenant]);
 
     public async Task<TaskRecord?> GetAsync(string taskId)
     {
@@ -131,6 +144,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.List, values:
         [
             query.Limit, query.Cursor ?? "", string.Join(',', query.Statuses), string.Join(',', query.Types),
+            string.Join(',', query.Tenants ?? [Tenants.Default]),
         ]).ConfigureAwait(false))!;
         var items = new List<TaskRecord>(result.Length - 1);
         for (var i = 1; i < result.Length; i++)
@@ -335,6 +349,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             Id = f["id"],
             Type = f["type"],
             Status = f["status"],
+            Tenant = f.GetValueOrDefault("tenant") ?? Tenants.Default,
             Model = f.GetValueOrDefault("model"),
             Priority = Int(f, "priority") ?? TaskLimits.DefaultPriority,
             InputJson = f["input"],

@@ -26,6 +26,10 @@ public sealed class AppHostFixture : IAsyncLifetime
             "TaskManager:Containers=false",
             $"TaskManager:RedisDataDirectory={dataDirectory}",
             "TaskManager:WorkerCapacity=2",
+            // The AppHost generates these; fixed here so that the tests can present them.
+            $"Parameters:api-key={Infrastructure.Credentials.ClientKey}",
+            $"Parameters:admin-key={Infrastructure.Credentials.AdminKey}",
+            $"Parameters:worker-token={Infrastructure.Credentials.WorkerToken}",
         ]);
         App = await builder.BuildAsync();
         using var start = new CancellationTokenSource(StartTimeout);
@@ -35,8 +39,12 @@ public sealed class AppHostFixture : IAsyncLifetime
             await App.ResourceNotifications.WaitForResourceHealthyAsync(resource, start.Token);
         }
         await App.ResourceNotifications.WaitForResourceAsync("worker", KnownResourceStates.Running, start.Token);
-        Api = App.CreateHttpClient("api", "http");
-        Api.Timeout = TimeSpan.FromSeconds(60);
+        var endpoint = App.GetEndpoint("api", "http");
+        Api = new HttpClient(new Infrastructure.PartyKeyHandler(new HttpClientHandler()))
+        {
+            BaseAddress = endpoint,
+            Timeout = TimeSpan.FromSeconds(60),
+        };
     }
 
     public async Task DisposeAsync()

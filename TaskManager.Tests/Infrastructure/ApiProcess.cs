@@ -18,12 +18,16 @@ public sealed class ApiProcess : IAsyncDisposable
     {
         this.process = process;
         BaseAddress = baseAddress;
-        Client = new HttpClient { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        Client = new HttpClient(new PartyKeyHandler(new HttpClientHandler())) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
     }
 
     public Uri BaseAddress { get; }
 
+    /// <summary>Presents each call's party's key (see <see cref="PartyKeyHandler"/>).</summary>
     public HttpClient Client { get; }
+
+    /// <summary>A client presenting <paramref name="key"/> (null: none); the caller disposes it.</summary>
+    public HttpClient ClientWith(string? key) => Credentials.ClientWith(BaseAddress, key);
 
     /// <summary>What the process printed, for failure messages.</summary>
     public string Output
@@ -52,6 +56,13 @@ public sealed class ApiProcess : IAsyncDisposable
         start.Environment["ASPNETCORE_ENVIRONMENT"] = "Development";
         start.Environment["TaskManager__Role"] = role;
         start.Environment["Logging__LogLevel__Default"] = "Warning";
+        // High enough that only the tests about rate limits meet them.
+        start.Environment["TaskManager__RateLimitPerSecond"] = "100000";
+        start.Environment["TaskManager__RateLimitBurst"] = "100000";
+        foreach (var (name, value) in Credentials.Settings)
+        {
+            start.Environment[name] = value;
+        }
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             start.Environment[name] = value;

@@ -35,6 +35,7 @@ public sealed class WorkerProcess : IAsyncDisposable
         };
         start.Environment["TASKMANAGER_API_URL"] = apiUrl.ToString().TrimEnd('/');
         start.Environment["TASKMANAGER_BACKEND"] = "sim";
+        start.Environment["TASKMANAGER_WORKER_TOKEN"] = Credentials.WorkerToken;
         start.Environment["PYTHONUNBUFFERED"] = "1";
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {

@@ -125,6 +125,6 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
     private async Task<TaskRecord> SubmitAsync(int priority = 5, string? model = null, TaskRequirements? requirements = null, int maxAttempts = 3)
     {
         clock.Advance(TimeSpan.FromMilliseconds(1));
-        return await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", model, priority, 300, maxAttempts, null, null, requirements), null);
+        return (await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", model, priority, 300, maxAttempts, null, null, requirements), null)).Task!;
     }
 }

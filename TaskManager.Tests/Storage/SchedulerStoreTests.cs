@@ -222,7 +222,7 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
     {
         // One millisecond apart, so the order of ids is the order of submission.
         clock.Advance(TimeSpan.FromMilliseconds(1));
-        return await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, timeout, maxAttempts, null, null), null);
+        return (await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, timeout, maxAttempts, null, null), null)).Task!;
     }
 
     private static readonly WorkerState NoGpus = new("{}", 0, [], []);

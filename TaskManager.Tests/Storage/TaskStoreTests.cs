@@ -735,7 +735,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         // Task ids are UUIDv7s, whose order is by millisecond: one millisecond between submissions
         // gives each task its own creation time, as tasks submitted over HTTP have.
         clock.Advance(TimeSpan.FromMilliseconds(1));
-        return await store.SubmitAsync(new TaskRequest(type, Input, model, priority, timeout, maxAttempts, metadata, null), traceParent: null);
+        return (await store.SubmitAsync(new TaskRequest(type, Input, model, priority, timeout, maxAttempts, metadata, null), traceParent: null)).Task!;
     }
 
     private Task<string> RegisterAsync(params string[] types) =>

@@ -287,11 +287,28 @@ public sealed class TaskRequestValidatorTests
     [Fact]
     public void Metadata_IsLimitedTo16KiBOfJson()
     {
-        // {"k":"…"} is 8 bytes around the value.
-        AssertValid(Body("llm", task: body => body["metadata"] = new JsonObject { ["k"] = new string('a', (16 * 1024) - 8) }));
+        // Five fields "kN":"…" (7 bytes around each value), four commas and the braces: 41 bytes
+        // around 16,343 bytes of values make 16 KiB exactly. No value passes the string bound.
+        static JsonObject Metadata(int extra) => new()
+        {
+            ["k0"] = new string('a', 3268), ["k1"] = new string('a', 3268), ["k2"] = new string('a', 3268),
+            ["k3"] = new string('a', 3268), ["k4"] = new string('a', 3271 + extra),
+        };
+        AssertValid(Body("llm", task: body => body["metadata"] = Metadata(0)));
 
-        var errors = AssertInvalid(Body("llm", task: body => body["metadata"] = new JsonObject { ["k"] = new string('a', (16 * 1024) - 7) }));
+        var errors = AssertInvalid(Body("llm", task: body => body["metadata"] = Metadata(1)));
         Assert.Equal(["metadata"], errors.Keys);
+    }
+
+    [Fact]
+    public void Metadata_NestingAndStringLengths_AreBounded_AndTheErrorNamesWhere()
+    {
+        AssertValid("""{"type":"llm","input":{"prompt":"x"},"metadata":{"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}}}""");
+
+        var deep = AssertInvalid("""{"type":"llm","input":{"prompt":"x"},"metadata":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":1}}}}}}}}}""");
+        Assert.Equal(["metadata.a.b.c.d.e.f.g.h"], deep.Keys);
+        var longString = AssertInvalid(Body("llm", task: body => body["metadata"] = new JsonObject { ["note"] = new JsonArray(new string('x', 4097)) }));
+        Assert.Equal(["metadata.note[0]"], longString.Keys);
     }
 
     [Fact]

@@ -1,13 +1,14 @@
 -- Cancels a task. Queued or scheduled: canceled at once (a pending retry job is deleted through
 -- the outbox). Running: 'canceling', and its worker is told on the cancels channel.
 -- KEYS: none; touches task:{id}, queue:{type}, scheduled, idx:*, finished, outbox; publishes on cancels.
--- ARGV[1] task id   ARGV[2] now (ms)
--- Returns: {'ok', status before, status after} | {'not_found'} | {'conflict', status}.
+-- ARGV[1] task id   ARGV[2] now (ms)   ARGV[3] the caller's tenant ('*': any)
+-- Returns: {'ok', status before, status after} | {'not_found'} (also another tenant's task) |
+--   {'conflict', status}.
 local id = ARGV[1]
 local tk = task_key(id)
 local f = redis.call('HMGET', tk, 'status', 'type', 'worker')
 local status, ttype = f[1], f[2]
-if not status then return {'not_found'} end
+if not status or not tenant_allows(tk, ARGV[3]) then return {'not_found'} end
 if status == 'canceling' then return {'ok', status, status} end
 
 local to

@@ -31,9 +31,17 @@ end
 -- Moves a task between the status indexes used for listing. Every status change passes here,
 -- so here it becomes a status event.
 local function move_index(id, ttype, from, to)
-  redis.call('ZREM', index_key(from, ttype), id)
-  redis.call('ZADD', index_key(to, ttype), 0, id)
-  emit(id, 'status', redis.call('HGET', task_key(id), 'attempt') or '0', '{"status":"' .. to .. '"}')
+  local f = redis.call('HMGET', task_key(id), 'tenant', 'attempt')
+  local tenant = f[1] or 'default'
+  redis.call('ZREM', index_key(tenant, from, ttype), id)
+  redis.call('ZADD', index_key(tenant, to, ttype), 0, id)
+  emit(id, 'status', f[2] or '0', '{"status":"' .. to .. '"}')
+end
+
+-- True when the caller may touch the task: its own tenant, or an admin ('*').
+local function tenant_allows(tk, tenant)
+  if tenant == '*' then return true end
+  return (redis.call('HGET', tk, 'tenant') or 'default') == tenant
 end
 
 -- Ends a running attempt's bookkeeping: no lease, no deadline, no current token.
@@ -87,7 +95,7 @@ end
 
 -- Deletes a task with everything kept beside it: history, events, artifacts, index entries.
 local function delete_task(id, tk, status, ttype)
-  if status then redis.call('ZREM', index_key(status, ttype), id) end
+  if status then redis.call('ZREM', index_key(redis.call('HGET', tk, 'tenant') or 'default', status, ttype), id) end
   for _, name in ipairs(redis.call('HKEYS', artifacts_key(id))) do
     redis.call('DEL', artifact_key(id, name))
   end
