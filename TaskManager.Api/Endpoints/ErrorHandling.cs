@@ -31,6 +31,12 @@ public sealed partial class ErrorHandling(IProblemDetailsService problems, ILogg
         {
             LogFailure(logger, context.Request.Method, context.Request.Path, exception);
         }
+        if (status == StatusCodes.Status413PayloadTooLarge)
+        {
+            // The rest of the body is not read: the connection closes after this answer, and says
+            // so, so that a client does not send its next request down a closing connection.
+            context.Response.Headers.Connection = "close";
+        }
         if (status == StatusCodes.Status503ServiceUnavailable)
         {
             context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
