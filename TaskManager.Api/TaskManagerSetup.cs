@@ -1,8 +1,10 @@
 using System.Text.Json;
 using Hangfire;
+using OpenTelemetry.Metrics;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
 using TaskManager.Api.Endpoints;
+using TaskManager.Api.Observability;
 using TaskManager.Api.Scheduling;
 using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
@@ -47,7 +49,10 @@ public static class TaskManagerSetup
         builder.Services.AddSingleton<ITaskInspector>(sp => sp.GetRequiredService<RedisTaskStore>());
         builder.Services.AddSingleton<IWorkerRegistry>(sp => sp.GetRequiredService<RedisTaskStore>());
         builder.Services.AddSingleton<ISchedulerStore>(sp => sp.GetRequiredService<RedisTaskStore>());
+        builder.Services.AddSingleton<IQueueControl>(sp => sp.GetRequiredService<RedisTaskStore>());
         builder.Services.AddTaskScheduling(options);
+        builder.Services.AddSingleton<FleetGauges>();
+        builder.Services.AddSingleton<TaskTelemetry>();
 
         if (options.Role == "api")
         {
@@ -68,6 +73,9 @@ public static class TaskManagerSetup
             builder.Services.AddProblemDetails();
             builder.Services.AddExceptionHandler<ErrorHandling>();
             builder.Services.AddOpenApi();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<FleetGauges>());
+            // Prometheus scrapes /metrics where there is no Aspire dashboard.
+            builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics.AddPrometheusExporter());
             builder.Services.AddTaskManagerSecurity();
             builder.Services.AddSingleton<HangfireDashboardAuthorization>();
             builder.WebHost.ConfigureKestrel(kestrel =>
@@ -93,6 +101,7 @@ public static class TaskManagerSetup
         app.UseRateLimiter();
         app.UseMiddleware<BodySizeLimitMiddleware>();
 
+        app.MapPrometheusScrapingEndpoint("/metrics");
         app.MapOpenApi("/openapi/{documentName}.json");
         app.MapScalarApiReference("/scalar", scalar => scalar.WithTitle("TaskManager API"));
         app.UseHangfireDashboard("/hangfire", new DashboardOptions
@@ -105,6 +114,7 @@ public static class TaskManagerSetup
         app.MapTasksApi();
         app.MapTaskEventsApi();
         app.MapFleetApi();
+        app.MapStatsApi();
         app.MapWorkersApi();
         return app;
     }

@@ -42,6 +42,9 @@ public sealed record TaskRecord
         : null;
 }
 
+/// <summary>An attempt a worker's report ended: for metrics and the execution span.</summary>
+public sealed record EndedAttempt(int Number, DateTimeOffset? StartedAt, string? WorkerId, string? TraceParent);
+
 /// <summary>A task handed to a worker by a lease.</summary>
 public sealed record LeasedTask(
     string TaskId,
@@ -54,7 +57,8 @@ public sealed record LeasedTask(
     int MaxAttempts,
     int TimeoutSeconds,
     DateTimeOffset DeadlineAt,
-    string? TraceParent);
+    string? TraceParent,
+    long WaitMs = 0);
 
 /// <summary>Outcome codes of storage operations, mapped by the endpoints to HTTP statuses.</summary>
 public enum StoreError
@@ -68,8 +72,11 @@ public enum StoreError
     StaleLease,
 }
 
-/// <summary>The result of a state change: an error code, or the status the task now has.</summary>
-public readonly record struct StoreOutcome(StoreError Error, string? Status)
+/// <summary>
+/// The result of a state change: an error code, or the status the task now has, with the task's
+/// type and, for a worker's report, the attempt it ended.
+/// </summary>
+public readonly record struct StoreOutcome(StoreError Error, string? Status, string? Type = null, EndedAttempt? Attempt = null)
 {
     public bool Ok => Error == StoreError.None;
 

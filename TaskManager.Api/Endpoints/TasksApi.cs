@@ -4,6 +4,7 @@ using System.Text;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using TaskManager.Api.Domain;
+using TaskManager.Api.Observability;
 using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
@@ -40,7 +41,7 @@ public static class TasksApi
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
         SubmitTaskBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
-        ClaimsPrincipal user, HttpContext context, ITaskQueue queue)
+        ClaimsPrincipal user, HttpContext context, ITaskQueue queue, TaskTelemetry telemetry)
     {
         if (idempotencyKey is not null &&
             (idempotencyKey.Length is 0 or > MaxIdempotencyKeyLength || idempotencyKey.Any(c => c < 0x21 || c > 0x7e)))
@@ -48,8 +49,17 @@ public static class TasksApi
             return Problems.Invalid("Idempotency-Key", $"must be 1 to {MaxIdempotencyKeyLength} visible ASCII characters.");
         }
         var request = body.Request!;
-        var result = await queue.SubmitAsync(request, SubmitTaskBody.TraceParent(), SubmitterTenant(user),
+        // The submission's span: its context is stored with the task, so that the execution and
+        // what befalls the task later appear in the same trace.
+        using var span = TaskTelemetry.Source.StartActivity("task.submit");
+        span?.SetTag("task.type", request.Type);
+        var result = await queue.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
             idempotencyKey, idempotencyKey is null ? null : Fingerprint(request));
+        span?.SetTag("task.id", result.Task?.Id);
+        if (result.Kind == SubmitKind.Created)
+        {
+            telemetry.Submitted(request.Type);
+        }
         switch (result.Kind)
         {
             case SubmitKind.Existing:
@@ -85,7 +95,7 @@ public static class TasksApi
     }
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Cancel(
-        string id, ClaimsPrincipal user, ITaskQueue queue, ITaskInspector inspector)
+        string id, ClaimsPrincipal user, ITaskQueue queue, ITaskInspector inspector, TaskTelemetry telemetry)
     {
         if (!Ids.IsTaskId(id))
         {
@@ -95,6 +105,10 @@ public static class TasksApi
         if (!outcome.Ok)
         {
             return Problems.From(outcome, id, "canceled");
+        }
+        if (outcome.Status == TaskState.Canceled)
+        {
+            telemetry.Moved(outcome.Type!, outcome.Status);
         }
         var task = await inspector.GetAsync(id);
         return task is null ? Problems.TaskNotFound(id) : TypedResults.Accepted($"/api/tasks/{id}", TaskDto.From(task));

@@ -132,7 +132,9 @@ public sealed record ProgressResponse(bool Cancel);
 
 public sealed record ArtifactResponse(string Name, string Url, string ContentType, long Bytes);
 
-public sealed record CompleteRequest(string? LeaseToken, JsonElement? Output) : IValidatable
+/// <param name="StartedAt">When the worker started the execution, by its clock (optional, for the trace).</param>
+/// <param name="EndedAt">When it ended, by its clock (optional).</param>
+public sealed record CompleteRequest(string? LeaseToken, JsonElement? Output, DateTimeOffset? StartedAt = null, DateTimeOffset? EndedAt = null) : IValidatable
 {
     public IDictionary<string, string[]> Validate()
     {
@@ -168,7 +170,7 @@ public sealed record CompleteRequest(string? LeaseToken, JsonElement? Output) : 
 
 public sealed record ErrorInfo(string? Code, string? Message);
 
-public sealed record FailRequest(string? LeaseToken, ErrorInfo? Error, bool? Retryable) : IValidatable
+public sealed record FailRequest(string? LeaseToken, ErrorInfo? Error, bool? Retryable, DateTimeOffset? StartedAt = null, DateTimeOffset? EndedAt = null) : IValidatable
 {
     public IDictionary<string, string[]> Validate()
     {

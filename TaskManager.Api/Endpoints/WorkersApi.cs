@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
+using TaskManager.Api.Observability;
 using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
 
@@ -100,6 +101,7 @@ public static class WorkersApi
         ITaskQueue queue,
         LeaseNotifier notifier,
         WorkerCapabilitiesCache capabilities,
+        TaskTelemetry telemetry,
         IOptions<TaskManagerOptions> options,
         TimeProvider time,
         CancellationToken aborted)
@@ -141,6 +143,10 @@ public static class WorkersApi
                     {
                         notifier.Notify(type);
                     }
+                }
+                foreach (var task in result.Tasks)
+                {
+                    telemetry.Waited(task.Type, task.WaitMs);
                 }
                 return TypedResults.Ok(new LeaseResponse(result.Tasks.Select(LeasedTaskDto.From).ToArray()));
             }
@@ -228,14 +234,19 @@ public static class WorkersApi
     }
 
     private static async Task<Results<Ok<ReportResponse>, ProblemHttpResult>> Complete(
-        string workerId, string taskId, CompleteRequest body, ITaskQueue queue)
+        string workerId, string taskId, CompleteRequest body, ITaskQueue queue, TaskTelemetry telemetry, TimeProvider time)
     {
         var outcome = await queue.CompleteAsync(taskId, body.LeaseToken!, body.OutputJson()!);
-        return outcome.Ok ? TypedResults.Ok(new ReportResponse(outcome.Status!)) : Problems.From(outcome, taskId, "completed");
+        if (!outcome.Ok)
+        {
+            return Problems.From(outcome, taskId, "completed");
+        }
+        Observe(telemetry, time, taskId, workerId, outcome, "succeeded", body.StartedAt, body.EndedAt);
+        return TypedResults.Ok(new ReportResponse(outcome.Status!));
     }
 
     private static async Task<Results<Ok<ReportResponse>, ProblemHttpResult>> Fail(
-        string workerId, string taskId, FailRequest body, ITaskQueue queue)
+        string workerId, string taskId, FailRequest body, ITaskQueue queue, TaskTelemetry telemetry, TimeProvider time)
     {
         var kind = body.Error!.Code switch
         {
@@ -246,7 +257,36 @@ public static class WorkersApi
         };
         var error = JsonSerializer.Serialize(new { code = body.Error.Code, message = body.Error.Message ?? "" });
         var outcome = await queue.FailAsync(taskId, body.LeaseToken!, error, body.Retryable ?? false, kind);
-        return outcome.Ok ? TypedResults.Ok(new ReportResponse(outcome.Status!)) : Problems.From(outcome, taskId, "failed");
+        if (!outcome.Ok)
+        {
+            return Problems.From(outcome, taskId, "failed");
+        }
+        Observe(telemetry, time, taskId, workerId, outcome, body.Error.Code!, body.StartedAt, body.EndedAt);
+        return TypedResults.Ok(new ReportResponse(outcome.Status!));
+    }
+
+    /// <summary>
+    /// Metrics of an ended attempt, and its execution as a span of the task's trace: parented to
+    /// the submission, with the worker's own start and end times when it sent them (else the
+    /// lease's start and this report's arrival).
+    /// </summary>
+    private static void Observe(TaskTelemetry telemetry, TimeProvider time, string taskId, string workerId, StoreOutcome outcome,
+        string result, DateTimeOffset? workerStart, DateTimeOffset? workerEnd)
+    {
+        var type = outcome.Type ?? "unknown";
+        telemetry.Moved(type, outcome.Status!);
+        var now = time.GetUtcNow();
+        var start = workerStart ?? outcome.Attempt?.StartedAt ?? now;
+        var end = workerEnd is { } e && e >= start ? e : now;
+        telemetry.Ran(type, result, end - start);
+        TaskTelemetry.RecordSpan("task.execute", outcome.Attempt?.TraceParent, start, end,
+            ("task.id", taskId), ("task.type", type), ("task.attempt", outcome.Attempt?.Number), ("worker.id", workerId),
+            ("task.outcome", result), ("task.status", outcome.Status));
+        if (outcome.Status is TaskState.Scheduled or TaskState.Queued)
+        {
+            TaskTelemetry.RecordSpan("task.retry", outcome.Attempt?.TraceParent, now, now,
+                ("task.id", taskId), ("task.attempt", outcome.Attempt?.Number), ("task.status", outcome.Status));
+        }
     }
 }
 

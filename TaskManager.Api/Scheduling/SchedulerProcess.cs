@@ -14,6 +14,8 @@ namespace TaskManager.Api.Scheduling;
 public sealed partial class SchedulerProcess(
     ISchedulerStore store,
     IBackgroundJobClient jobs,
+    Observability.TaskTelemetry telemetry,
+    TimeProvider time,
     IOptions<TaskManagerOptions> options,
     ILogger<SchedulerProcess> logger) : IBackgroundProcess
 {
@@ -30,8 +32,12 @@ public sealed partial class SchedulerProcess(
 
     public async Task RunOnceAsync()
     {
-        await DrainAsync(() => store.SweepDeadlinesAsync(Batch), moved => LogMoved(logger, "deadline", moved.TaskId, moved.Status));
-        await DrainAsync(() => store.SweepLeasesAsync(Batch), moved => LogMoved(logger, "lease expiry", moved.TaskId, moved.Status));
+        await DrainAsync(() => store.SweepDeadlinesAsync(Batch), moved => Swept("task.timeout", moved));
+        await DrainAsync(() => store.SweepLeasesAsync(Batch), moved =>
+        {
+            telemetry.LeaseExpired(moved.Type);
+            Swept("task.lease_expired", moved);
+        });
         await DrainAsync(() => store.TakeOutboxAsync(Batch), ApplyAsync);
         await DrainAsync(() => store.SweepOverdueRetriesAsync(Batch), id => LogMoved(logger, "overdue retry", id, "queued"));
 
@@ -46,6 +52,15 @@ public sealed partial class SchedulerProcess(
             {
             }
         }
+    }
+
+    /// <summary>A task a sweep moved: logged, counted, and marked on its trace.</summary>
+    private void Swept(string what, SweptTask moved)
+    {
+        LogMoved(logger, what, moved.TaskId, moved.Status);
+        telemetry.Moved(moved.Type, moved.Status);
+        var now = time.GetUtcNow();
+        Observability.TaskTelemetry.RecordSpan(what, moved.TraceParent, now, now, ("task.id", moved.TaskId), ("task.status", moved.Status));
     }
 
     private async Task ApplyAsync(OutboxEntry entry)

@@ -44,7 +44,34 @@ public interface ITaskInspector
     Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count);
 
     Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name);
+
+    /// <summary>The statistics, at a cost that does not grow with the number of tasks; task counts cover <paramref name="tenants"/>.</summary>
+    Task<StatsSnapshot> ReadStatsAsync(IReadOnlyList<string> tenants);
 }
+
+/// <summary>Pausing and resuming a task type's queue.</summary>
+public interface IQueueControl
+{
+    /// <summary>Returns true when the state changed.</summary>
+    Task<bool> SetPausedAsync(string type, bool paused);
+}
+
+/// <summary>A duration histogram: counts per bucket of <see cref="Domain.Histogram.BoundsMs"/> (plus the open last one), the count and the sum (ms).</summary>
+public sealed record HistogramData(IReadOnlyList<long> Buckets, long Count, long SumMs);
+
+/// <summary>
+/// The statistics as stored: task counts (status, type, n) for the tenants asked, queue depths,
+/// paused types, all-time totals (<c>{type}:{status}</c>, <c>{type}:submitted</c>), the finishes of
+/// each of the last 15 minutes (newest first, the current one partial), and histograms by type.
+/// </summary>
+public sealed record StatsSnapshot(
+    IReadOnlyList<(string Status, string Type, long Count)> Counts,
+    IReadOnlyDictionary<string, long> QueueDepths,
+    IReadOnlySet<string> Paused,
+    IReadOnlyDictionary<string, long> Totals,
+    IReadOnlyList<IReadOnlyDictionary<string, long>> Minutes,
+    IReadOnlyDictionary<string, HistogramData> Wait,
+    IReadOnlyDictionary<string, HistogramData> Run);
 
 /// <summary>Workers: registration and liveness.</summary>
 public interface IWorkerRegistry
@@ -63,11 +90,11 @@ public interface IWorkerRegistry
 /// <summary>The scheduler's side: sweeps that enforce deadlines, leases and retention, and retries.</summary>
 public interface ISchedulerStore
 {
-    /// <summary>Ends attempts past their deadline; returns (task id, new status) for each.</summary>
-    Task<IReadOnlyList<(string TaskId, string Status)>> SweepDeadlinesAsync(int batch);
+    /// <summary>Ends attempts past their deadline; returns each task handled.</summary>
+    Task<IReadOnlyList<SweptTask>> SweepDeadlinesAsync(int batch);
 
-    /// <summary>Takes back the tasks of silent workers; returns (task id, new status) for each.</summary>
-    Task<IReadOnlyList<(string TaskId, string Status)>> SweepLeasesAsync(int batch);
+    /// <summary>Takes back the tasks of silent workers; returns each task handled.</summary>
+    Task<IReadOnlyList<SweptTask>> SweepLeasesAsync(int batch);
 
     /// <summary>Queues retries overdue by more than the grace; returns their ids.</summary>
     Task<IReadOnlyList<string>> SweepOverdueRetriesAsync(int batch);
@@ -88,6 +115,9 @@ public interface ISchedulerStore
     /// <summary>Queues a scheduled task again; false when it no longer waits for that retry.</summary>
     Task<bool> RequeueAsync(string taskId, int? attempt);
 }
+
+/// <summary>A task a sweep moved: its new status, type and trace.</summary>
+public sealed record SweptTask(string TaskId, string Status, string Type, string? TraceParent);
 
 /// <summary>Work for the scheduler's Hangfire client: schedule a retry, or delete one.</summary>
 public sealed record OutboxEntry(bool Delete, string TaskId, int Attempt, DateTimeOffset Due);

@@ -12,7 +12,7 @@ public sealed class LuaScripts
 {
     public LuaScripts(RedisKeys keys)
     {
-        var prelude = keys.LuaDefinitions() + TransitionsTable() + TaskTypesTable() + Load("common");
+        var prelude = keys.LuaDefinitions() + TransitionsTable() + TaskTypesTable() + BucketsTable() + Load("common");
         string Build(string name) => prelude + "\n" + Load(name);
         Submit = Build("submit");
         Lease = Build("lease");
@@ -36,6 +36,8 @@ public sealed class LuaScripts
         Workers = Build("workers");
         PutArtifact = Build("put_artifact");
         GetArtifact = Build("get_artifact");
+        Stats = Build("stats");
+        Pause = Build("pause");
     }
 
     public string Submit { get; }
@@ -60,6 +62,8 @@ public sealed class LuaScripts
     public string Workers { get; }
     public string PutArtifact { get; }
     public string GetArtifact { get; }
+    public string Stats { get; }
+    public string Pause { get; }
 
     /// <summary>The state machine as a Lua table: <c>TRANSITIONS[from][to] == true</c>.</summary>
     internal static string TransitionsTable()
@@ -77,6 +81,9 @@ public sealed class LuaScripts
     /// <summary>The task types as a Lua list: <c>TASK_TYPES</c>.</summary>
     internal static string TaskTypesTable() =>
         "local TASK_TYPES = {" + string.Join(", ", TaskTypes.All.Select(t => $"'{t}'")) + "}\n";
+
+    /// <summary>The histogram bucket bounds (ms) as a Lua list: <c>BUCKETS</c>.</summary>
+    internal static string BucketsTable() => "local BUCKETS = {" + string.Join(", ", Histogram.BoundsMs) + "}\n";
 
     private static string Load(string name)
     {

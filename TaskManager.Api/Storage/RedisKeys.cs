@@ -24,6 +24,11 @@ namespace TaskManager.Api.Storage;
 /// channel: published with each event, to wake followers on any API replica.</item>
 /// <item><c>artifacts:{id}</c> hash (name to content type) and <c>artifact:{id}:{name}</c> strings:
 /// a task's binary outputs.</item>
+/// <item><c>paused</c> set: task types whose queue is paused.</item>
+/// <item><c>stats:totals</c> hash (<c>{type}:{status}</c> and <c>{type}:submitted</c> to counts),
+/// <c>stats:min:{minute}</c> hashes (tasks finished in that minute, kept 20 minutes), and
+/// <c>stats:wait:{type}</c> / <c>stats:run:{type}</c> hashes (histogram bucket index to count,
+/// plus <c>count</c> and <c>sum</c> in ms): the statistics, kept up as tasks move.</item>
 /// <item><c>worker:{id}</c> hash and <c>workers</c> sorted set (by last heartbeat, ms);
 /// <c>model:{name}</c> set: the workers that have that model loaded.</item>
 /// <item><c>notify</c> pub/sub channel: a task type, published when work of that type is queued.</item>
@@ -66,6 +71,8 @@ public sealed class RedisKeys(string prefix)
 
     public string ModelWorkers(string model) => $"{Prefix}model:{model}";
 
+    public string Paused => $"{Prefix}paused";
+
     public string Worker(string id) => $"{Prefix}worker:{id}";
 
     public string Workers => $"{Prefix}workers";
@@ -83,6 +90,10 @@ public sealed class RedisKeys(string prefix)
         local FINISHED = '{{Finished}}'
         local OUTBOX = '{{Outbox}}'
         local CANCELS = '{{CancelChannel}}'
+        local PAUSED = '{{Paused}}'
+        local STATS_TOTALS = '{{Prefix}}stats:totals'
+        local function stats_minute_key(minute) return PREFIX .. 'stats:min:' .. minute end
+        local function histogram_key(kind, t) return PREFIX .. 'stats:' .. kind .. ':' .. t end
         local function task_key(id) return PREFIX .. 'task:' .. id end
         local function queue_key(t) return PREFIX .. 'queue:' .. t end
         local function index_key(tenant, s, t) return PREFIX .. 'idx:' .. tenant .. ':' .. s .. ':' .. t end

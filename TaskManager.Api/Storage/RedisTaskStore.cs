@@ -10,7 +10,7 @@ namespace TaskManager.Api.Storage;
 /// are in <c>Storage/Scripts</c>.
 /// </summary>
 public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys, LuaScripts scripts, TimeProvider time, IOptions<TaskManagerOptions> options)
-    : ITaskQueue, ITaskInspector, IWorkerRegistry, ISchedulerStore
+    : ITaskQueue, ITaskInspector, IWorkerRegistry, ISchedulerStore, IQueueControl
 {
     private IDatabase Db => redis.GetDatabase();
 
@@ -88,7 +88,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
                 MaxAttempts: (int)f[7],
                 TimeoutSeconds: (int)f[8],
                 DeadlineAt: DateTimeOffset.FromUnixTimeMilliseconds((long)f[9]),
-                TraceParent: NullIfEmpty((string?)f[10])));
+                TraceParent: NullIfEmpty((string?)f[10]),
+                WaitMs: (long)f[11]));
         }
         return new LeaseResult(false, types, models, (int)result[3] == 1, left, tasks);
     }
@@ -222,21 +223,64 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         return result.Length == 0 ? null : ((string)result[0]!, (byte[])result[1]!);
     }
 
+    public async Task<StatsSnapshot> ReadStatsAsync(IReadOnlyList<string> tenants)
+    {
+        var r = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Stats, values:
+            [NowMs, string.Join(',', tenants), string.Join(',', TaskState.All)]).ConfigureAwait(false))!;
+        var counts = new List<(string, string, long)>();
+        var c = (RedisResult[])r[0]!;
+        for (var i = 0; i + 2 < c.Length; i += 3)
+        {
+            counts.Add(((string)c[i]!, (string)c[i + 1]!, (long)c[i + 2]));
+        }
+        var depths = Pairs((RedisResult[])r[1]!, v => (long)v);
+        var paused = ((RedisResult[])r[2]!).Select(p => (string)p!).ToHashSet(StringComparer.Ordinal);
+        var totals = Counts((RedisResult[])r[3]!);
+        var minutes = Pairs((RedisResult[])r[4]!, v => Counts((RedisResult[])v!))
+            .OrderBy(m => int.Parse(m.Key, CultureInfo.InvariantCulture)).Select(m => (IReadOnlyDictionary<string, long>)m.Value).ToArray();
+        var wait = Pairs((RedisResult[])r[5]!, v => HistogramOf((RedisResult[])v!));
+        var run = Pairs((RedisResult[])r[6]!, v => HistogramOf((RedisResult[])v!));
+        return new StatsSnapshot(counts, depths, paused, totals, minutes, wait, run);
+    }
+
+    public async Task<bool> SetPausedAsync(string type, bool paused) =>
+        (int)await Db.ScriptEvaluateAsync(scripts.Pause, values: [type, paused ? "1" : "0"]).ConfigureAwait(false) == 1;
+
+    private static Dictionary<string, T> Pairs<T>(RedisResult[] flat, Func<RedisResult, T> value)
+    {
+        var pairs = new Dictionary<string, T>(StringComparer.Ordinal);
+        for (var i = 0; i + 1 < flat.Length; i += 2)
+        {
+            pairs[(string)flat[i]!] = value(flat[i + 1]);
+        }
+        return pairs;
+    }
+
+    private static Dictionary<string, long> Counts(RedisResult[] hash) => Pairs(hash, v => long.Parse((string)v!, CultureInfo.InvariantCulture));
+
+    private static HistogramData HistogramOf(RedisResult[] hash)
+    {
+        var fields = Counts(hash);
+        var buckets = Enumerable.Range(0, Histogram.BoundsMs.Count + 1)
+            .Select(i => fields.GetValueOrDefault(i.ToString(CultureInfo.InvariantCulture))).ToArray();
+        return new HistogramData(buckets, fields.GetValueOrDefault("count"), fields.GetValueOrDefault("sum"));
+    }
+
     // Lowercase and one a line: the lease script matches a pattern against any of them.
     private static string GpuNames(WorkerState state) => string.Join('\n', state.GpuNames.Select(n => n.ToLowerInvariant()));
 
     private static string[] Split(string? list) => string.IsNullOrEmpty(list) ? [] : list.Split(',');
 
-    public async Task<IReadOnlyList<(string TaskId, string Status)>> SweepDeadlinesAsync(int batch) =>
-        Pairs(await Db.ScriptEvaluateAsync(scripts.SweepDeadlines, values: [NowMs, batch, Delays()]).ConfigureAwait(false));
+    public async Task<IReadOnlyList<SweptTask>> SweepDeadlinesAsync(int batch) =>
+        Swept(await Db.ScriptEvaluateAsync(scripts.SweepDeadlines, values: [NowMs, batch, Delays()]).ConfigureAwait(false));
 
-    public async Task<IReadOnlyList<(string TaskId, string Status)>> SweepLeasesAsync(int batch) =>
-        Pairs(await Db.ScriptEvaluateAsync(scripts.SweepLeases, values: [NowMs, batch]).ConfigureAwait(false));
+    public async Task<IReadOnlyList<SweptTask>> SweepLeasesAsync(int batch) =>
+        Swept(await Db.ScriptEvaluateAsync(scripts.SweepLeases, values: [NowMs, batch]).ConfigureAwait(false));
 
     public async Task<IReadOnlyList<string>> SweepOverdueRetriesAsync(int batch)
     {
         var cutoff = NowMs - (options.Value.RetryGraceSeconds * 1000L);
-        var result = await Db.ScriptEvaluateAsync(scripts.SweepScheduled, values: [cutoff, batch]).ConfigureAwait(false);
+        var result = await Db.ScriptEvaluateAsync(scripts.SweepScheduled, values: [cutoff, batch, NowMs]).ConfigureAwait(false);
         return ((RedisResult[])result!).Select(r => (string)r!).ToArray();
     }
 
@@ -274,20 +318,21 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     public async Task<bool> RequeueAsync(string taskId, int? attempt) =>
         (int)await Db.ScriptEvaluateAsync(scripts.Requeue,
-            values: [taskId, attempt?.ToString(CultureInfo.InvariantCulture) ?? ""]).ConfigureAwait(false) == 1;
+            values: [taskId, attempt?.ToString(CultureInfo.InvariantCulture) ?? "", NowMs]).ConfigureAwait(false) == 1;
 
     /// <summary>Fresh jittered backoff delays for the scripts that may schedule a retry.</summary>
     private string Delays() => options.Value.Retry.DelaysMsList(Random.Shared);
 
-    private static IReadOnlyList<(string, string)> Pairs(RedisResult result)
+    private static IReadOnlyList<SweptTask> Swept(RedisResult result)
     {
         var items = (RedisResult[])result!;
-        var pairs = new (string, string)[items.Length / 2];
-        for (var i = 0; i < pairs.Length; i++)
+        var swept = new SweptTask[items.Length / 4];
+        for (var i = 0; i < swept.Length; i++)
         {
-            pairs[i] = ((string)items[2 * i]!, (string)items[(2 * i) + 1]!);
+            swept[i] = new SweptTask((string)items[4 * i]!, (string)items[(4 * i) + 1]!, (string)items[(4 * i) + 2]!,
+                NullIfEmpty((string?)items[(4 * i) + 3]));
         }
-        return pairs;
+        return swept;
     }
 
     private async Task<StoreOutcome> ChangeAsync(string script, RedisValue[] values) =>
@@ -296,16 +341,24 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     private static StoreOutcome ToOutcome(RedisResult[] result)
     {
         var code = (string)result[0]!;
-        var status = result.Length > 1 ? (string?)result[^1] : null;
+        var status = result.Length > 1 ? (string?)result[1] : null;
         return code switch
         {
-            "ok" => StoreOutcome.Success(status!),
+            "ok" => new StoreOutcome(StoreError.None, status, result.Length > 2 ? (string?)result[2] : null,
+                result.Length >= 7 ? new EndedAttempt(
+                    (int)result[3],
+                    Time((string?)result[4]),
+                    NullIfEmpty((string?)result[5]),
+                    NullIfEmpty((string?)result[6])) : null),
             "not_found" => new StoreOutcome(StoreError.NotFound, null),
             "stale" => new StoreOutcome(StoreError.StaleLease, status),
             "conflict" => new StoreOutcome(StoreError.Conflict, status),
             _ => throw new InvalidOperationException($"Unexpected script reply '{code}'."),
         };
     }
+
+    private static DateTimeOffset? Time(string? ms) =>
+        string.IsNullOrEmpty(ms) ? null : DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(ms, CultureInfo.InvariantCulture));
 
     private static string KindName(FailureKind kind) => kind switch
     {

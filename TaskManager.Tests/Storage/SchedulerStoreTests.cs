@@ -36,15 +36,15 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
         var task = await SubmitAsync(timeout: 2, maxAttempts: 2);
         await store.LeaseAsync(worker, 1);
         clock.Advance(TimeSpan.FromSeconds(1));
-        Assert.Empty(await store.SweepDeadlinesAsync(100));
+        Assert.Empty((await store.SweepDeadlinesAsync(100)).Select(m => (m.TaskId, m.Status)));
 
         clock.Advance(TimeSpan.FromSeconds(1.5));
-        Assert.Equal([(task.Id, TaskState.Scheduled)], await store.SweepDeadlinesAsync(100));
+        Assert.Equal([(task.Id, TaskState.Scheduled)], (await store.SweepDeadlinesAsync(100)).Select(m => (m.TaskId, m.Status)));
         Assert.True(await store.RequeueAsync(task.Id, 1));
         await store.LeaseAsync(worker, 1);
         clock.Advance(TimeSpan.FromSeconds(3));
 
-        Assert.Equal([(task.Id, TaskState.TimedOut)], await store.SweepDeadlinesAsync(100));
+        Assert.Equal([(task.Id, TaskState.TimedOut)], (await store.SweepDeadlinesAsync(100)).Select(m => (m.TaskId, m.Status)));
         var got = (await store.GetAsync(task.Id))!;
         Assert.Equal("timeout", JsonDocument.Parse(got.ErrorJson!).RootElement.GetProperty("code").GetString());
         Assert.Equal(["timeout", "timeout"], got.AttemptsJson!.Select(a => JsonDocument.Parse(a).RootElement.GetProperty("outcome").GetString()));
@@ -63,7 +63,7 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
         clock.Advance(TimeSpan.FromSeconds(options.LeaseTtlSeconds - 1));
         await store.HeartbeatAsync(alive, NoGpus, [(keptLease.TaskId, keptLease.LeaseToken)]);
         clock.Advance(TimeSpan.FromSeconds(2));
-        var moved = await store.SweepLeasesAsync(100);
+        var moved = (await store.SweepLeasesAsync(100)).Select(m => (m.TaskId, m.Status));
 
         Assert.Equal([(lost.Id, TaskState.Queued)], moved);
         Assert.Equal(TaskState.Running, (await store.GetAsync(kept.Id))!.Status);
@@ -82,7 +82,7 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
 
         clock.Advance(TimeSpan.FromSeconds(options.LeaseTtlSeconds + 1));
 
-        Assert.Equal([(task.Id, TaskState.Canceled)], await store.SweepLeasesAsync(100));
+        Assert.Equal([(task.Id, TaskState.Canceled)], (await store.SweepLeasesAsync(100)).Select(m => (m.TaskId, m.Status)));
     }
 
     [Fact]

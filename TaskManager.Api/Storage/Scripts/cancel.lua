@@ -2,14 +2,14 @@
 -- the outbox). Running: 'canceling', and its worker is told on the cancels channel.
 -- KEYS: none; touches task:{id}, queue:{type}, scheduled, idx:*, finished, outbox; publishes on cancels.
 -- ARGV[1] task id   ARGV[2] now (ms)   ARGV[3] the caller's tenant ('*': any)
--- Returns: {'ok', status before, status after} | {'not_found'} (also another tenant's task) |
+-- Returns: {'ok', status after, type, status before} | {'not_found'} (also another tenant's task) |
 --   {'conflict', status}.
 local id = ARGV[1]
 local tk = task_key(id)
 local f = redis.call('HMGET', tk, 'status', 'type', 'worker')
 local status, ttype = f[1], f[2]
 if not status or not tenant_allows(tk, ARGV[3]) then return {'not_found'} end
-if status == 'canceling' then return {'ok', status, status} end
+if status == 'canceling' then return {'ok', status, ttype, status} end
 
 local to
 if status == 'running' then to = 'canceling' else to = 'canceled' end
@@ -28,4 +28,4 @@ else
   end
   finish(id, tk, ttype, status, to, ARGV[2])
 end
-return {'ok', status, to}
+return {'ok', to, ttype, status}

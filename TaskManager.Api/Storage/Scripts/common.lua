@@ -8,6 +8,19 @@ local function split(list)
   return items
 end
 
+-- Counts a duration (ms) in a histogram: the bucket, the count and the sum.
+local function observe(kind, ttype, ms)
+  if ms < 0 then ms = 0 end
+  local bucket = #BUCKETS
+  for i, bound in ipairs(BUCKETS) do
+    if ms <= bound then bucket = i - 1; break end
+  end
+  local key = histogram_key(kind, ttype)
+  redis.call('HINCRBY', key, bucket, 1)
+  redis.call('HINCRBY', key, 'count', 1)
+  redis.call('HINCRBY', key, 'sum', math.floor(ms))
+end
+
 -- True when `from` may move to `to` under the state machine.
 local function can_move(from, to)
   local targets = TRANSITIONS[from]
@@ -71,7 +84,8 @@ end
 -- Appends the attempt that is ending to the task's history (attempts:{id}), as JSON.
 -- outcome: succeeded, failed, timeout, lease_expired, canceled, handed_back.
 local function record_attempt(id, tk, outcome, error_json, now)
-  local f = redis.call('HMGET', tk, 'attempt', 'worker', 'started')
+  local f = redis.call('HMGET', tk, 'attempt', 'worker', 'started', 'type')
+  if f[3] then observe('run', f[4], tonumber(now) - tonumber(f[3])) end
   local entry = '{"attempt":' .. (f[1] or '0') ..
     ',"worker_id":' .. (f[2] and cjson.encode(f[2]) or 'null') ..
     ',"started_at":' .. (f[3] or 'null') ..
@@ -117,12 +131,17 @@ local function finish(id, tk, ttype, from, to, now)
   redis.call('HSET', tk, 'status', to, 'completed', now)
   redis.call('ZADD', FINISHED, now, id)
   move_index(id, ttype, from, to)
+  -- Statistics: all-time totals, and per minute for throughput (kept 20 minutes).
+  redis.call('HINCRBY', STATS_TOTALS, ttype .. ':' .. to, 1)
+  local minute_key = stats_minute_key(math.floor(tonumber(now) / 60000))
+  redis.call('HINCRBY', minute_key, ttype .. ':' .. to, 1)
+  redis.call('EXPIRE', minute_key, 1200)
 end
 
 -- Puts a task back in its queue at its original place (priority, then age) and wakes a lease.
-local function requeue(id, tk, ttype, from)
+local function requeue(id, tk, ttype, from, now)
   local qs = redis.call('HGET', tk, 'qs')
-  redis.call('HSET', tk, 'status', 'queued')
+  redis.call('HSET', tk, 'status', 'queued', 'queued_at', now)
   redis.call('HDEL', tk, 'started', 'retry_at', 'retry_job')
   redis.call('ZADD', queue_key(ttype), qs, id)
   move_index(id, ttype, from, 'queued')
@@ -145,7 +164,7 @@ end
 -- a retry is handed to the scheduler through the outbox, which makes it a Hangfire job.
 local function move_after_failure(id, tk, ttype, from, to, delays, now)
   if to == 'queued' then
-    requeue(id, tk, ttype, from)
+    requeue(id, tk, ttype, from, now)
   elseif to == 'scheduled' then
     local attempt = tonumber(redis.call('HGET', tk, 'attempt'))
     local due = now + tonumber(delays[attempt] or delays[#delays] or 0)

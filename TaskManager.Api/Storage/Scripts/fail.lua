@@ -5,7 +5,8 @@
 -- ARGV[5] '1' when the error is retryable   ARGV[6] kind: 'error', 'timeout', 'canceled' or
 --   'handed_back' (a worker shutting down; queued again at once)
 -- ARGV[7] backoff delays (ms) after attempt 1, 2, ... (comma list)
--- Returns: {'ok', new status} | {'not_found'} | {'stale', status}.
+-- Returns: {'ok', new status, type, attempt, started (ms), worker, traceparent} | {'not_found'} |
+--   {'stale', status}.
 local id, now, kind = ARGV[1], tonumber(ARGV[3]), ARGV[6]
 local tk = task_key(id)
 local status, ttype, err = check_report(tk, ARGV[2])
@@ -21,6 +22,7 @@ else
 end
 if not can_move(status, to) then return {'stale', status} end
 
+local a = redis.call('HMGET', tk, 'attempt', 'started', 'worker', 'trace')
 local outcomes = {error = 'failed', timeout = 'timeout', canceled = 'canceled', handed_back = 'handed_back'}
 if status == 'canceling' then
   record_attempt(id, tk, 'canceled', ARGV[4], ARGV[3])
@@ -30,4 +32,4 @@ else
 end
 end_attempt(tk, id)
 move_after_failure(id, tk, ttype, status, to, split(ARGV[7]), now)
-return {'ok', to}
+return {'ok', to, ttype, a[1], a[2] or '', a[3] or '', a[4] or ''}

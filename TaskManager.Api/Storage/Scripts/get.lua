@@ -32,7 +32,9 @@ if f.status == 'queued' then
     end
   end
   local reason
-  if serving == 0 then
+  if redis.call('SISMEMBER', PAUSED, f.type) == 1 then
+    reason = 'The ' .. f.type .. ' queue is paused.'
+  elseif serving == 0 then
     reason = 'No live worker serves ' .. f.type .. ' tasks.'
   elseif undrained == 0 then
     reason = 'Every live worker that serves ' .. f.type .. ' tasks is draining.'

@@ -3,15 +3,15 @@
 -- that names none); then the oldest. A task whose model this worker lacks but another live worker
 -- with free capacity has loaded is left for that worker. Only the first `depth` tasks of each
 -- queue are considered, so a lease costs the same however long the queues are.
--- KEYS: none; touches worker:{id}, model:{name}, queue:{type}, task:{id}, idx:*, leases,
---   deadlines, events:{id}.
+-- KEYS: none; touches worker:{id}, paused, model:{name}, queue:{type}, task:{id}, idx:*, leases,
+--   deadlines, events:{id}, stats:wait:{type}.
 -- ARGV[1] worker id   ARGV[2] now (ms)   ARGV[3] max tasks   ARGV[4] lease TTL (ms)
 -- ARGV[5] token base (random; each task's lease token is base:n)   ARGV[6] depth
 -- ARGV[7] workers heard from since this time (ms) count as live
 -- Returns: {'unknown_worker'} or {'ok', types (comma list), models (comma list), more (1 when
 --   tasks remain queued), left for others ('type|model' comma list), task...}, each task {id,
 --   token, type, model, input, metadata, attempt, max attempts, timeout (s), deadline (ms),
---   traceparent}.
+--   traceparent, wait (ms)}.
 local worker = ARGV[1]
 local w = redis.call('HMGET', worker_key(worker), 'types', 'gpu_free_mb', 'gpu_names', 'models', 'draining')
 if not w[1] then return {'unknown_worker'} end
@@ -25,9 +25,16 @@ local gpu_names = w[3] or ''
 local loaded = {}
 for _, m in ipairs(split(w[4] or '')) do loaded[m] = true end
 
+-- A paused type's queue gives nothing.
+local types = split(w[1])
+local paused = {}
+local flags = redis.call('SMISMEMBER', PAUSED, unpack(types))
+for i, t in ipairs(types) do paused[t] = flags[i] == 1 end
+
 local candidates = {}
-for _, t in ipairs(split(w[1])) do
-  local items = redis.call('ZRANGE', queue_key(t), 0, depth - 1, 'WITHSCORES')
+for _, t in ipairs(types) do
+  local items = {}
+  if not paused[t] then items = redis.call('ZRANGE', queue_key(t), 0, depth - 1, 'WITHSCORES') end
   for i = 1, #items, 2 do
     candidates[#candidates + 1] = {id = items[i], score = tonumber(items[i + 1]), type = t}
   end
@@ -100,7 +107,9 @@ while taken < max_tasks do
   local tk = task_key(id)
   redis.call('ZREM', queue_key(pick.type), id)
   local f = redis.call('HMGET', tk, 'status', 'timeout', 'attempt', 'model', 'input', 'metadata',
-    'max_attempts', 'trace', 'req_mem')
+    'max_attempts', 'trace', 'req_mem', 'queued_at', 'created')
+  local wait_ms = now - tonumber(f[10] or f[11])
+  observe('wait', pick.type, wait_ms)
   taken = taken + 1
   local token = ARGV[5] .. ':' .. taken
   local attempt = tonumber(f[3]) + 1
@@ -114,13 +123,13 @@ while taken < max_tasks do
   move_index(id, pick.type, f[1], 'running')
   budget = budget - (tonumber(f[9]) or 0)
   out[#out + 1] = {id, token, pick.type, f[4] or '', f[5], f[6] or '', attempt, f[7], f[2],
-    deadline, f[8] or ''}
+    deadline, f[8] or '', wait_ms}
 end
 
 -- Only a full hand may leave work behind; then the caller passes the wake-up on.
 if taken == max_tasks then
   for _, t in ipairs(split(w[1])) do
-    if redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
+    if not paused[t] and redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
   end
 end
 local left_list = {}

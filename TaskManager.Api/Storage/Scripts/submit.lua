@@ -35,7 +35,7 @@ if queued >= tonumber(ARGV[16]) then return {'queue_full', queued} end
 local tk = task_key(id)
 redis.call('HSET', tk, 'id', id, 'type', ttype, 'status', 'queued', 'priority', ARGV[3],
   'created', ARGV[4], 'qs', ARGV[5], 'input', ARGV[6], 'timeout', ARGV[7],
-  'max_attempts', ARGV[8], 'attempt', 0, 'tenant', tenant)
+  'max_attempts', ARGV[8], 'attempt', 0, 'tenant', tenant, 'queued_at', ARGV[4])
 local optional = {model = ARGV[9], metadata = ARGV[10], webhook = ARGV[11], trace = ARGV[12],
   req_mem = ARGV[13], req_gpu = ARGV[14]}
 for field, value in pairs(optional) do
@@ -45,6 +45,7 @@ redis.call('ZADD', queue_key(ttype), ARGV[5], id)
 redis.call('ZADD', index_key(tenant, 'queued', ttype), 0, id)
 if ik then redis.call('SET', ik, id .. '|' .. ARGV[18], 'EX', tonumber(ARGV[19])) end
 emit(id, 'status', '0', '{"status":"queued"}')
+redis.call('HINCRBY', STATS_TOTALS, ttype .. ':submitted', 1)
 if ARGV[9] ~= '' then
   redis.call('PUBLISH', NOTIFY, ttype .. '|' .. ARGV[9])
 else

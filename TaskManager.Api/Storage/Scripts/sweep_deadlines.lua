@@ -4,7 +4,7 @@
 -- replicas never handle one twice.
 -- KEYS: none; touches deadlines, leases, task:{id}, attempts:{id}, idx:*, scheduled, finished, outbox.
 -- ARGV[1] now (ms)   ARGV[2] batch size   ARGV[3] backoff delays (ms, comma list)
--- Returns: {task id, new status, ...} for each task handled.
+-- Returns: {task id, new status, type, traceparent, ...} for each task handled.
 local now = tonumber(ARGV[1])
 local delays = split(ARGV[3])
 local out = {}
@@ -19,6 +19,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT',
     redis.call('PUBLISH', CANCELS, f[3])
     out[#out + 1] = id
     out[#out + 1] = to
+    out[#out + 1] = f[2]
+    out[#out + 1] = redis.call('HGET', tk, 'trace') or ''
   else
     redis.call('ZREM', DEADLINES, id)
   end

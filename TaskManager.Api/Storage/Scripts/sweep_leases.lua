@@ -3,7 +3,7 @@
 -- being canceled ends 'canceled'. Claimed atomically, so scheduler replicas never double up.
 -- KEYS: none; touches leases, deadlines, task:{id}, attempts:{id}, queue:{type}, idx:*, finished.
 -- ARGV[1] now (ms)   ARGV[2] batch size
--- Returns: {task id, new status, ...} for each task handled.
+-- Returns: {task id, new status, type, traceparent, ...} for each task handled.
 local now = tonumber(ARGV[1])
 local out = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
@@ -16,6 +16,8 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0,
     end_unreported(id, tk, f[1], f[2], to, 'lease_expired', error_json, {}, now)
     out[#out + 1] = id
     out[#out + 1] = to
+    out[#out + 1] = f[2]
+    out[#out + 1] = redis.call('HGET', tk, 'trace') or ''
   else
     redis.call('ZREM', LEASES, id)
   end
