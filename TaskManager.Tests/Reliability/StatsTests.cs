@@ -1,0 +1,147 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.Reliability;
+
+/// <summary>
+/// After a known workload through real workers, the stats endpoint and the OpenTelemetry
+/// counters (scraped from /metrics) report exactly its numbers, and a paused queue holds its tasks.
+/// </summary>
+[Trait("Category", "Fleet")]
+public sealed partial class StatsTests : IClassFixture<FleetFixture>
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
+    private readonly FleetFixture fleet;
+
+    public StatsTests(FleetFixture fleet)
+    {
+        this.fleet = fleet;
+        if (fleet.Workers.Count == 0)
+        {
+            fleet.StartWorker("stats-1", capacity: 4);
+            fleet.StartWorker("stats-2", capacity: 4);
+        }
+    }
+
+    [Fact]
+    public async Task KnownWorkload_IsReportedExactly_ByTheStatsEndpointAndTheOpenTelemetryCounters()
+    {
+        // Other tests of this class share the deployment: compare what this workload adds.
+        var statsBefore = await (await fleet.Client.GetAsync("/api/tasks/stats/metrics")).JsonAsync();
+        var metricsBefore = await (await fleet.Client.GetAsync("/metrics")).Content.ReadAsStringAsync();
+        // 5 canceled: tts tasks held in a paused queue, then canceled.
+        await Admin("/api/admin/queues/tts/pause");
+        var canceled = new List<string>();
+        for (var i = 0; i < 5; i++)
+        {
+            canceled.Add(await fleet.SubmitAsync("""{"type":"tts","input":{"text":"never"}}"""));
+        }
+        foreach (var id in canceled)
+        {
+            Assert.Equal("canceled", (await (await fleet.Client.PatchAsync($"/api/tasks/{id}/cancel", null)).JsonAsync()).GetProperty("status").GetString());
+        }
+        await Admin("/api/admin/queues/tts/resume");
+
+        // 30 succeeded and 5 failed, each told to take 300 ms.
+        var ids = new List<string>();
+        for (var i = 0; i < 15; i++)
+        {
+            ids.Add(await fleet.SubmitAsync("""{"type":"llm","input":{"prompt":"ok"},"metadata":{"sim":{"duration_ms":300}}}"""));
+            ids.Add(await fleet.SubmitAsync("""{"type":"tts","input":{"text":"ok"},"metadata":{"sim":{"duration_ms":300}}}"""));
+        }
+        for (var i = 0; i < 5; i++)
+        {
+            ids.Add(await fleet.SubmitAsync("""{"type":"llm","input":{"prompt":"bad"},"metadata":{"sim":{"duration_ms":300,"fail":"fatal"}}}"""));
+        }
+        await Task.WhenAll(ids.Select(id => fleet.WaitForStatusAsync(id, s => s is "succeeded" or "failed", Timeout)));
+
+        var stats = await (await fleet.Client.GetAsync("/api/tasks/stats/metrics")).JsonAsync();
+        long Added(params string[] path) => Int(Walk(stats, path)) - Int(Walk(statsBefore, path));
+        Assert.Equal((30, 5, 5, 0), (Added("by_status", "succeeded"), Added("by_status", "failed"), Added("by_status", "canceled"), Added("by_status", "queued")));
+        Assert.Equal((15, 5, 0), (Added("finished_total", "llm", "succeeded"), Added("finished_total", "llm", "failed"), Added("finished_total", "llm", "canceled")));
+        Assert.Equal((15, 0, 5), (Added("finished_total", "tts", "succeeded"), Added("finished_total", "tts", "failed"), Added("finished_total", "tts", "canceled")));
+        Assert.Equal((20, 20), (Added("submitted_total", "llm"), Added("submitted_total", "tts")));
+        // Success: succeeded over succeeded, failed and timed out, all types, all time.
+        long Sum(JsonElement s, string status) => s.GetProperty("finished_total").EnumerateObject().Sum(t => t.Value.GetProperty(status).GetInt64());
+        var succeeded = Sum(statsBefore, "succeeded") + 30;
+        var judged = succeeded + Sum(statsBefore, "failed") + 5 + Sum(statsBefore, "timed_out");
+        Assert.Equal((double)succeeded / judged, stats.GetProperty("success_rate").GetDouble(), 3);
+        Assert.True(stats.GetProperty("finished_per_minute").GetProperty("last15_minutes").GetDouble() >= 40 / 15.0 - 0.01);
+        // 300 ms of work lands in the (250 ms, 500 ms] bucket: every percentile reports its bound.
+        foreach (var type in (string[])["llm", "tts"])
+        {
+            var run = stats.GetProperty("run_ms").GetProperty(type);
+            Assert.Equal((500, 500, 500), (Int(run, "p50"), Int(run, "p95"), Int(run, "p99")));
+        }
+        Assert.Equal(2, Int(stats.GetProperty("workers"), "healthy"));
+
+        var metrics = await (await fleet.Client.GetAsync("/metrics")).Content.ReadAsStringAsync();
+        double Grew(string name, params (string, string)[] labels) => Sample(metrics, name, labels) - Sample(metricsBefore, name, labels);
+        Assert.Equal(15, Grew("taskmanager_tasks_finished_total", ("type", "llm"), ("outcome", "succeeded")));
+        Assert.Equal(5, Grew("taskmanager_tasks_finished_total", ("type", "llm"), ("outcome", "failed")));
+        Assert.Equal(15, Grew("taskmanager_tasks_finished_total", ("type", "tts"), ("outcome", "succeeded")));
+        Assert.Equal(5, Grew("taskmanager_tasks_finished_total", ("type", "tts"), ("outcome", "canceled")));
+        Assert.Equal(20, Grew("taskmanager_tasks_submitted_total", ("type", "llm")));
+        Assert.Equal(20, Grew("taskmanager_tasks_submitted_total", ("type", "tts")));
+        // The run-time histogram saw the 20 llm attempts.
+        Assert.Equal(20, Grew("taskmanager_task_run_milliseconds_count", ("type", "llm")));
+    }
+
+    [Fact]
+    public async Task PausedType_StaysQueued_WhileOtherTypesRun_AndRunsAfterResume()
+    {
+        await Admin("/api/admin/queues/sd/pause");
+        var held = await fleet.SubmitAsync("""{"type":"sd","input":{"prompt":"wait"}}""");
+        var other = await fleet.SubmitAsync("""{"type":"image_to_text","input":{"image":"aGk="}}""");
+
+        await fleet.WaitForStatusAsync(other, s => s == "succeeded", Timeout);
+        var waiting = await fleet.GetTaskAsync(held);
+        Assert.Equal("queued", waiting.GetProperty("status").GetString());
+        Assert.Contains("paused", waiting.GetProperty("waiting_reason").GetString());
+        Assert.True((await (await fleet.Client.GetAsync("/api/tasks/stats/metrics")).JsonAsync()).GetProperty("queues").GetProperty("sd").GetProperty("paused").GetBoolean());
+
+        await Admin("/api/admin/queues/sd/resume");
+
+        await fleet.WaitForStatusAsync(held, s => s == "succeeded", Timeout);
+    }
+
+    private async Task Admin(string path)
+    {
+        var response = await fleet.Client.PostAsync(path, null);
+        response.EnsureSuccessStatusCode();
+    }
+
+    private static long Int(JsonElement element, string name) => element.GetProperty(name).GetInt64();
+
+    private static long Int(JsonElement element) => element.GetInt64();
+
+    private static JsonElement Walk(JsonElement element, params string[] path) =>
+        path.Aggregate(element, (e, name) => e.GetProperty(name));
+
+    /// <summary>The sum of the Prometheus samples with this name whose labels include all of <paramref name="labels"/>; 0 when there is none yet.</summary>
+    private static double Sample(string exposition, string name, params (string Key, string Value)[] labels)
+    {
+        var sum = 0.0;
+        foreach (Match line in SampleLine().Matches(exposition))
+        {
+            if (line.Groups["name"].Value != name)
+            {
+                continue;
+            }
+            var found = LabelPair().Matches(line.Groups["labels"].Value).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+            if (labels.All(l => found.GetValueOrDefault(l.Key) == l.Value))
+            {
+                sum += double.Parse(line.Groups["value"].Value, CultureInfo.InvariantCulture);
+            }
+        }
+        return sum;
+    }
+
+    [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>[^}]*)\})? (?<value>\S+)", RegexOptions.Multiline)]
+    private static partial Regex SampleLine();
+
+    [GeneratedRegex("([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\]|\\\\.)*)\"")]
+    private static partial Regex LabelPair();
+}
