@@ -74,6 +74,35 @@ public sealed partial class RedisMonitor : IAsyncDisposable
         throw new InvalidOperationException("The MONITOR stream ended before the end marker.");
     }
 
+    /// <summary>Every command that reached Redis during <paramref name="operation"/>, those run inside Lua too.</summary>
+    public async Task<IReadOnlyList<string>> CommandsDuringAsync(IDatabase markers, Func<Task> operation)
+    {
+        var id = Guid.NewGuid().ToString("N");
+        await markers.ExecuteAsync("ECHO", $"start-{id}");
+        await operation();
+        await markers.ExecuteAsync("ECHO", $"end-{id}");
+        var commands = new List<string>();
+        var started = false;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            if (line.Contains($"start-{id}", StringComparison.Ordinal))
+            {
+                started = true;
+            }
+            else if (line.Contains($"end-{id}", StringComparison.Ordinal))
+            {
+                return commands;
+            }
+            else if (started && MonitorLine().Match(line) is { Success: true } match &&
+                !Housekeeping.Contains(match.Groups["command"].Value.ToLowerInvariant()))
+            {
+                commands.Add(line);
+            }
+        }
+        throw new InvalidOperationException("The MONITOR stream ended before the end marker.");
+    }
+
     /// <summary>Reads the stream until a line satisfies <paramref name="predicate"/>.</summary>
     public async Task<string> WaitForLineAsync(Func<string, bool> predicate, TimeSpan timeout)
     {
