@@ -84,6 +84,47 @@ var apiHttp = api.GetEndpoint("http");
 api.WithUrl(ReferenceExpression.Create($"{apiHttp}/scalar"), "API reference")
     .WithUrl(ReferenceExpression.Create($"{apiHttp}/hangfire"), "Hangfire");
 
+// Dashboard commands on the api resource: pause and resume each queue, drain a worker. They call
+// the admin API with the admin key, as an operator would.
+async Task AuthorizeAsAdmin(HttpCommandRequestContext context) =>
+    context.Request.Headers.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue(
+        "Bearer", await adminKey.Resource.GetValueAsync(context.CancellationToken));
+foreach (var type in (string[])["llm", "sd", "tts", "image_to_text"])
+{
+    api.WithHttpCommand($"/api/admin/queues/{type}/pause", $"Pause {type} queue", commandName: $"pause-{type}", commandOptions: new HttpCommandOptions
+    {
+        Method = HttpMethod.Post,
+        PrepareRequest = AuthorizeAsAdmin,
+        Description = $"Accept {type} tasks but give workers none until resumed.",
+        IconName = "Pause",
+    });
+    api.WithHttpCommand($"/api/admin/queues/{type}/resume", $"Resume {type} queue", commandName: $"resume-{type}", commandOptions: new HttpCommandOptions
+    {
+        Method = HttpMethod.Post,
+        PrepareRequest = AuthorizeAsAdmin,
+        IconName = "Play",
+    });
+}
+api.WithCommand("drain-worker", "Drain a worker…", async context =>
+{
+    var interactions = context.Services.GetRequiredService<IInteractionService>();
+    var answer = await interactions.PromptInputAsync("Drain a worker",
+        "The worker gets no new tasks and finishes what it runs. Its id is in GET /api/tasks/workers/health.",
+        new InteractionInput { Name = "worker", Label = "Worker id", InputType = InputType.Text, Required = true, Placeholder = "w_..." },
+        cancellationToken: context.CancellationToken);
+    if (answer.Canceled || string.IsNullOrWhiteSpace(answer.Data?.Value))
+    {
+        return CommandResults.Canceled();
+    }
+    using var http = new HttpClient { BaseAddress = new Uri(await apiHttp.GetValueAsync(context.CancellationToken) ?? "") };
+    http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue(
+        "Bearer", await adminKey.Resource.GetValueAsync(context.CancellationToken));
+    var response = await http.PostAsync($"/api/admin/workers/{Uri.EscapeDataString(answer.Data.Value.Trim())}/drain", null, context.CancellationToken);
+    return response.IsSuccessStatusCode
+        ? CommandResults.Success()
+        : CommandResults.Failure($"The API answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(context.CancellationToken)}");
+}, new CommandOptions { Description = "Stop giving a worker new tasks; it finishes what it runs.", IconName = "ArrowExit" });
+
 builder.AddProject<Projects.TaskManager_Api>("scheduler", launchProfileName: null)
     .WithHttpEndpoint(name: "http")
     .WithEnvironment("ASPNETCORE_ENVIRONMENT", builder.Environment.EnvironmentName)

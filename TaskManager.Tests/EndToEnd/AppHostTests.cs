@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
+using Microsoft.Extensions.DependencyInjection;
 using TaskManager.Tests.Infrastructure;
 
 namespace TaskManager.Tests.EndToEnd;
@@ -47,6 +48,22 @@ public sealed class AppHostTests(AppHostFixture app) : IClassFixture<AppHostFixt
         Assert.True(completed >= started);
         Assert.True(task.GetProperty("metrics").GetProperty("wait_ms").GetInt64() >= 0);
         Assert.True(task.GetProperty("metrics").GetProperty("run_ms").GetInt64() >= 0);
+    }
+
+    [Fact]
+    public async Task DashboardCommands_PauseAndResumeAQueue()
+    {
+        var commands = app.App.Services.GetRequiredService<ResourceCommandService>();
+
+        var paused = await commands.ExecuteCommandAsync("api", "pause-sd");
+        Assert.True(paused.Success, paused.Message);
+        var stats = await (await app.Api.GetAsync("/api/tasks/stats/metrics")).JsonAsync();
+        Assert.True(stats.GetProperty("queues").GetProperty("sd").GetProperty("paused").GetBoolean());
+
+        var resumed = await commands.ExecuteCommandAsync("api", "resume-sd");
+        Assert.True(resumed.Success, resumed.Message);
+        stats = await (await app.Api.GetAsync("/api/tasks/stats/metrics")).JsonAsync();
+        Assert.False(stats.GetProperty("queues").GetProperty("sd").GetProperty("paused").GetBoolean());
     }
 
     [Theory]
