@@ -143,18 +143,22 @@ class ApiClient:
         path = f"{self._task_path(worker_id, task_id, 'artifacts')}/{_seg(name)}?lease_token={_seg(lease_token)}"
         return self._request("PUT", path, data, content_type=content_type)
 
-    def complete(self, worker_id: str, task_id: str, lease_token: str, output_json: str) -> str | None:
-        """Reports the result, given as JSON text; returns the task's status as the API now sees it."""
+    def complete(self, worker_id: str, task_id: str, lease_token: str, output_json: str,
+                 timing: dict[str, str] | None = None) -> str | None:
+        """Reports the result, given as JSON text; returns the task's status as the API now sees it.
+        `timing` ({"started_at", "ended_at"}, ISO 8601) is when this worker ran it, for the trace."""
         # Spliced in as it came from the executor: decoding and encoding a large output (images,
         # audio) would cost the worker, which all slots share, for nothing.
-        payload = f'{{"lease_token":{json.dumps(lease_token)},"output":{output_json}}}'.encode()
+        extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in (timing or {}).items())
+        payload = f'{{"lease_token":{json.dumps(lease_token)}{extra},"output":{output_json}}}'.encode()
         answer = self._request("POST", self._task_path(worker_id, task_id, "complete"), payload) or {}
         return answer.get("status")
 
     def fail(self, worker_id: str, task_id: str, lease_token: str, code: str, message: str,
-             retryable: bool) -> str | None:
+             retryable: bool, timing: dict[str, str] | None = None) -> str | None:
         """Reports a failure; returns the task's status as the API now sees it."""
-        body = {"lease_token": lease_token, "error": {"code": code, "message": message}, "retryable": retryable}
+        body = {"lease_token": lease_token, "error": {"code": code, "message": message}, "retryable": retryable,
+                **(timing or {})}
         answer = self._request("POST", self._task_path(worker_id, task_id, "fail"), body) or {}
         return answer.get("status")
 

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from . import artifacts, logs
@@ -251,7 +252,12 @@ class Slot:
 
     def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> None:
         task = job.task
-        fields = {**logs.task_fields(task), "run_ms": round((time.monotonic() - job.received_at) * 1000, 1)}
+        elapsed = time.monotonic() - job.received_at
+        fields = {**logs.task_fields(task), "run_ms": round(elapsed * 1000, 1)}
+        # This worker's own start and end of the execution, so that the trace shows them.
+        ended = datetime.now(timezone.utc)
+        task["_timing"] = {"started_at": (ended - timedelta(seconds=elapsed)).isoformat(timespec="milliseconds"),
+                           "ended_at": ended.isoformat(timespec="milliseconds")}
         if outcome.dropped:
             log.info("task dropped", extra=fields)
             return

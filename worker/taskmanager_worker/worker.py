@@ -30,6 +30,7 @@ REPORT_BACKOFF = (0.2, 5.0)
 REPORT_RETRY_SECONDS = 60.0  # a final report is retried this long; then the API's lease expiry recovers the task
 EXECUTOR_START_SECONDS = 120.0  # creating a backend may import large libraries
 MAX_WAIT_SECONDS = 60  # the protocol's limit on a lease's wait_seconds
+TIMING = "_timing"  # set on a task by its slot: when this worker ran it, sent with the report for the trace
 
 T = TypeVar("T")
 
@@ -280,7 +281,7 @@ class Worker:
     def complete(self, task: dict[str, Any], output_json: str) -> str | None:
         try:
             return self._report(task, lambda worker_id: self._client.complete(
-                worker_id, task["task_id"], task["lease_token"], output_json), retry=True)
+                worker_id, task["task_id"], task["lease_token"], output_json, task.get(TIMING)), retry=True)
         except TaskGone as gone:
             log.info("result not accepted: the attempt is no longer ours", extra={
                 **logs.task_fields(task), "error": str(gone)})
@@ -298,7 +299,7 @@ class Worker:
     def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
         try:
             return self._report(task, lambda worker_id: self._client.fail(
-                worker_id, task["task_id"], task["lease_token"], code, message, retryable), retry=True)
+                worker_id, task["task_id"], task["lease_token"], code, message, retryable, task.get(TIMING)), retry=True)
         except TaskGone as gone:
             log.info("failure not accepted: the attempt is no longer ours", extra={
                 **logs.task_fields(task), "error": str(gone)})

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import unittest
+from datetime import datetime
 from unittest import mock
 
 from fakeapi import FakeApi
@@ -74,6 +75,11 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         self.assertEqual(report["kind"], "complete")
         self.assertEqual(report["body"]["lease_token"], f"lt-{task_id}")
         self.assertEqual(report["body"]["output"]["usage"]["completion_tokens"], 3)
+        # The worker's own start and end of the execution, for the task's trace.
+        started = datetime.fromisoformat(report["body"]["started_at"])
+        ended = datetime.fromisoformat(report["body"]["ended_at"])
+        self.assertIsNotNone(started.tzinfo)
+        self.assertLessEqual(started, ended)
 
     def test_every_heartbeat_declares_gpus_and_models(self):
         self.start_worker(TASKMANAGER_MODELS="tiny-llama,sdxl")
