@@ -41,7 +41,7 @@ public static class TasksApi
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
         SubmitTaskBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
-        ClaimsPrincipal user, HttpContext context, ITaskQueue queue, TaskTelemetry telemetry)
+        ClaimsPrincipal user, HttpContext context, ITaskQueue queue, TaskTelemetry telemetry, ILogger<TaskTelemetry> logger)
     {
         if (idempotencyKey is not null &&
             (idempotencyKey.Length is 0 or > MaxIdempotencyKeyLength || idempotencyKey.Any(c => c < 0x21 || c > 0x7e)))
@@ -59,6 +59,7 @@ public static class TasksApi
         if (result.Kind == SubmitKind.Created)
         {
             telemetry.Submitted(request.Type);
+            TaskLog.Submitted(logger, result.Id, request.Type, result.Task!.Tenant);
         }
         switch (result.Kind)
         {

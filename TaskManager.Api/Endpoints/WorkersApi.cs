@@ -234,7 +234,8 @@ public static class WorkersApi
     }
 
     private static async Task<Results<Ok<ReportResponse>, ProblemHttpResult>> Complete(
-        string workerId, string taskId, CompleteRequest body, ITaskQueue queue, TaskTelemetry telemetry, TimeProvider time)
+        string workerId, string taskId, CompleteRequest body, ITaskQueue queue, TaskTelemetry telemetry, TimeProvider time,
+        ILogger<TaskTelemetry> logger)
     {
         var outcome = await queue.CompleteAsync(taskId, body.LeaseToken!, body.OutputJson()!);
         if (!outcome.Ok)
@@ -242,11 +243,13 @@ public static class WorkersApi
             return Problems.From(outcome, taskId, "completed");
         }
         Observe(telemetry, time, taskId, workerId, outcome, "succeeded", body.StartedAt, body.EndedAt);
+        TaskLog.AttemptEnded(logger, taskId, outcome.Attempt?.Number, workerId, "succeeded", outcome.Status!);
         return TypedResults.Ok(new ReportResponse(outcome.Status!));
     }
 
     private static async Task<Results<Ok<ReportResponse>, ProblemHttpResult>> Fail(
-        string workerId, string taskId, FailRequest body, ITaskQueue queue, TaskTelemetry telemetry, TimeProvider time)
+        string workerId, string taskId, FailRequest body, ITaskQueue queue, TaskTelemetry telemetry, TimeProvider time,
+        ILogger<TaskTelemetry> logger)
     {
         var kind = body.Error!.Code switch
         {
@@ -262,6 +265,7 @@ public static class WorkersApi
             return Problems.From(outcome, taskId, "failed");
         }
         Observe(telemetry, time, taskId, workerId, outcome, body.Error.Code!, body.StartedAt, body.EndedAt);
+        TaskLog.AttemptEnded(logger, taskId, outcome.Attempt?.Number, workerId, body.Error.Code!, outcome.Status!);
         return TypedResults.Ok(new ReportResponse(outcome.Status!));
     }
 
