@@ -116,3 +116,36 @@ public sealed partial class RealBackendTests : IClassFixture<FleetFixture>
     [GeneratedRegex(@"\s+")]
     private static partial Regex Whitespace();
 }
+
+/// <summary>A worker whose backend lacks its library does not take that type, and says why.</summary>
+[Trait("Category", "Fleet")]
+public sealed class MissingBackendTests(FleetFixture fleet) : IClassFixture<FleetFixture>
+{
+    [Fact]
+    public async Task WorkerWithoutTheLlmLibrary_RefusesLlm_WithAClearLine_AndAnLlmTaskWaitsForAWorkerThatCanServeIt()
+    {
+        // No Python package index here: the transformers library is not installed.
+        var worker = fleet.StartWorker("no-transformers", environment: new Dictionary<string, string>
+        {
+            ["TASKMANAGER_BACKEND"] = "llm=transformers,sd=sim,tts=sim,image_to_text=sim",
+        });
+        var id = await fleet.WorkerIdAsync("no-transformers");
+
+        var stats = await (await fleet.Client.GetAsync("/api/tasks/workers/stats")).JsonAsync();
+        var types = stats.GetProperty("workers").EnumerateArray().Single(w => w.GetProperty("id").GetString() == id)
+            .GetProperty("task_types").EnumerateArray().Select(t => t.GetString()).ToArray();
+        Assert.DoesNotContain("llm", types);
+        Assert.Contains("tts", types);
+        Assert.Contains(worker.Output.Split('\n'), line => line.Contains("transformers", StringComparison.Ordinal) && line.Contains("unavailable", StringComparison.Ordinal));
+
+        var task = await fleet.SubmitAsync("""{"type":"llm","input":{"prompt":"who will run me?"}}""");
+        var tts = await fleet.SubmitAsync("""{"type":"tts","input":{"text":"I run."}}""");
+        await fleet.WaitForStatusAsync(tts, s => s == "succeeded", TimeSpan.FromSeconds(60));
+        var waiting = await fleet.GetTaskAsync(task);
+        Assert.Equal("queued", waiting.GetProperty("status").GetString());
+        Assert.Equal("No live worker serves llm tasks.", waiting.GetProperty("waiting_reason").GetString());
+
+        fleet.StartWorker("sim-llm", environment: new Dictionary<string, string> { ["TASKMANAGER_BACKEND"] = "sim" });
+        await fleet.WaitForStatusAsync(task, s => s == "succeeded", TimeSpan.FromSeconds(60));
+    }
+}
