@@ -1,7 +1,13 @@
 """Entry point, configured by environment variables (see README):
 
-    python3 -m taskmanager_worker          runs the worker
-    python3 -m taskmanager_worker probe    prints what it would register (JSON) and exits
+    python3 -m taskmanager_worker                 runs the worker
+    python3 -m taskmanager_worker probe           prints what it would register (JSON) and exits
+    python3 -m taskmanager_worker run-once ...    runs one task through a backend, without the API
+                                                  (run_once.py; --help lists its arguments)
+
+At start-up (worker and probe alike) a task type whose backend cannot serve on this machine (a
+program or a Python module it needs is missing) is left out, with one warning line that says why;
+with no type left, the worker exits 2.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from .gpu import Gpus
 from .worker import Worker, registration_body
 
 log = logging.getLogger("taskmanager_worker")
-USAGE = "usage: python3 -m taskmanager_worker [probe]"
+USAGE = "usage: python3 -m taskmanager_worker [probe | run-once --type TYPE --input JSON [...]]"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     logs.setup()
+    if args[:1] == ["run-once"]:
+        from . import run_once
+        return run_once.main(args[1:])
     if args in (["-h"], ["--help"]):
         print(USAGE)
         return 0
@@ -34,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     probing = args == ["probe"]
     try:
         settings = config.load(need_api_url=not probing)
+        settings = config.drop_unavailable(settings, log.warning)
     except config.ConfigError as error:
         log.error(f"bad configuration: {error}")
         return 2

@@ -10,8 +10,8 @@ import json
 import math
 import os
 import socket
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +37,7 @@ class Config:
     cancel_grace_seconds: float
     shutdown_grace_seconds: float
     log_level: str
+    model_dir: str | None = None  # TASKMANAGER_MODEL_DIR: where the transformers backend finds models by name
 
     @property
     def task_types(self) -> list[str]:
@@ -69,7 +70,30 @@ def load(env: Mapping[str, str] | None = None, *, need_api_url: bool = True) -> 
         shutdown_grace_seconds=_seconds(
             "TASKMANAGER_SHUTDOWN_GRACE_SECONDS", get("TASKMANAGER_SHUTDOWN_GRACE_SECONDS"), 30),
         log_level=_log_level(get("TASKMANAGER_LOG_LEVEL")),
+        model_dir=_model_dir(get("TASKMANAGER_MODEL_DIR")),
     )
+
+
+def drop_unavailable(config: Config, report: Callable[[str], None]) -> Config:
+    """Leaves out the task types whose backend cannot serve on this machine (see
+    BackendInfo.available: a program missing from PATH, a Python module that is not installed).
+
+    Calls `report` with one line per unavailable backend that says why and which types it drops
+    ("espeak backend unavailable: the program 'espeak-ng' is not on PATH (...); not serving tts").
+    Returns the config that keeps the other types; raises ConfigError when none is left.
+    """
+    reasons = {name: REGISTRY[name].available() for name in sorted(set(config.backends.values()))}
+    for name, reason in reasons.items():
+        if reason is not None:
+            dropped = [t for t, backend in config.backends.items() if backend == name]
+            report(f"{reason}; not serving {', '.join(dropped)}")
+    kept = {t: name for t, name in config.backends.items() if reasons[name] is None}
+    if not kept:
+        raise ConfigError(
+            f"no task type left to serve: every configured backend ({', '.join(reasons)}) is unavailable on this "
+            "machine, as the lines above say; install what it needs, or choose other backends with "
+            "TASKMANAGER_BACKEND (sim needs nothing)")
+    return replace(config, backends=kept)
 
 
 def _api_url(env: Mapping[str, str], required: bool = True) -> str:
@@ -87,6 +111,11 @@ def _api_url(env: Mapping[str, str], required: bool = True) -> str:
     raise ConfigError(
         "no API address: set TASKMANAGER_API_URL (for example http://localhost:8084), "
         "or run the worker from the Aspire AppHost, which sets services__api__http__0")
+
+
+def parse_backends(spec: str) -> dict[str, str]:
+    """TASKMANAGER_BACKEND's value as {task type: backend}; raises ConfigError."""
+    return _backends(spec.strip())
 
 
 def _backends(spec: str) -> dict[str, str]:
@@ -161,6 +190,14 @@ def _gpus(spec: str) -> tuple[dict[str, Any], ...] | None:
         if isinstance(utilization, bool) or not isinstance(utilization, (int, float)) or not 0 <= utilization <= 1:
             raise ConfigError(f"{where}.utilization must be a fraction from 0 to 1")
     return tuple(gpus)
+
+
+def _model_dir(value: str) -> str | None:
+    if not value:
+        return None
+    if not os.path.isdir(value):
+        raise ConfigError(f"TASKMANAGER_MODEL_DIR must be a folder (got {value!r}, which is not one)")
+    return value
 
 
 def _integer(name: str, value: str, default: int, low: int, high: int) -> int:

@@ -6,13 +6,15 @@ start or a model load. The messages:
     worker -> executor: ("run", task) | ("stop", task_id) | ("exit",)
     executor -> worker: ("ready",) | ("boot_failed", message)
                         ("progress", task_id, progress, message) | ("chunk", task_id, text)
-                        ("log", task_id, line)
+                        ("log", task_id, line) | ("models", [name, ...])
                         ("done", task_id, output_json, [(placeholder, Artifact), ...])
                         ("stopped", task_id) | ("failed", task_id, code, message, retryable)
 
-Executor.events() adds ("died", exit_code) once the child is gone. The output travels as JSON
-text: the executor checks that it is JSON, and the worker passes it on without decoding it. Its
-artifacts travel beside it, a placeholder string in their place (see artifacts.py).
+Executor.events() adds ("died", exit_code) once the child is gone. "models" names the models its
+backends hold now (those with a `loaded_model` attribute); it follows a load or an unload that
+changed them, before the task's outcome. The output travels as JSON text: the executor checks that
+it is JSON, and the worker passes it on without decoding it. Its artifacts travel beside it, a
+placeholder string in their place (see artifacts.py).
 
 An executor must not outlive its worker, or it would keep a GPU busy: it asks the kernel for
 SIGKILL when its parent dies (Linux), watches its parent id as a fallback, and exits when its pipe
@@ -254,6 +256,7 @@ class _ExecutorLoop:
         self._backends = backends
         self._instances = instances
         self._models: dict[str, str | None] = {}  # backend name -> the model it has loaded
+        self._reported_models: list[str] = []  # what the worker was last told is loaded
         self._inbox: queue.SimpleQueue[tuple[dict[str, Any], threading.Event] | None] = queue.SimpleQueue()
         self._stops: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
@@ -325,9 +328,20 @@ class _ExecutorLoop:
         backend = self._instances[name]
         model = task.get("model")
         if name not in self._models or self._models[name] != model:
-            if name in self._models:
-                del self._models[name]
-                backend.unload()
-            backend.load(model)
-            self._models[name] = model
+            try:
+                if name in self._models:
+                    del self._models[name]
+                    backend.unload()
+                backend.load(model)
+                self._models[name] = model
+            finally:
+                self._report_models()
         return backend
+
+    def _report_models(self) -> None:
+        """Tells the worker which models the backends hold, when that changed."""
+        loaded = sorted({model for backend in self._instances.values()
+                         if isinstance(model := getattr(backend, "loaded_model", None), str) and model})
+        if loaded != self._reported_models:
+            self._reported_models = loaded
+            self.send(("models", loaded))

@@ -99,6 +99,7 @@ class Slot:
         self._stop: StopReason | None = None  # the first stop request wins
         self._stop_now = False  # skip the grace: kill at once
         self._retiring = False  # after a hand-back, a killed executor is not replaced
+        self._loaded_models: tuple[str, ...] = ()  # what the executor's backends hold, as it last said
         # Wakes the slot's thread from its wait on the executor when a stop is requested.
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
@@ -108,6 +109,11 @@ class Slot:
     @property
     def busy(self) -> bool:
         return self._task is not None
+
+    @property
+    def loaded_models(self) -> tuple[str, ...]:
+        """The models this slot's executor holds now (for the heartbeat)."""
+        return self._loaded_models
 
     @property
     def executor_pid(self) -> int | None:
@@ -227,6 +233,8 @@ class Slot:
                     relay.add_chunk(event[2])
                 elif kind == "log":
                     relay.add_log(event[2])
+                elif kind == "models":
+                    self._loaded_models = tuple(event[1])
                 elif kind == "died":
                     log.warning("executor died", extra={**fields, "exit_code": event[1]})
                     self._replace_executor()
@@ -304,6 +312,7 @@ class Slot:
 
     def _replace_executor(self) -> None:
         self._executor.kill()
+        self._loaded_models = ()  # the killed executor's models are gone with it
         with self._lock:
             retiring = self._retiring
         if not retiring:

@@ -54,13 +54,14 @@ class Backoff:
         self._next = self._first
 
 
-def registration_body(config: Config, gpus: Gpus) -> dict[str, Any]:
-    """What the worker declares when it registers (and what `probe` prints)."""
+def registration_body(config: Config, gpus: Gpus, loaded_models: list[str] | None = None) -> dict[str, Any]:
+    """What the worker declares when it registers (and what `probe` prints): the models are those of
+    TASKMANAGER_MODELS, then those its executors hold now (`loaded_models`)."""
     return {
         "name": config.name,
         "task_types": config.task_types,
         "backends": config.backends,
-        "models": list(config.models),
+        "models": list(dict.fromkeys([*config.models, *(loaded_models or [])])),
         "gpus": gpus.read(),
         "capacity": config.capacity,
         "version": __version__,
@@ -138,7 +139,7 @@ class Worker:
     def _register(self) -> bool:
         """Registers, retrying while the API is unreachable; False when shut down first."""
         config = self._config
-        body = registration_body(config, self._gpus)
+        body = registration_body(config, self._gpus, self._loaded_models())
         backoff = Backoff(*REGISTER_BACKOFF)
         while not self._stopping.is_set():
             try:
@@ -173,6 +174,14 @@ class Worker:
         self._exit_code = 1
         self.request_shutdown()
 
+    def _loaded_models(self) -> list[str]:
+        """The models the executors hold now, as they last said (a backend with `loaded_model`)."""
+        return list(dict.fromkeys(model for slot in self._slots for model in slot.loaded_models))
+
+    def _models(self) -> list[str]:
+        """What the heartbeat declares: TASKMANAGER_MODELS, then the models loaded now."""
+        return list(dict.fromkeys([*self._config.models, *self._loaded_models()]))
+
     # --- heartbeat ---
 
     def _heartbeat_loop(self) -> None:
@@ -190,7 +199,7 @@ class Worker:
         running = [r for slot in self._slots if (r := slot.running()) is not None]
         started = time.monotonic()
         try:
-            cancel, drain = self._client.heartbeat(worker_id, running, self._gpus.read(), list(self._config.models),
+            cancel, drain = self._client.heartbeat(worker_id, running, self._gpus.read(), self._models(),
                                                    wait_seconds=wait_seconds)
         except NotFound:
             self._register_again(worker_id)

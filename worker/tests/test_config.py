@@ -1,5 +1,6 @@
 import os
 import socket
+import tempfile
 import unittest
 
 from taskmanager_worker.config import ConfigError, load
@@ -119,6 +120,23 @@ class GpuTests(unittest.TestCase):
         for value, message in cases.items():
             with self.subTest(value=value), self.assertRaisesRegex(ConfigError, message):
                 load({**URL, "TASKMANAGER_GPUS": value})
+
+
+class ModelDirTests(unittest.TestCase):
+    def test_a_folder_is_taken_and_anything_else_named(self):
+        with tempfile.TemporaryDirectory() as directory:
+            self.assertEqual(load({**URL, "TASKMANAGER_MODEL_DIR": directory}).model_dir, directory)
+            with self.assertRaisesRegex(ConfigError, "TASKMANAGER_MODEL_DIR must be a folder"):
+                load({**URL, "TASKMANAGER_MODEL_DIR": os.path.join(directory, "missing")})
+        self.assertIsNone(load(URL).model_dir)
+
+    def test_the_real_backends_are_known(self):
+        config = load({**URL, "TASKMANAGER_BACKEND": "llm=transformers,tts=espeak,image_to_text=tesseract,sd=sim"})
+        self.assertEqual(config.backends, {"llm": "transformers", "sd": "sim", "tts": "espeak",
+                                           "image_to_text": "tesseract"})
+        with self.assertRaisesRegex(ConfigError, "backend 'espeak' does not serve 'llm'"):
+            load({**URL, "TASKMANAGER_BACKEND": "llm=espeak"})
+        self.assertEqual(load({**URL, "TASKMANAGER_BACKEND": "espeak"}).task_types, ["tts"])
 
 
 if __name__ == "__main__":

@@ -8,8 +8,11 @@ creates them: an optional backend may need packages that a worker not using it l
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import re
-from collections.abc import Mapping
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -45,6 +48,10 @@ class Backend(Protocol):
 
     def unload(self) -> None:
         """Frees the loaded model."""
+
+    # Optional: a backend that holds real models says which one in a `loaded_model` attribute
+    # (str | None). The executor tells the worker after each load or unload, and the worker declares
+    # it in its heartbeats (and a new registration) beside TASKMANAGER_MODELS. sim says nothing.
 
 
 # The protocol's rule for an artifact's name; the content type is checked only loosely.
@@ -108,18 +115,93 @@ class TaskStopped(Exception):
     """Raised by a backend that noticed ctx.stopped(); the worker reports why it asked."""
 
 
+Requirement = Callable[[], "str | None"]  # says what is missing on this machine, or None
+
+
+def program(name: str, install: str) -> Requirement:
+    """A program that must be on PATH; `install` says how to get it."""
+
+    def check() -> str | None:
+        if shutil.which(name) is None:
+            return f"the program {name!r} is not on PATH ({install})"
+        return None
+
+    return check
+
+
+def python_module(name: str, install: str) -> Requirement:
+    """A Python module that must be importable. Found, not imported: importing torch takes seconds."""
+
+    def check() -> str | None:
+        try:
+            found = importlib.util.find_spec(name) is not None
+            problem = f"No module named {name!r}"
+        except (ImportError, ValueError) as error:  # a parent package that fails to import, a bad __spec__
+            found, problem = False, f"{type(error).__name__}: {error}"
+        return None if found else f"cannot import {name!r} ({problem}); {install}"
+
+    return check
+
+
+def tesseract_language(language: str, install: str) -> Requirement:
+    """Tesseract's data for `language` (run after program('tesseract'): asks `tesseract --list-langs`)."""
+
+    def check() -> str | None:
+        try:
+            result = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True,
+                                    timeout=LANGUAGE_CHECK_SECONDS)
+        except (OSError, subprocess.SubprocessError) as error:
+            return f"'tesseract --list-langs' failed ({error})"
+        # Tesseract 4 lists them on stderr, 5 on stdout, after a header line.
+        listed = {line.strip() for line in (result.stdout + "\n" + result.stderr).splitlines()}
+        if language not in listed:
+            return f"tesseract has no {language!r} language data ({install})"
+        return None
+
+    return check
+
+
+LANGUAGE_CHECK_SECONDS = 10
+
+
 @dataclass(frozen=True)
 class BackendInfo:
     name: str
     module: str
     class_name: str
     types: tuple[str, ...]
+    requires: tuple[Requirement, ...] = ()  # checked in order by available()
+
+    def available(self) -> str | None:
+        """None when this backend can serve on this machine, else one line that says why not.
+
+        Cheap, and run in the worker's own process at start-up: it looks for programs on PATH and
+        for Python modules, and imports neither the backend nor its libraries.
+        """
+        for requirement in self.requires:
+            problem = requirement()
+            if problem is not None:
+                return f"{self.name} backend unavailable: {problem}"
+        return None
 
 
-# The served types are listed here rather than read from the class, so that configuring a worker
-# never imports a backend (and its dependencies) in the worker process itself.
+# The served types and the requirements are listed here rather than read from the class, so that
+# configuring a worker never imports a backend (and its dependencies) in the worker process itself.
 REGISTRY: dict[str, BackendInfo] = {
     "sim": BackendInfo("sim", "taskmanager_worker.backends.sim", "SimBackend", TASK_TYPES),
+    "espeak": BackendInfo("espeak", "taskmanager_worker.backends.espeak", "EspeakBackend", ("tts",), (
+        program("espeak-ng", "Debian: apt-get install espeak-ng"),
+    )),
+    "tesseract": BackendInfo("tesseract", "taskmanager_worker.backends.tesseract", "TesseractBackend",
+                             ("image_to_text",), (
+        program("tesseract", "Debian: apt-get install tesseract-ocr tesseract-ocr-eng"),
+        tesseract_language("eng", "Debian: apt-get install tesseract-ocr-eng"),
+    )),
+    "transformers": BackendInfo("transformers", "taskmanager_worker.backends.transformers_llm",
+                                "TransformersBackend", ("llm",), (
+        python_module("transformers", "install it with: pip install torch transformers"),
+        python_module("torch", "install it with: pip install torch transformers"),
+    )),
 }
 
 
