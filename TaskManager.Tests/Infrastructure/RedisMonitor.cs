@@ -40,47 +40,20 @@ public sealed partial class RedisMonitor : IAsyncDisposable
     /// Runs <paramref name="operation"/> between two markers sent from the test's own connection
     /// and returns the client commands (not those run inside Lua) that reached Redis in between.
     /// </summary>
-    public async Task<IReadOnlyList<string>> ClientCommandsDuringAsync(IDatabase markers, Func<Task> operation)
-    {
-        var id = Guid.NewGuid().ToString("N");
-        await markers.ExecuteAsync("ECHO", $"start-{id}");
-        await operation();
-        await markers.ExecuteAsync("ECHO", $"end-{id}");
-
-        var commands = new List<string>();
-        var started = false;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        while (await reader.ReadLineAsync(timeout.Token) is { } line)
-        {
-            if (line.Contains($"start-{id}", StringComparison.Ordinal))
-            {
-                started = true;
-                continue;
-            }
-            if (line.Contains($"end-{id}", StringComparison.Ordinal))
-            {
-                return commands;
-            }
-            var match = MonitorLine().Match(line);
-            if (!started || !match.Success || match.Groups["source"].Value == "lua")
-            {
-                continue;
-            }
-            if (!Housekeeping.Contains(match.Groups["command"].Value.ToLowerInvariant()))
-            {
-                commands.Add(line);
-            }
-        }
-        throw new InvalidOperationException("The MONITOR stream ended before the end marker.");
-    }
+    public Task<IReadOnlyList<string>> ClientCommandsDuringAsync(IDatabase markers, Func<Task> operation) =>
+        CommandsDuringAsync(markers, operation, includeLua: false);
 
     /// <summary>Every command that reached Redis during <paramref name="operation"/>, those run inside Lua too.</summary>
-    public async Task<IReadOnlyList<string>> CommandsDuringAsync(IDatabase markers, Func<Task> operation)
+    public Task<IReadOnlyList<string>> CommandsDuringAsync(IDatabase markers, Func<Task> operation) =>
+        CommandsDuringAsync(markers, operation, includeLua: true);
+
+    private async Task<IReadOnlyList<string>> CommandsDuringAsync(IDatabase markers, Func<Task> operation, bool includeLua)
     {
         var id = Guid.NewGuid().ToString("N");
         await markers.ExecuteAsync("ECHO", $"start-{id}");
         await operation();
         await markers.ExecuteAsync("ECHO", $"end-{id}");
+
         var commands = new List<string>();
         var started = false;
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
@@ -95,6 +68,7 @@ public sealed partial class RedisMonitor : IAsyncDisposable
                 return commands;
             }
             else if (started && MonitorLine().Match(line) is { Success: true } match &&
+                (includeLua || match.Groups["source"].Value != "lua") &&
                 !Housekeeping.Contains(match.Groups["command"].Value.ToLowerInvariant()))
             {
                 commands.Add(line);
