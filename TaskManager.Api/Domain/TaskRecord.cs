@@ -79,8 +79,6 @@ public enum StoreError
 public readonly record struct StoreOutcome(StoreError Error, string? Status, string? Type = null, EndedAttempt? Attempt = null)
 {
     public bool Ok => Error == StoreError.None;
-
-    public static StoreOutcome Success(string status) => new(StoreError.None, status);
 }
 
 /// <summary>How the queue orders waiting tasks: higher priority first, then older first.</summary>
