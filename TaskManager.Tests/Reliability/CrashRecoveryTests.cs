@@ -36,6 +36,11 @@ public sealed class RedisRestartTests(FleetFixture fleet, ITestOutputHelper outp
                 fleet.Redis.Kill();
                 await Wait.UntilAsync(() => statuses.Contains(HttpStatusCode.ServiceUnavailable), TimeSpan.FromSeconds(20),
                     "the API to answer 503 while Redis is down");
+                // The readiness check says why.
+                var health = await fleet.Client.GetAsync("/api/health");
+                Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+                Assert.NotNull(health.Headers.RetryAfter);
+                Assert.Equal("down", (await health.JsonAsync()).GetProperty("redis").GetProperty("status").GetString());
                 await fleet.Redis.StartAsync();
             }
             ids.Add(await SubmitUntilAcceptedAsync("""{"type":"llm","input":{"prompt":"task N"},"metadata":{"sim":{"duration_ms":20}}}""".Replace("N", i.ToString(System.Globalization.CultureInfo.InvariantCulture)), statuses));
