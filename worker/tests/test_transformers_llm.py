@@ -287,6 +287,19 @@ class GenerationLoopTests(unittest.TestCase):
             self.run_task(ctx, model="endless", prompt="sing", max_tokens=100_000, stream=True)
         self.assertLess(len(ctx.chunks), 100, "it stopped within a few tokens")
 
+    def test_a_stop_on_cuda_returns_the_generation_memory_and_keeps_the_model(self):
+        self.torch.cuda.available = True
+        ctx = Context(stop_after_chunks=3)
+        with self.assertRaises(TaskStopped):
+            self.run_task(ctx, model="endless", prompt="sing", max_tokens=100_000, stream=True)
+        self.assertEqual(self.torch.cuda.empty_cache_calls, 1, "the cache went back to the driver")
+        self.assertEqual(self.backend.loaded_model, "endless", "the model stays for the next task")
+
+    def test_a_finished_task_leaves_the_cache_alone(self):
+        self.torch.cuda.available = True
+        self.run_task(prompt="hi", max_tokens=2)
+        self.assertEqual(self.torch.cuda.empty_cache_calls, 0)
+
     def test_the_model_stays_loaded_and_a_new_one_replaces_it(self):
         self.run_task(prompt="hi")
         self.run_task(prompt="hi again")

@@ -319,6 +319,16 @@ class TransformersBackend:
         if torch is not None and torch.cuda.is_available():
             torch.cuda.empty_cache()
 
+    def _release_working_memory(self) -> None:
+        """Returns the CUDA caching allocator's unused blocks to the driver (the loaded model's
+        weights stay); a no-op on the CPU."""
+        if self._device != "cuda":
+            return
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()
+
     def run(self, task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         if self._model is None:
             raise TaskError("backend_error", "no model is loaded", retryable=True)
@@ -387,11 +397,19 @@ class TransformersBackend:
             with torch.inference_mode():
                 output = model.generate(**kwargs)
         except torch.cuda.OutOfMemoryError as error:
-            torch.cuda.empty_cache()
+            kwargs.clear()
+            self._release_working_memory()
             if ctx.stopped():
                 raise TaskStopped() from None
             raise TaskError("backend_error", f"CUDA out of memory while generating: {error}", retryable=True) from None
         if ctx.stopped():
+            # Cancelled or timed out: the model stays loaded for the next task, but what this
+            # generation held (its KV cache, activations) goes back to the driver now, so the GPU
+            # memory the worker reports is true at once rather than after the grace period's kill.
+            del output
+            kwargs.clear()
+            input_ids = attention_mask = None
+            self._release_working_memory()
             raise TaskStopped()
         rest = cutter.finish()  # generate() ends the stream; this is in case a version does not
         if rest and settings.stream:
