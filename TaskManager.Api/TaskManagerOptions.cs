@@ -84,6 +84,11 @@ public sealed class TaskManagerOptions
     [Range(1024, 256 * 1024 * 1024)]
     public long MaxTaskRequestBytes { get; set; } = 1024 * 1024;
 
+    /// <summary>Largest accepted body of <c>POST /api/tasks/batch</c>, in bytes; larger answers 413.
+    /// Each task in it must still fit <see cref="MaxTaskRequestBytes"/>.</summary>
+    [Range(1024, 1024L * 1024 * 1024)]
+    public long MaxBatchRequestBytes { get; set; } = 16 * 1024 * 1024;
+
     /// <summary>Largest accepted body of a worker report (complete carries the output), in bytes.</summary>
     [Range(1024, 1024L * 1024 * 1024)]
     public long MaxOutputBytes { get; set; } = 16 * 1024 * 1024;

@@ -79,7 +79,7 @@ public static class TaskManagerSetup
             builder.Services.AddTaskManagerSecurity();
             builder.Services.AddSingleton<HangfireDashboardAuthorization>();
             builder.WebHost.ConfigureKestrel(kestrel =>
-                kestrel.Limits.MaxRequestBodySize = Math.Max(options.MaxTaskRequestBytes, options.MaxOutputBytes));
+                kestrel.Limits.MaxRequestBodySize = Math.Max(Math.Max(options.MaxTaskRequestBytes, options.MaxOutputBytes), options.MaxBatchRequestBytes));
         }
         return builder;
     }

@@ -7,6 +7,7 @@ namespace TaskManager.Api.Endpoints;
 public sealed record BodySizeLimit(string Kind)
 {
     public const string Output = "output";
+    public const string Batch = "batch";
 }
 
 /// <summary>
@@ -21,7 +22,12 @@ public sealed class BodySizeLimitMiddleware(RequestDelegate next, IOptions<TaskM
         if (feature is { IsReadOnly: false })
         {
             var kind = context.GetEndpoint()?.Metadata.GetMetadata<BodySizeLimit>()?.Kind;
-            feature.MaxRequestBodySize = kind == BodySizeLimit.Output ? options.Value.MaxOutputBytes : options.Value.MaxTaskRequestBytes;
+            feature.MaxRequestBodySize = kind switch
+            {
+                BodySizeLimit.Output => options.Value.MaxOutputBytes,
+                BodySizeLimit.Batch => options.Value.MaxBatchRequestBytes,
+                _ => options.Value.MaxTaskRequestBytes,
+            };
         }
         return next(context);
     }

@@ -34,6 +34,18 @@ public sealed class SubmitTaskBody : IValidatable
     public static async ValueTask<SubmitTaskBody?> BindAsync(HttpContext context)
     {
         var limit = context.RequestServices.GetRequiredService<IOptions<TaskManagerOptions>>().Value.MaxTaskRequestBytes;
+        return await ReadJsonAsync(context, limit,
+            root => new SubmitTaskBody(TaskRequestValidator.Validate(root, out var request) is var problems ? request : null, problems),
+            message => Invalid("$", message));
+    }
+
+    /// <summary>
+    /// Reads a JSON request body of at most <paramref name="limit"/> bytes (413 past it, 415 for
+    /// another content type) and hands its root to <paramref name="read"/>; broken JSON, or strings
+    /// that are not valid UTF-8, go to <paramref name="invalid"/> with a message.
+    /// </summary>
+    internal static async ValueTask<T> ReadJsonAsync<T>(HttpContext context, long limit, Func<JsonElement, T> read, Func<string, T> invalid)
+    {
         if (context.Request.ContentLength > limit)
         {
             throw new BadHttpRequestException($"The request body is larger than {limit} bytes.", StatusCodes.Status413PayloadTooLarge);
@@ -50,19 +62,20 @@ public sealed class SubmitTaskBody : IValidatable
         try
         {
             using var document = await JsonDocument.ParseAsync(context.Request.Body, DocumentOptions, context.RequestAborted);
-            var problems = TaskRequestValidator.Validate(document.RootElement, out var request);
-            return new SubmitTaskBody(request, problems);
+            return read(document.RootElement);
         }
         catch (JsonException ex)
         {
-            return Invalid("$", $"The body is not valid JSON: {ex.Message}");
+            return invalid($"The body is not valid JSON: {ex.Message}");
         }
         catch (InvalidOperationException)
         {
             // System.Text.Json checks a string's UTF-8 (and lone surrogates) when it is read, not parsed.
-            return Invalid("$", "The body's strings must be valid UTF-8 without lone surrogates.");
+            return invalid(InvalidUtf8);
         }
     }
+
+    internal const string InvalidUtf8 = "The body's strings must be valid UTF-8 without lone surrogates.";
 
     private static SubmitTaskBody Invalid(string field, string message) =>
         new(null, new Dictionary<string, string[]> { [field] = [message] });

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+using Microsoft.AspNetCore.Mvc;
 using TaskManager.Api.Domain;
 
 namespace TaskManager.Api.Endpoints;
@@ -101,3 +103,24 @@ public sealed record TaskRequestDoc(
     Dictionary<string, object>? Metadata,
     string? Webhook,
     RequirementsDto? Requirements);
+
+/// <summary>The shape of a batch of task requests, for the OpenAPI document.</summary>
+public sealed record TaskBatchDoc(IReadOnlyList<TaskRequestDoc> Tasks);
+
+/// <summary>The answer to a batch: how many tasks were created and refused, and each request's fate in order.</summary>
+public sealed record TaskBatchDto(int Accepted, int Refused, IReadOnlyList<BatchItemDto> Items);
+
+/// <summary>
+/// One request of a batch: <c>status</c> 202 with the created <c>task</c>, or the status it would
+/// have had alone (400, 413, 429) with its <c>problem</c>.
+/// </summary>
+public sealed record BatchItemDto(
+    int Index,
+    int Status,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] TaskDto? Task,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] object? Problem)
+{
+    // Problem is typed object so that it is written as its runtime type: a validation problem
+    // keeps its "errors".
+    public static BatchItemDto Refused(int index, ProblemDetails problem) => new(index, problem.Status!.Value, null, problem);
+}

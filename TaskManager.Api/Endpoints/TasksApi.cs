@@ -28,6 +28,12 @@ public static class TasksApi
             .Accepts<TaskRequestDoc>("application/json")
             .WithSummary("Create a task")
             .WithDescription("Validates the request per task type, stores it and queues it. 202 means the task is in Redis.");
+        group.MapPost("/batch", SubmitBatch)
+            .Accepts<TaskBatchDoc>("application/json")
+            .WithMetadata(new BodySizeLimit(BodySizeLimit.Batch))
+            .WithSummary("Create up to 1,000 tasks at once")
+            .WithDescription("Validates each task request on its own and stores the valid ones in one Redis round trip. " +
+                "The answer lists, in order, each created task or the ProblemDetails of the request that was refused.");
         group.MapGet("/{id}", Get).WithSummary("Get a task");
         group.MapGet("/", List).WithSummary("List tasks, newest first, with cursor paging");
         group.MapMethods("/{id}/cancel", ["PATCH", "POST"], Cancel)
@@ -78,6 +84,54 @@ public static class TasksApi
             default:
                 return TypedResults.Accepted($"/api/tasks/{result.Id}", TaskDto.From(result.Task!));
         }
+    }
+
+    private static async Task<Results<Ok<TaskBatchDto>, ProblemHttpResult>> SubmitBatch(
+        SubmitBatchBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
+        ClaimsPrincipal user, ITaskQueue queue, TaskTelemetry telemetry)
+    {
+        if (idempotencyKey is not null)
+        {
+            return Problems.Invalid("Idempotency-Key", "is not taken by batches; submit the tasks one at a time to make each idempotent.");
+        }
+        var entries = body.Entries;
+        using var span = TaskTelemetry.Source.StartActivity("task.submit_batch");
+        span?.SetTag("batch.size", entries.Count);
+        var valid = entries.Where(e => e.Request is not null).Select(e => e.Request!).ToArray();
+        var stored = await queue.SubmitBatchAsync(valid, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user));
+
+        var items = new BatchItemDto[entries.Count];
+        var next = 0;
+        var accepted = 0;
+        for (var i = 0; i < entries.Count; i++)
+        {
+            var entry = entries[i];
+            if (entry.Request is null)
+            {
+                items[i] = entry.TooLarge is not null
+                    ? BatchItemDto.Refused(i, new ProblemDetails { Status = StatusCodes.Status413PayloadTooLarge, Title = "The task request is too large.", Detail = entry.TooLarge })
+                    : BatchItemDto.Refused(i, new HttpValidationProblemDetails(entry.Problems!) { Status = StatusCodes.Status400BadRequest, Title = "The request is not valid." });
+                continue;
+            }
+            var result = stored[next++];
+            if (result.Kind == SubmitKind.Created)
+            {
+                accepted++;
+                telemetry.Submitted(result.Task!.Type);
+                items[i] = new BatchItemDto(i, StatusCodes.Status202Accepted, TaskDto.From(result.Task), null);
+            }
+            else
+            {
+                items[i] = BatchItemDto.Refused(i, new ProblemDetails
+                {
+                    Status = StatusCodes.Status429TooManyRequests,
+                    Title = "Too many queued tasks.",
+                    Detail = $"This tenant has reached its cap of {result.QueuedCount} queued tasks; retry when some have started.",
+                });
+            }
+        }
+        span?.SetTag("batch.accepted", accepted);
+        return TypedResults.Ok(new TaskBatchDto(accepted, entries.Count - accepted, items));
     }
 
     private static async Task<Results<Ok<TaskDto>, ProblemHttpResult>> Get(string id, ClaimsPrincipal user, ITaskInspector inspector)

@@ -13,6 +13,13 @@ public interface ITaskQueue
     Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant = Tenants.Default,
         string? idempotencyKey = null, string? requestHash = null);
 
+    /// <summary>
+    /// Stores and queues many tasks in one round trip, in order; the tasks that would pass the
+    /// tenant's queue cap are refused (QueueFull), the ones before them are created.
+    /// </summary>
+    Task<IReadOnlyList<SubmitResult>> SubmitBatchAsync(IReadOnlyList<TaskRequest> requests, string? traceParent,
+        string tenant = Tenants.Default);
+
     /// <summary>Hands a worker up to <paramref name="maxTasks"/> tasks; never waits.</summary>
     Task<LeaseResult> LeaseAsync(string workerId, int maxTasks);
 

@@ -15,6 +15,7 @@ public sealed class LuaScripts
         var prelude = keys.LuaDefinitions() + TransitionsTable() + TaskTypesTable() + BucketsTable() + Load("common");
         string Build(string name) => prelude + "\n" + Load(name);
         Submit = Build("submit");
+        SubmitBatch = Build("submit_batch");
         Lease = Build("lease");
         Complete = Build("complete");
         Fail = Build("fail");
@@ -41,6 +42,7 @@ public sealed class LuaScripts
     }
 
     public string Submit { get; }
+    public string SubmitBatch { get; }
     public string Lease { get; }
     public string Complete { get; }
     public string Fail { get; }

@@ -24,32 +24,15 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         // Time-ordered ids: the listing indexes and queue ties order by id.
         var id = TaskIds.New(now);
         var o = options.Value;
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Submit, values:
-        [
-            id, request.Type, request.Priority, nowMs, QueueOrder.Score(request.Priority, nowMs),
-            request.InputJson, request.TimeoutSeconds, request.MaxAttempts, request.Model ?? "",
-            request.MetadataJson ?? "", request.Webhook ?? "", traceParent ?? "",
-            request.Requirements?.GpuMemoryMb?.ToString(CultureInfo.InvariantCulture) ?? "", request.Requirements?.Gpu ?? "",
-            tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
-        ]).ConfigureAwait(false))!;
+        var values = new List<RedisValue>(6 + TaskValueCount)
+        {
+            nowMs, tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
+        };
+        AddTaskValues(values, id, request, nowMs, traceParent);
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Submit, values: [.. values]).ConfigureAwait(false))!;
         return (string?)result[0] switch
         {
-            "created" => new SubmitResult(SubmitKind.Created, new TaskRecord
-            {
-                Id = id,
-                Type = request.Type,
-                Status = TaskState.Queued,
-                Tenant = tenant,
-                Model = request.Model,
-                Priority = request.Priority,
-                InputJson = request.InputJson,
-                MaxAttempts = request.MaxAttempts,
-                TimeoutSeconds = request.TimeoutSeconds,
-                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
-                MetadataJson = request.MetadataJson,
-                Webhook = request.Webhook,
-                Requirements = request.Requirements,
-            }),
+            "created" => new SubmitResult(SubmitKind.Created, NewRecord(id, request, tenant, nowMs)),
             "existing" => new SubmitResult(SubmitKind.Existing, ToRecord((RedisResult[])result[1]!)),
             "mismatch" => new SubmitResult(SubmitKind.Mismatch, null),
             "gone" => new SubmitResult(SubmitKind.Gone, null),
@@ -57,6 +40,71 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             var other => throw new InvalidOperationException($"Unexpected submit reply '{other}'."),
         };
     }
+
+    public async Task<IReadOnlyList<SubmitResult>> SubmitBatchAsync(IReadOnlyList<TaskRequest> requests, string? traceParent,
+        string tenant = Tenants.Default)
+    {
+        if (requests.Count == 0)
+        {
+            return [];
+        }
+        var now = time.GetUtcNow();
+        var nowMs = now.ToUnixTimeMilliseconds();
+        var values = new List<RedisValue>(3 + (requests.Count * TaskValueCount)) { nowMs, tenant, options.Value.TenantQueueCap };
+        var ids = new string[requests.Count];
+        for (var i = 0; i < requests.Count; i++)
+        {
+            ids[i] = TaskIds.New(now);
+            AddTaskValues(values, ids[i], requests[i], nowMs, traceParent);
+        }
+        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.SubmitBatch, values: [.. values]).ConfigureAwait(false))!;
+        var queued = (long)result[0];
+        var results = new SubmitResult[requests.Count];
+        for (var i = 0; i < requests.Count; i++)
+        {
+            results[i] = (long)result[i + 1] == 1
+                ? new SubmitResult(SubmitKind.Created, NewRecord(ids[i], requests[i], tenant, nowMs))
+                : new SubmitResult(SubmitKind.QueueFull, null, Math.Max(queued, options.Value.TenantQueueCap));
+        }
+        return results;
+    }
+
+    /// <summary>How many values one task takes in a submit script's arguments (TASK_VALUES in common.lua).</summary>
+    private const int TaskValueCount = 13;
+
+    private static void AddTaskValues(List<RedisValue> values, string id, TaskRequest request, long nowMs, string? traceParent)
+    {
+        values.Add(id);
+        values.Add(request.Type);
+        values.Add(request.Priority);
+        values.Add(QueueOrder.Score(request.Priority, nowMs));
+        values.Add(request.InputJson);
+        values.Add(request.TimeoutSeconds);
+        values.Add(request.MaxAttempts);
+        values.Add(request.Model ?? "");
+        values.Add(request.MetadataJson ?? "");
+        values.Add(request.Webhook ?? "");
+        values.Add(traceParent ?? "");
+        values.Add(request.Requirements?.GpuMemoryMb?.ToString(CultureInfo.InvariantCulture) ?? "");
+        values.Add(request.Requirements?.Gpu ?? "");
+    }
+
+    private static TaskRecord NewRecord(string id, TaskRequest request, string tenant, long nowMs) => new()
+    {
+        Id = id,
+        Type = request.Type,
+        Status = TaskState.Queued,
+        Tenant = tenant,
+        Model = request.Model,
+        Priority = request.Priority,
+        InputJson = request.InputJson,
+        MaxAttempts = request.MaxAttempts,
+        TimeoutSeconds = request.TimeoutSeconds,
+        CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
+        MetadataJson = request.MetadataJson,
+        Webhook = request.Webhook,
+        Requirements = request.Requirements,
+    };
 
     public async Task<LeaseResult> LeaseAsync(string workerId, int maxTasks)
     {

@@ -55,6 +55,23 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
     }
 
     [Fact]
+    public async Task ABatchOfAThousandTasks_IsOneRedisRoundTrip()
+    {
+        var batch = new { tasks = Enumerable.Range(0, 1000).Select(i => new { type = "sd", input = new { prompt = $"image {i}" } }) };
+        // The first call of the script sends its text once; the steady state is one EVALSHA.
+        Assert.Equal(HttpStatusCode.OK, (await api.Client.PostObjectAsync("/api/tasks/batch", batch)).StatusCode);
+        await using var monitor = await RedisMonitor.StartAsync(redis);
+
+        JsonElement answer = default;
+        var commands = await monitor.ClientCommandsDuringAsync(redis.Db, async () =>
+            answer = await (await api.Client.PostObjectAsync("/api/tasks/batch", batch)).JsonAsync());
+
+        Assert.Equal(1000, answer.GetProperty("accepted").GetInt32());
+        Assert.True(commands.Count == 1, "batch: " + string.Join("\n", commands.Select(c => c[..Math.Min(c.Length, 200)])));
+        Assert.Contains("\"evalsha\"", commands[0], StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public async Task WaitingLease_IsWokenBySubmissionOnAnotherReplica_WellUnderASecond()
     {
         await using var other = await ApiProcess.StartAsync(redis);

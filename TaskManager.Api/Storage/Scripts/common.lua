@@ -191,3 +191,41 @@ local function end_unreported(id, tk, status, ttype, to, outcome, error_json, de
   end_attempt(tk, id)
   move_after_failure(id, tk, ttype, status, to, delays, now)
 end
+
+-- The number of tasks a tenant has queued, over all types (the tenant queue cap counts these).
+local function queued_count(tenant)
+  local queued = 0
+  for _, t in ipairs(TASK_TYPES) do queued = queued + redis.call('ZCARD', index_key(tenant, 'queued', t)) end
+  return queued
+end
+
+-- The values of one new task in a submit script's ARGV, from `at`: id, type, priority, queue
+-- score, input JSON, timeout (s), max attempts, then model, metadata JSON, webhook, traceparent,
+-- required GPU memory (MB) and required GPU name pattern, each '' when absent.
+local TASK_VALUES = 13
+local OPTIONAL_TASK_FIELDS = {'model', 'metadata', 'webhook', 'trace', 'req_mem', 'req_gpu'}
+
+-- Stores a new task from ARGV (see TASK_VALUES) and queues it. The caller publishes on NOTIFY
+-- (once per type and model for a batch) and counts it in the statistics.
+local function create_task(at, tenant, now)
+  local id, ttype, score = ARGV[at], ARGV[at + 1], ARGV[at + 3]
+  local fields = {'id', id, 'type', ttype, 'status', 'queued', 'priority', ARGV[at + 2],
+    'created', now, 'qs', score, 'input', ARGV[at + 4], 'timeout', ARGV[at + 5],
+    'max_attempts', ARGV[at + 6], 'attempt', 0, 'tenant', tenant, 'queued_at', now}
+  for i, field in ipairs(OPTIONAL_TASK_FIELDS) do
+    local value = ARGV[at + 6 + i]
+    if value ~= '' then fields[#fields + 1] = field; fields[#fields + 1] = value end
+  end
+  redis.call('HSET', task_key(id), unpack(fields))
+  redis.call('ZADD', queue_key(ttype), score, id)
+  redis.call('ZADD', index_key(tenant, 'queued', ttype), 0, id)
+  emit(id, 'status', '0', '{"status":"queued"}')
+  return ttype, ARGV[at + 7]
+end
+
+-- What a submission publishes on NOTIFY: the type, and the model when it names one, so that a
+-- waiting worker that has the model loaded is woken first.
+local function notify_name(ttype, model)
+  if model ~= '' then return ttype .. '|' .. model end
+  return ttype
+end
