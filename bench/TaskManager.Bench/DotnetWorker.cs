@@ -1,0 +1,91 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+
+namespace TaskManager.Bench;
+
+/// <summary>
+/// A minimal worker in .NET speaking the same HTTP protocol as the Python worker (register, lease
+/// as a long poll, complete, heartbeat), with no-op tasks: it shows what the server does without
+/// Python's cost. Each loop is one registered worker that leases up to <c>batch</c> tasks a call
+/// and completes them one by one.
+/// </summary>
+public sealed class DotnetWorker(HttpClient client)
+{
+    public static readonly string NoOpOutput = """{"lease_token":"TOKEN","output":{}}""";
+
+    public async Task<string> RegisterAsync(string name, int capacity, string type = "llm")
+    {
+        var body = $$"""{"name":"{{name}}","task_types":["{{type}}"],"capacity":{{capacity}}}""";
+        using var response = await client.PostAsync("/api/workers/register", Deployment.Json(body));
+        response.EnsureSuccessStatusCode();
+        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("worker_id").GetString()!;
+    }
+
+    /// <summary>One long-poll lease; an empty list when it timed out.</summary>
+    public async Task<IReadOnlyList<(string Id, string Token)>> LeaseAsync(string workerId, int maxTasks, int waitSeconds, CancellationToken stop = default)
+    {
+        using var response = await client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds={waitSeconds}",
+            Deployment.Json($$"""{"max_tasks":{{maxTasks}}}"""), stop);
+        if (response.StatusCode == HttpStatusCode.NoContent)
+        {
+            return [];
+        }
+        response.EnsureSuccessStatusCode();
+        await using var stream = await response.Content.ReadAsStreamAsync(stop);
+        using var json = await JsonDocument.ParseAsync(stream, cancellationToken: stop);
+        return json.RootElement.GetProperty("tasks").EnumerateArray()
+            .Select(t => (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!)).ToArray();
+    }
+
+    public async Task CompleteAsync(string workerId, string taskId, string token)
+    {
+        using var response = await client.PostAsync($"/api/workers/{workerId}/tasks/{taskId}/complete",
+            Deployment.Json(NoOpOutput.Replace("TOKEN", token, StringComparison.Ordinal)));
+        response.EnsureSuccessStatusCode();
+    }
+
+    public async Task HeartbeatAsync(string workerId, int waitSeconds, CancellationToken stop)
+    {
+        using var response = await client.PostAsync(
+            $"/api/workers/{workerId}/heartbeat?wait_seconds={waitSeconds.ToString(CultureInfo.InvariantCulture)}",
+            Deployment.Json("""{"running":[]}"""), stop);
+        response.EnsureSuccessStatusCode();
+    }
+
+    /// <summary>Runs <paramref name="loops"/> workers until <paramref name="stop"/>, each leasing up to <paramref name="batch"/> at a time.</summary>
+    public async Task RunAsync(int loops, int batch, CancellationToken stop)
+    {
+        var ids = new string[loops];
+        for (var i = 0; i < loops; i++)
+        {
+            ids[i] = await RegisterAsync($"bench-dotnet-{i}", batch);
+        }
+        await Task.WhenAll(ids.Select(id => Task.Run(async () =>
+        {
+            var heartbeat = Stopwatch.StartNew();
+            while (!stop.IsCancellationRequested)
+            {
+                IReadOnlyList<(string Id, string Token)> tasks;
+                try
+                {
+                    tasks = await LeaseAsync(id, batch, 1, stop);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+                foreach (var (taskId, token) in tasks)
+                {
+                    await CompleteAsync(id, taskId, token);
+                }
+                if (heartbeat.Elapsed > TimeSpan.FromSeconds(4))
+                {
+                    await HeartbeatAsync(id, 0, CancellationToken.None);
+                    heartbeat.Restart();
+                }
+            }
+        })));
+    }
+}
