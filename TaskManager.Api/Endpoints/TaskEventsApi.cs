@@ -39,7 +39,7 @@ public static partial class TaskEventsApi
         var last = context.Request.Headers["Last-Event-ID"].FirstOrDefault() ?? context.Request.Query["last_event_id"].FirstOrDefault();
         if (!string.IsNullOrEmpty(last) && !EventId().IsMatch(last))
         {
-            return Problems.Invalid("Last-Event-ID", "is not an event id of this stream (like 1764135555123-0).");
+            return Problems.Invalid("Last-Event-ID", "is not an event id of this stream (a whole number, like 12).");
         }
 
         var response = context.Response;
@@ -128,7 +128,7 @@ public static partial class TaskEventsApi
         return status.Success && TaskState.IsFinal(status.Groups[1].Value);
     }
 
-    [GeneratedRegex(@"^\d{1,20}-\d{1,20}$")]
+    [GeneratedRegex(@"^\d{1,9}$")]
     private static partial Regex EventId();
 
     [GeneratedRegex("\"status\":\"([a-z_]+)\"")]

@@ -19,9 +19,11 @@ namespace TaskManager.Api.Storage;
 /// <item><c>attempts:{id}</c> list: one JSON object per ended attempt of a task.</item>
 /// <item><c>outbox</c> list: work for the scheduler's Hangfire client (<c>schedule|id|attempt|due</c>,
 /// <c>delete|id</c>), so that request handlers never call Hangfire.</item>
-/// <item><c>events:{id}</c> stream: the task's status changes, progress, output chunks and log
-/// lines, in order; the stream ids are the server-sent events' ids. <c>ev:{id}</c> pub/sub
-/// channel: published with each event, to wake followers on any API replica.</item>
+/// <item><c>evlist:{id}</c> list: the task's status changes, progress, output chunks and log
+/// lines, in order, as <c>kind|attempt|data</c>; an event's place (1, 2, ...) is its server-sent
+/// event id, and event 0, the submission's <c>queued</c>, is not stored. (Before, a stream at
+/// <c>events:{id}</c>, which Redis 7.0 gives 4 KB each; deletion still removes one left from then.)
+/// <c>ev:{id}</c> pub/sub channel: published with each event, to wake followers on any API replica.</item>
 /// <item><c>artifacts:{id}</c> hash (name to content type) and <c>artifact:{id}:{name}</c> strings:
 /// a task's binary outputs.</item>
 /// <item><c>paused</c> set: task types whose queue is paused.</item>
@@ -61,7 +63,7 @@ public sealed class RedisKeys(string prefix)
 
     public string CancelChannel => $"{Prefix}cancels";
 
-    public string Events(string id) => $"{Prefix}events:{id}";
+    public string Events(string id) => $"{Prefix}evlist:{id}";
 
     public string EventChannel(string id) => $"{Prefix}ev:{id}";
 
@@ -100,7 +102,8 @@ public sealed class RedisKeys(string prefix)
         local function idem_key(tenant, key) return PREFIX .. 'idem:' .. tenant .. ':' .. key end
         local function worker_key(id) return PREFIX .. 'worker:' .. id end
         local function attempts_key(id) return PREFIX .. 'attempts:' .. id end
-        local function events_key(id) return PREFIX .. 'events:' .. id end
+        local function events_key(id) return PREFIX .. 'evlist:' .. id end
+        local function old_events_key(id) return PREFIX .. 'events:' .. id end
         local function event_channel(id) return PREFIX .. 'ev:' .. id end
         local function artifacts_key(id) return PREFIX .. 'artifacts:' .. id end
         local function artifact_key(id, name) return PREFIX .. 'artifact:' .. id .. ':' .. name end

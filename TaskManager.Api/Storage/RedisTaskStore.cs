@@ -255,14 +255,26 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     public async Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count)
     {
-        // "(" makes the start exclusive: the events after the one the client already has.
-        var entries = await Db.StreamRangeAsync(keys.Events(taskId), afterId is null ? "-" : "(" + afterId, "+", count)
-            .ConfigureAwait(false);
-        return entries.Select(e => new TaskEvent(
-            e.Id!,
-            (string)e["kind"]!,
-            (int)e["attempt"],
-            (string)e["data"]!)).ToArray();
+        // Event n is the list's element n - 1; event 0, the submission's 'queued', is not stored
+        // (see emit in common.lua), so a reader from the start gets it first.
+        var after = afterId is null ? -1 : long.Parse(afterId, CultureInfo.InvariantCulture);
+        var events = new List<TaskEvent>(count);
+        if (after < 0)
+        {
+            events.Add(new TaskEvent("0", "status", 0, """{"status":"queued"}"""));
+        }
+        var from = Math.Max(after, 0);
+        var stored = await Db.ListRangeAsync(keys.Events(taskId), from, from + count - events.Count - 1).ConfigureAwait(false);
+        for (var i = 0; i < stored.Length; i++)
+        {
+            // 'kind|attempt|data': neither the kind nor the attempt holds a bar.
+            var text = (string)stored[i]!;
+            var first = text.IndexOf('|', StringComparison.Ordinal);
+            var second = text.IndexOf('|', first + 1);
+            events.Add(new TaskEvent((from + i + 1).ToString(CultureInfo.InvariantCulture), text[..first],
+                int.Parse(text.AsSpan(first + 1, second - first - 1), CultureInfo.InvariantCulture), text[(second + 1)..]));
+        }
+        return events;
     }
 
     public async Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name)

@@ -418,6 +418,32 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Equal("step 1/4", got.ProgressMessage);
     }
 
+    // ---- events ----
+
+    [Fact]
+    public async Task Events_StartWithQueued_ThenFollowTheTask_InOrder_AndResumeAfterAnId()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        // A queued task stores no events at all: its first event, queued, is known without them.
+        Assert.False(await redis.Db.KeyExistsAsync(keys.Events(task.Id)));
+        Assert.Equal([("0", "status", """{"status":"queued"}""")],
+            (await store.ReadEventsAsync(task.Id, null, 100)).Select(e => (e.Id, e.Kind, e.DataJson)));
+
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.ReportProgressAsync(task.Id, leased.LeaseToken, 0.5, null, chunks: ["Hel", "lo"], logs: ["a line"]);
+        await store.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"Hello"}""");
+
+        var all = await store.ReadEventsAsync(task.Id, null, 100);
+        Assert.Equal(["0", "1", "2", "3", "4", "5", "6"], all.Select(e => e.Id));
+        Assert.Equal(["status", "status", "progress", "chunk", "chunk", "log", "status"], all.Select(e => e.Kind));
+        Assert.Equal([0, 1, 1, 1, 1, 1, 1], all.Select(e => e.Attempt));
+        Assert.Equal("""{"status":"succeeded"}""", all[^1].DataJson);
+        Assert.Equal(["4", "5"], (await store.ReadEventsAsync(task.Id, "3", 2)).Select(e => e.Id));
+        Assert.Equal(["1", "2"], (await store.ReadEventsAsync(task.Id, null, 3)).Skip(1).Select(e => e.Id));
+        Assert.Empty(await store.ReadEventsAsync(task.Id, "6", 100));
+    }
+
     // ---- cancel ----
 
     [Fact]

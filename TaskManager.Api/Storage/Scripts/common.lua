@@ -33,12 +33,21 @@ local function is_final(status)
   return targets ~= nil and next(targets) == nil
 end
 
--- Appends an event to the task's stream and wakes its followers on any API replica.
+-- Appends an event to the task's event list and wakes its followers on any API replica. An
+-- event is 'kind|attempt|data'; its id is its place in the list (1, 2, ...), published so that a
+-- follower knows there is more. The submission's 'queued' is not stored: every task starts
+-- queued, so a reader puts it first as event 0 (a list per task is a few dozen bytes; a stream
+-- would take kilobytes). Past MAX_EVENTS only status events are kept, so that the end is never lost.
 -- kind: status, progress, chunk or log; data: a JSON object.
+local MAX_EVENTS = 100000
 local function emit(id, kind, attempt, data)
-  local eid = redis.call('XADD', events_key(id), 'MAXLEN', '~', 100000, '*',
-    'kind', kind, 'attempt', attempt, 'data', data)
-  redis.call('PUBLISH', event_channel(id), eid)
+  local key = events_key(id)
+  local n = redis.call('RPUSH', key, kind .. '|' .. attempt .. '|' .. data)
+  if n > MAX_EVENTS and kind ~= 'status' then
+    redis.call('RPOP', key)
+    return
+  end
+  redis.call('PUBLISH', event_channel(id), n)
 end
 
 -- Moves a task between the status indexes used for listing. Every status change passes here,
@@ -113,7 +122,7 @@ local function delete_task(id, tk, status, ttype)
   for _, name in ipairs(redis.call('HKEYS', artifacts_key(id))) do
     redis.call('DEL', artifact_key(id, name))
   end
-  redis.call('DEL', tk, attempts_key(id), events_key(id), artifacts_key(id))
+  redis.call('DEL', tk, attempts_key(id), events_key(id), old_events_key(id), artifacts_key(id))
   redis.call('ZREM', FINISHED, id)
 end
 
@@ -219,7 +228,6 @@ local function create_task(at, tenant, now)
   redis.call('HSET', task_key(id), unpack(fields))
   redis.call('ZADD', queue_key(ttype), score, id)
   redis.call('ZADD', index_key(tenant, 'queued', ttype), 0, id)
-  emit(id, 'status', '0', '{"status":"queued"}')
   return ttype, ARGV[at + 7]
 end
 
