@@ -35,10 +35,15 @@ public static class TaskManagerSetup
             throw new InvalidOperationException(
                 "No Redis connection string: set ConnectionStrings__redis (for example 'localhost:6379,password=...'), or run the AppHost.");
         }
-        builder.AddRedisClient("redis", configureOptions: redis =>
+        // Redis command spans only where traces are exported (see ConfigureOpenTelemetry).
+        var traced = Microsoft.Extensions.Hosting.Extensions.HasOtlpExporter(builder.Configuration);
+        builder.AddRedisClient("redis", configureSettings: settings => settings.DisableTracing = !traced, configureOptions: redis =>
         {
             // Start and keep retrying while Redis is away; requests meanwhile answer 503.
             redis.AbortOnConnectFail = false;
+            // Socket reads on .NET's thread pool rather than the library's own dedicated threads,
+            // which on a small machine spin and contend with the request threads.
+            redis.SocketManager = StackExchange.Redis.SocketManager.ThreadPool;
         });
 
         builder.Services.AddSingleton(TimeProvider.System);

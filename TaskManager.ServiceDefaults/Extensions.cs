@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
@@ -36,34 +37,41 @@ public static class Extensions
 
     public static TBuilder ConfigureOpenTelemetry<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {
-        builder.Logging.AddOpenTelemetry(logging =>
-        {
-            logging.IncludeFormattedMessage = true;
-            logging.IncludeScopes = true;
-        });
-
+        // Metrics are always collected: Prometheus scrapes them where there is no OTLP collector.
         builder.Services.AddOpenTelemetry()
             .WithMetrics(metrics => metrics
                 .AddAspNetCoreInstrumentation()
                 .AddHttpClientInstrumentation()
                 .AddRuntimeInstrumentation()
-                .AddMeter([.. TelemetrySources]))
-            .WithTracing(tracing => tracing
-                .AddSource([.. TelemetrySources])
-                .AddAspNetCoreInstrumentation(options =>
-                    // Health probes every few seconds would bury the traces that matter.
-                    options.Filter = context =>
-                        !context.Request.Path.StartsWithSegments(HealthEndpointPath) &&
-                        !context.Request.Path.StartsWithSegments(AlivenessEndpointPath))
-                .AddHttpClientInstrumentation());
+                .AddMeter([.. TelemetrySources]));
 
-        // The OTLP exporter is on only where an endpoint is configured (the AppHost sets it).
-        if (!string.IsNullOrWhiteSpace(builder.Configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]))
+        // Traces and logs go out over OTLP only where an endpoint is configured (the AppHost sets
+        // it). Without one they would be recorded and dropped: spans for every request and Redis
+        // command cost CPU on the hot path and reach nobody.
+        if (HasOtlpExporter(builder.Configuration))
         {
-            builder.Services.AddOpenTelemetry().UseOtlpExporter();
+            builder.Logging.AddOpenTelemetry(logging =>
+            {
+                logging.IncludeFormattedMessage = true;
+                logging.IncludeScopes = true;
+            });
+            builder.Services.AddOpenTelemetry()
+                .WithTracing(tracing => tracing
+                    .AddSource([.. TelemetrySources])
+                    .AddAspNetCoreInstrumentation(options =>
+                        // Health probes every few seconds would bury the traces that matter.
+                        options.Filter = context =>
+                            !context.Request.Path.StartsWithSegments(HealthEndpointPath) &&
+                            !context.Request.Path.StartsWithSegments(AlivenessEndpointPath))
+                    .AddHttpClientInstrumentation())
+                .UseOtlpExporter();
         }
         return builder;
     }
+
+    /// <summary>True where an OTLP endpoint is configured, so that traces and logs have somewhere to go.</summary>
+    public static bool HasOtlpExporter(IConfiguration configuration) =>
+        !string.IsNullOrWhiteSpace(configuration["OTEL_EXPORTER_OTLP_ENDPOINT"]);
 
     public static TBuilder AddDefaultHealthChecks<TBuilder>(this TBuilder builder) where TBuilder : IHostApplicationBuilder
     {

@@ -14,7 +14,8 @@ var only = OptionText("--only")?.Split(',') ?? ["submit", "e2e", "pickup", "memo
 var peers = (OptionText("--peers")?.Split(',') ?? Peers.Names).Where(_ => !skipPeers).ToArray();
 var settings = new BenchSettings(
     Jobs: jobs,
-    SubmitDuration: TimeSpan.FromSeconds(quick ? 2 : 6),
+    SubmitDuration: TimeSpan.FromSeconds(quick ? 3 : 6),
+    WarmUp: TimeSpan.FromSeconds(quick ? 8 : 20),
     Concurrency: [1, 16, 64, 256],
     PythonWorkers: Option("--python-workers", 2),
     PythonCapacity: Option("--python-capacity", 4),
