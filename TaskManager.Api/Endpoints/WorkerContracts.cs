@@ -188,3 +188,63 @@ public sealed record FailRequest(string? LeaseToken, ErrorInfo? Error, bool? Ret
 }
 
 public sealed record ReportResponse(string Status);
+
+/// <summary>One result of <c>POST /api/workers/{id}/complete</c>: as the single complete takes it, with the task's id.</summary>
+public sealed record CompletedResult(string? TaskId, string? LeaseToken, JsonElement? Output, DateTimeOffset? StartedAt = null, DateTimeOffset? EndedAt = null)
+{
+    public string? OutputJson() => new CompleteRequest(LeaseToken, Output).OutputJson();
+}
+
+/// <param name="Results">1 to <see cref="MaxResults"/> successful results.</param>
+/// <param name="MaxTasks">When set (1 to 100), the next tasks to lease in the same round trip.</param>
+public sealed record CompleteBatchRequest(IReadOnlyList<CompletedResult>? Results, int? MaxTasks) : IValidatable
+{
+    public const int MaxResults = 100;
+
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (Results is not { Count: > 0 and <= MaxResults })
+        {
+            errors["results"] = [$"must hold 1 to {MaxResults} results."];
+        }
+        else
+        {
+            for (var i = 0; i < Results.Count; i++)
+            {
+                var r = Results[i];
+                if (r is null)
+                {
+                    errors[$"results[{i}]"] = ["must be an object."];
+                    continue;
+                }
+                if (!Ids.IsTaskId(r.TaskId))
+                {
+                    errors[$"results[{i}].task_id"] = ["must be a task id."];
+                }
+                foreach (var (field, messages) in new CompleteRequest(r.LeaseToken, r.Output).Validate())
+                {
+                    errors[$"results[{i}].{field}"] = messages;
+                }
+            }
+            if (Results.Where(r => r?.TaskId is not null).GroupBy(r => r.TaskId).Any(g => g.Count() > 1))
+            {
+                errors["results"] = ["must name each task once."];
+            }
+        }
+        if (MaxTasks is < 0 or > 100)
+        {
+            errors["max_tasks"] = ["must be from 0 to 100."];
+        }
+        return errors;
+    }
+}
+
+/// <summary>A result's answer: 200 with the task's new status, or 404/409 with why.</summary>
+public sealed record CompleteBatchItem(
+    string TaskId,
+    int Status,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? TaskStatus,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Detail);
+
+public sealed record CompleteBatchResponse(IReadOnlyList<CompleteBatchItem> Results, IReadOnlyList<LeasedTaskDto> Tasks);

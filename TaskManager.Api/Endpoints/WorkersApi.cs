@@ -28,6 +28,11 @@ public static class WorkersApi
         group.MapPost("/{workerId}/tasks/{taskId}/complete", Complete)
             .WithMetadata(new BodySizeLimit(BodySizeLimit.Output))
             .WithSummary("Report a result");
+        group.MapPost("/{workerId}/complete", CompleteBatch)
+            .WithMetadata(new BodySizeLimit(BodySizeLimit.Output))
+            .WithSummary("Report up to 100 successful results at once, and take the next tasks")
+            .WithDescription("Each result is answered at its place (200 with the task's status, or 404/409 with why). " +
+                "With max_tasks, up to that many tasks are leased in the same Redis round trip, without waiting.");
         group.MapPost("/{workerId}/tasks/{taskId}/fail", Fail).WithSummary("Report a failed attempt");
         group.MapPut("/{workerId}/tasks/{taskId}/artifacts/{name}", PutArtifact)
             .WithMetadata(new BodySizeLimit(BodySizeLimit.Output))
@@ -128,26 +133,9 @@ public static class WorkersApi
             {
                 return Problems.WorkerNotFound(workerId);
             }
-            capabilities.Set(workerId, result.WorkerTypes, result.WorkerModels);
-            // Tasks left for a worker that has their model loaded: wake that worker.
-            foreach (var (type, model) in result.LeftForOthers)
-            {
-                notifier.Notify(type, model);
-            }
+            Leased(workerId, result, notifier, capabilities, telemetry);
             if (result.Tasks.Count > 0)
             {
-                // Work this lease left behind wakes the next waiter.
-                if (result.MoreQueued)
-                {
-                    foreach (var type in result.WorkerTypes)
-                    {
-                        notifier.Notify(type);
-                    }
-                }
-                foreach (var task in result.Tasks)
-                {
-                    telemetry.Waited(task.Type, task.WaitMs);
-                }
                 return TypedResults.Ok(new LeaseResponse(result.Tasks.Select(LeasedTaskDto.From).ToArray()));
             }
 
@@ -167,6 +155,76 @@ public static class WorkersApi
                 notifier.Notify(wokenFor);
             }
         }
+    }
+
+    /// <summary>What every lease does with its answer: learns the worker's types and models, wakes the
+    /// workers it left tasks for, passes the wake-up on when work remains, and counts the waits.</summary>
+    private static void Leased(string workerId, LeaseResult result, LeaseNotifier notifier, WorkerCapabilitiesCache capabilities,
+        TaskTelemetry telemetry)
+    {
+        capabilities.Set(workerId, result.WorkerTypes, result.WorkerModels);
+        // Tasks left for a worker that has their model loaded: wake that worker.
+        foreach (var (type, model) in result.LeftForOthers)
+        {
+            notifier.Notify(type, model);
+        }
+        // Work this lease left behind wakes the next waiter.
+        if (result.Tasks.Count > 0 && result.MoreQueued)
+        {
+            foreach (var type in result.WorkerTypes)
+            {
+                notifier.Notify(type);
+            }
+        }
+        foreach (var task in result.Tasks)
+        {
+            telemetry.Waited(task.Type, task.WaitMs);
+        }
+    }
+
+    /// <summary>
+    /// Reports many successful results at once and, with <c>max_tasks</c>, takes the next tasks in
+    /// the same Redis round trip (never waiting: a worker with nothing left long-polls the lease).
+    /// Each result is answered at its place; one refused (unknown task, stale lease) does not
+    /// stop the others.
+    /// </summary>
+    private static async Task<Results<Ok<CompleteBatchResponse>, ProblemHttpResult>> CompleteBatch(
+        string workerId, CompleteBatchRequest body, ITaskQueue queue, LeaseNotifier notifier, WorkerCapabilitiesCache capabilities,
+        TaskTelemetry telemetry, TimeProvider time, ILogger<TaskTelemetry> logger)
+    {
+        if (!Ids.IsWorkerId(workerId))
+        {
+            return Problems.WorkerNotFound(workerId);
+        }
+        var results = body.Results ?? [];
+        var (outcomes, lease) = await queue.CompleteManyAsync(
+            results.Select(r => new CompletedTask(r.TaskId!, r.LeaseToken!, r.OutputJson()!)).ToArray(),
+            body.MaxTasks is > 0 ? workerId : null, body.MaxTasks ?? 0);
+        var answers = new CompleteBatchItem[results.Count];
+        for (var i = 0; i < results.Count; i++)
+        {
+            var (r, outcome) = (results[i], outcomes[i]);
+            if (outcome.Ok)
+            {
+                Observe(telemetry, time, r.TaskId!, workerId, outcome, "succeeded", r.StartedAt, r.EndedAt);
+                TaskLog.AttemptEnded(logger, r.TaskId!, outcome.Attempt?.Number, workerId, "succeeded", outcome.Status!);
+                answers[i] = new CompleteBatchItem(r.TaskId!, StatusCodes.Status200OK, outcome.Status, null);
+            }
+            else
+            {
+                var problem = Problems.From(outcome, r.TaskId!, "completed").ProblemDetails;
+                answers[i] = new CompleteBatchItem(r.TaskId!, problem.Status!.Value, outcome.Status, problem.Detail);
+            }
+        }
+        if (lease is { UnknownWorker: true })
+        {
+            return Problems.WorkerNotFound(workerId);
+        }
+        if (lease is not null)
+        {
+            Leased(workerId, lease, notifier, capabilities, telemetry);
+        }
+        return TypedResults.Ok(new CompleteBatchResponse(answers, lease?.Tasks.Select(LeasedTaskDto.From).ToArray() ?? []));
     }
 
     private static async Task<Results<Created<ArtifactResponse>, ProblemHttpResult>> PutArtifact(

@@ -25,6 +25,14 @@ public interface ITaskQueue
 
     Task<StoreOutcome> CompleteAsync(string taskId, string leaseToken, string outputJson);
 
+    /// <summary>
+    /// Completes many tasks in one script call, in order; with <paramref name="leaseFor"/>, also
+    /// leases up to <paramref name="maxTasks"/> tasks for that worker (never waiting), sent in the
+    /// same round trip.
+    /// </summary>
+    Task<(IReadOnlyList<StoreOutcome> Outcomes, LeaseResult? Lease)> CompleteManyAsync(
+        IReadOnlyList<CompletedTask> results, string? leaseFor = null, int maxTasks = 0);
+
     Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind);
 
     /// <summary>Records progress, output chunks and log lines as the task's events.</summary>
@@ -173,6 +181,9 @@ public sealed record WorkerRecord(
     DateTimeOffset LastSeen);
 
 /// <summary>One event of a task's stream: its id (a Redis stream id), kind, attempt and JSON data.</summary>
+/// <summary>One successful result of a batch: the task, the attempt's lease token, the output JSON.</summary>
+public sealed record CompletedTask(string TaskId, string LeaseToken, string OutputJson);
+
 public sealed record TaskEvent(string Id, string Kind, int Attempt, string DataJson);
 
 public sealed record TaskQuery(IReadOnlyList<string> Statuses, IReadOnlyList<string> Types, int Limit, string? Cursor,

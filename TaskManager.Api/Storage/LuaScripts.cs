@@ -18,6 +18,7 @@ public sealed class LuaScripts
         SubmitBatch = Build("submit_batch");
         Lease = Build("lease");
         Complete = Build("complete");
+        CompleteBatch = Build("complete_batch");
         Fail = Build("fail");
         Progress = Build("progress");
         Cancel = Build("cancel");
@@ -45,6 +46,7 @@ public sealed class LuaScripts
     public string SubmitBatch { get; }
     public string Lease { get; }
     public string Complete { get; }
+    public string CompleteBatch { get; }
     public string Fail { get; }
     public string Progress { get; }
     public string Cancel { get; }

@@ -145,6 +145,24 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     public Task<StoreOutcome> CompleteAsync(string taskId, string leaseToken, string outputJson) =>
         ChangeAsync(scripts.Complete, [taskId, leaseToken, NowMs, outputJson]);
 
+    public async Task<(IReadOnlyList<StoreOutcome> Outcomes, LeaseResult? Lease)> CompleteManyAsync(
+        IReadOnlyList<CompletedTask> results, string? leaseFor = null, int maxTasks = 0)
+    {
+        var values = new List<RedisValue>(1 + (results.Count * 3)) { NowMs };
+        foreach (var r in results)
+        {
+            values.Add(r.TaskId);
+            values.Add(r.LeaseToken);
+            values.Add(r.OutputJson);
+        }
+        // The lease goes out right behind the results, before either answer is read: one round trip.
+        var completing = Db.ScriptEvaluateAsync(scripts.CompleteBatch, values: [.. values]);
+        var leasing = leaseFor is not null && maxTasks > 0 ? LeaseAsync(leaseFor, maxTasks) : null;
+        var replies = (RedisResult[])(await completing.ConfigureAwait(false))!;
+        var outcomes = replies.Select(r => ToOutcome((RedisResult[])r!)).ToArray();
+        return (outcomes, leasing is null ? null : await leasing.ConfigureAwait(false));
+    }
+
     public Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind) =>
         ChangeAsync(scripts.Fail, [taskId, leaseToken, NowMs, errorJson, retryable ? "1" : "0", KindName(kind), Delays()]);
 

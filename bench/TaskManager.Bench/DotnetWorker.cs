@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Text;
 using System.Text.Json;
 
 namespace TaskManager.Bench;
@@ -8,8 +9,8 @@ namespace TaskManager.Bench;
 /// <summary>
 /// A minimal worker in .NET speaking the same HTTP protocol as the Python worker (register, lease
 /// as a long poll, complete, heartbeat), with no-op tasks: it shows what the server does without
-/// Python's cost. Each loop is one registered worker that leases up to <c>batch</c> tasks a call
-/// and completes them one by one.
+/// Python's cost. Each loop is one registered worker that leases up to <c>batch</c> tasks a call,
+/// reports them together and takes the next hand in the same call.
 /// </summary>
 public sealed class DotnetWorker(HttpClient client)
 {
@@ -46,6 +47,29 @@ public sealed class DotnetWorker(HttpClient client)
         response.EnsureSuccessStatusCode();
     }
 
+    /// <summary>Completes tasks in one call and takes up to <paramref name="next"/> more in the same answer.</summary>
+    public async Task<IReadOnlyList<(string Id, string Token)>> CompleteManyAsync(string workerId,
+        IReadOnlyList<(string Id, string Token)> tasks, int next)
+    {
+        var body = new StringBuilder("{\"results\":[");
+        for (var i = 0; i < tasks.Count; i++)
+        {
+            body.Append(i == 0 ? "" : ",").Append("{\"task_id\":\"").Append(tasks[i].Id)
+                .Append("\",\"lease_token\":\"").Append(tasks[i].Token).Append("\",\"output\":{}}");
+        }
+        body.Append("],\"max_tasks\":").Append(next).Append('}');
+        using var response = await client.PostAsync($"/api/workers/{workerId}/complete", Deployment.Json(body.ToString()));
+        response.EnsureSuccessStatusCode();
+        await using var stream = await response.Content.ReadAsStreamAsync();
+        using var json = await JsonDocument.ParseAsync(stream);
+        if (json.RootElement.GetProperty("results").EnumerateArray().Any(r => r.GetProperty("status").GetInt32() != 200))
+        {
+            throw new InvalidOperationException("A result was refused: " + json.RootElement);
+        }
+        return json.RootElement.GetProperty("tasks").EnumerateArray()
+            .Select(t => (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!)).ToArray();
+    }
+
     public async Task HeartbeatAsync(string workerId, int waitSeconds, CancellationToken stop)
     {
         using var response = await client.PostAsync(
@@ -76,9 +100,11 @@ public sealed class DotnetWorker(HttpClient client)
                 {
                     break;
                 }
-                foreach (var (taskId, token) in tasks)
+                // Report a hand of results at once and take the next hand in the same call, until
+                // the queue runs dry; then long-poll again.
+                while (tasks.Count > 0)
                 {
-                    await CompleteAsync(id, taskId, token);
+                    tasks = await CompleteManyAsync(id, tasks, batch);
                 }
                 if (heartbeat.Elapsed > TimeSpan.FromSeconds(4))
                 {

@@ -237,3 +237,26 @@ local function notify_name(ttype, model)
   if model ~= '' then return ttype .. '|' .. model end
   return ttype
 end
+
+-- Records a worker's successful result for the current attempt (complete.lua, complete_batch.lua).
+-- Returns: {'ok', new status, type, attempt, started (ms), worker, traceparent} | {'not_found'} |
+--   {'stale', status} (token not current or state does not take a result). A task being canceled
+--   ends 'canceled': the client's request to stop wins over a late result.
+local function complete_task(id, token, now, output)
+  local tk = task_key(id)
+  local status, ttype, err = check_report(tk, token)
+  if err then return err end
+
+  local to
+  if status == 'canceling' then to = 'canceled' else to = 'succeeded' end
+  if not can_move(status, to) then return {'stale', status} end
+
+  local a = redis.call('HMGET', tk, 'attempt', 'started', 'worker', 'trace')
+  record_attempt(id, tk, to, '', now)
+  end_attempt(tk, id)
+  if to == 'succeeded' then
+    redis.call('HSET', tk, 'output', output, 'progress', 1)
+  end
+  finish(id, tk, ttype, status, to, now)
+  return {'ok', to, ttype, a[1], a[2] or '', a[3] or '', a[4] or ''}
+end

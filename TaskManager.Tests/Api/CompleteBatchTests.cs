@@ -1,0 +1,136 @@
+using System.Net;
+using System.Text.Json;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.Api;
+
+/// <summary>
+/// <c>POST /api/workers/{id}/complete</c> on a real API process: many results in one call, each
+/// answered at its place, and the next tasks leased in the same Redis round trip.
+/// </summary>
+[Trait("Category", "Api")]
+public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFixture>, IAsyncLifetime
+{
+    private HttpClient Client => fixture.Api.Client;
+
+    public Task InitializeAsync() => fixture.Redis.FlushAsync();
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    [Fact]
+    public async Task ManyResults_AreEachRecorded_AndTheNextTasksComeInTheSameAnswer()
+    {
+        var ids = await SubmitAsync(5);
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"], capacity: 3);
+        var leased = await LeaseAsync(workerId, 3);
+
+        var response = await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+        {
+            results = leased.Select((t, i) => new { task_id = t.Id, lease_token = t.Token, output = new { text = $"answer {i}" } }),
+            max_tasks = 3,
+        });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = await response.JsonAsync();
+        var results = body.GetProperty("results").EnumerateArray().ToArray();
+        Assert.Equal(leased.Select(t => t.Id), results.Select(r => r.GetProperty("task_id").GetString()!));
+        Assert.All(results, r => Assert.Equal((200, "succeeded"), (r.GetProperty("status").GetInt32(), r.GetProperty("task_status").GetString())));
+        for (var i = 0; i < 3; i++)
+        {
+            var task = await (await Client.GetAsync($"/api/tasks/{leased[i].Id}")).JsonAsync();
+            Assert.Equal("succeeded", task.GetProperty("status").GetString());
+            Assert.Equal($"answer {i}", task.GetProperty("output").GetProperty("text").GetString());
+        }
+        // The two tasks left were leased in the same call, oldest first.
+        var next = body.GetProperty("tasks").EnumerateArray().Select(t => t.GetProperty("task_id").GetString()).ToArray();
+        Assert.Equal(new[] { ids[3], ids[4] }, next);
+        foreach (var id in next)
+        {
+            Assert.Equal("running", (await (await Client.GetAsync($"/api/tasks/{id}")).JsonAsync()).GetProperty("status").GetString());
+        }
+    }
+
+    [Fact]
+    public async Task AStaleOrUnknownResult_IsRefusedAtItsPlace_AndTheOthersAreRecorded()
+    {
+        await SubmitAsync(2);
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"], capacity: 2);
+        var leased = await LeaseAsync(workerId, 2);
+        var unknown = new string('0', 31) + "1";
+
+        var response = await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+        {
+            results = new object[]
+            {
+                new { task_id = leased[0].Id, lease_token = "not-the-token", output = new { } },
+                new { task_id = unknown, lease_token = "x", output = new { } },
+                new { task_id = leased[1].Id, lease_token = leased[1].Token, output = new { ok = true } },
+            },
+        });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = await response.JsonAsync();
+        Assert.Equal([409, 404, 200], body.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("status").GetInt32()));
+        Assert.Contains("lease token", body.GetProperty("results")[0].GetProperty("detail").GetString());
+        Assert.Equal(0, body.GetProperty("tasks").GetArrayLength());
+        Assert.Equal("running", (await (await Client.GetAsync($"/api/tasks/{leased[0].Id}")).JsonAsync()).GetProperty("status").GetString());
+        Assert.Equal("succeeded", (await (await Client.GetAsync($"/api/tasks/{leased[1].Id}")).JsonAsync()).GetProperty("status").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"results":[]}""", "results")]
+    [InlineData("""{"results":[{"task_id":"nope","lease_token":"t","output":{}}]}""", "results[0].task_id")]
+    [InlineData("""{"results":[{"task_id":"0123456789abcdef0123456789abcdef","output":{}}]}""", "results[0].lease_token")]
+    [InlineData("""{"results":[{"task_id":"0123456789abcdef0123456789abcdef","lease_token":"t","output":"text"}]}""", "results[0].output")]
+    [InlineData("""{"results":[{"task_id":"0123456789abcdef0123456789abcdef","lease_token":"t","output":{}}],"max_tasks":101}""", "max_tasks")]
+    public async Task ABadBatch_Answers400_NamingTheField(string json, string field)
+    {
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"]);
+
+        var response = await Client.PostJsonAsync($"/api/workers/{workerId}/complete", json);
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.True((await response.JsonAsync()).GetProperty("errors").TryGetProperty(field, out _), field);
+    }
+
+    [Fact]
+    public async Task TheResultsAndTheNextLease_AreTwoScriptCalls_SentTogether()
+    {
+        await SubmitAsync(4);
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"], capacity: 2);
+        var first = await LeaseAsync(workerId, 2);
+        // Warm: the first call of a script sends its text once.
+        var warm = await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+        {
+            results = new[] { new { task_id = first[0].Id, lease_token = first[0].Token, output = new { } } },
+        });
+        Assert.Equal(HttpStatusCode.OK, warm.StatusCode);
+        await using var monitor = await RedisMonitor.StartAsync(fixture.Redis);
+
+        JsonElement body = default;
+        var commands = await monitor.ClientCommandsDuringAsync(fixture.Redis.Db, async () =>
+            body = await (await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+            {
+                results = new[] { new { task_id = first[1].Id, lease_token = first[1].Token, output = new { } } },
+                max_tasks = 2,
+            })).JsonAsync());
+
+        Assert.Equal(2, body.GetProperty("tasks").GetArrayLength());
+        Assert.True(commands.Count == 2, string.Join("\n", commands));
+        Assert.All(commands, c => Assert.Contains("\"evalsha\"", c, StringComparison.OrdinalIgnoreCase));
+    }
+
+    private async Task<string[]> SubmitAsync(int count)
+    {
+        var tasks = Enumerable.Range(0, count).Select(i => new { type = "llm", input = new { prompt = $"task {i}" } });
+        var body = await (await Client.PostObjectAsync("/api/tasks/batch", new { tasks })).JsonAsync();
+        return body.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("task").GetProperty("id").GetString()!).ToArray();
+    }
+
+    private async Task<(string Id, string Token)[]> LeaseAsync(string workerId, int maxTasks)
+    {
+        var lease = await (await Client.PostObjectAsync($"/api/workers/{workerId}/lease?wait_seconds=0", new { max_tasks = maxTasks })).JsonAsync();
+        return lease.GetProperty("tasks").EnumerateArray()
+            .Select(t => (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!)).ToArray();
+    }
+}
