@@ -341,7 +341,8 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         var fields = Counts(hash);
         var buckets = Enumerable.Range(0, Histogram.BoundsMs.Count + 1)
             .Select(i => fields.GetValueOrDefault(i.ToString(CultureInfo.InvariantCulture))).ToArray();
-        return new HistogramData(buckets, fields.GetValueOrDefault("count"), fields.GetValueOrDefault("sum"));
+        // The count is the sum of the buckets (the scripts do not store it twice).
+        return new HistogramData(buckets, buckets.Sum(), fields.GetValueOrDefault("sum"));
     }
 
     // Lowercase and one a line: the lease script matches a pattern against any of them.

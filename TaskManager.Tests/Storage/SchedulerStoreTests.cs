@@ -183,6 +183,23 @@ public sealed class SchedulerStoreTests(RedisServer redis) : IClassFixture<Redis
     }
 
     [Fact]
+    public async Task AWorkerForgottenWhileItRanATask_IsNotBroughtBackByItsLateResult()
+    {
+        var worker = await RegisterAsync();
+        var task = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        clock.Advance(TimeSpan.FromMinutes(options.DeadWorkerRetentionMinutes + 1));
+        Assert.Equal(1, await store.SweepDeadWorkersAsync(100));
+
+        // Its lease is long gone by now, but a report may still arrive before the lease sweep.
+        var outcome = await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+
+        Assert.True(outcome.Ok);
+        Assert.Empty(await store.ListWorkersAsync(100));
+        Assert.False(await redis.Db.KeyExistsAsync(new RedisKeys("{sched}:").Worker(worker)));
+    }
+
+    [Fact]
     public async Task EventsOfARetriedAttempt_AreToldApartFromTheFailedOnes()
     {
         var worker = await RegisterAsync();

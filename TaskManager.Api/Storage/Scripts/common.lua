@@ -8,7 +8,7 @@ local function split(list)
   return items
 end
 
--- Counts a duration (ms) in a histogram: the bucket, the count and the sum.
+-- Counts a duration (ms) in a histogram: the bucket and the sum (the count is the buckets' sum).
 local function observe(kind, ttype, ms)
   if ms < 0 then ms = 0 end
   local bucket = #BUCKETS
@@ -17,7 +17,6 @@ local function observe(kind, ttype, ms)
   end
   local key = histogram_key(kind, ttype)
   redis.call('HINCRBY', key, bucket, 1)
-  redis.call('HINCRBY', key, 'count', 1)
   redis.call('HINCRBY', key, 'sum', math.floor(ms))
 end
 
@@ -51,13 +50,17 @@ local function emit(id, kind, attempt, data)
 end
 
 -- Moves a task between the status indexes used for listing. Every status change passes here,
--- so here it becomes a status event.
-local function move_index(id, ttype, from, to)
-  local f = redis.call('HMGET', task_key(id), 'tenant', 'attempt')
-  local tenant = f[1] or 'default'
+-- so here it becomes a status event. A caller that has read the task's tenant and attempt passes
+-- them (saving a read); else they are read here.
+local function move_index(id, ttype, from, to, tenant, attempt)
+  if not tenant then
+    local f = redis.call('HMGET', task_key(id), 'tenant', 'attempt')
+    tenant, attempt = f[1], f[2]
+  end
+  tenant = tenant or 'default'
   redis.call('ZREM', index_key(tenant, from, ttype), id)
   redis.call('ZADD', index_key(tenant, to, ttype), 0, id)
-  emit(id, 'status', f[2] or '0', '{"status":"' .. to .. '"}')
+  emit(id, 'status', attempt or '0', '{"status":"' .. to .. '"}')
 end
 
 -- True when the caller may touch the task: its own tenant, or an admin ('*').
@@ -91,9 +94,10 @@ local function assert_move(from, to)
 end
 
 -- Appends the attempt that is ending to the task's history (attempts:{id}), as JSON.
--- outcome: succeeded, failed, timeout, lease_expired, canceled, handed_back.
-local function record_attempt(id, tk, outcome, error_json, now)
-  local f = redis.call('HMGET', tk, 'attempt', 'worker', 'started', 'type')
+-- outcome: succeeded, failed, timeout, lease_expired, canceled, handed_back. `f` is the task's
+-- attempt, worker, started and type when the caller has read them.
+local function record_attempt(id, tk, outcome, error_json, now, f)
+  f = f or redis.call('HMGET', tk, 'attempt', 'worker', 'started', 'type')
   if f[3] then observe('run', f[4], tonumber(now) - tonumber(f[3])) end
   local entry = '{"attempt":' .. (f[1] or '0') ..
     ',"worker_id":' .. (f[2] and cjson.encode(f[2]) or 'null') ..
@@ -105,13 +109,13 @@ local function record_attempt(id, tk, outcome, error_json, now)
   -- The worker's live counts (a worker already forgotten is not brought back).
   if f[2] then
     local wk = worker_key(f[2])
-    if redis.call('EXISTS', wk) == 1 then
-      redis.call('HINCRBY', wk, 'running', -1)
-      if outcome == 'succeeded' then
-        redis.call('HINCRBY', wk, 'completed', 1)
-      elseif outcome ~= 'canceled' and outcome ~= 'handed_back' then
-        redis.call('HINCRBY', wk, 'failed', 1)
-      end
+    -- HINCRBY would bring a forgotten worker back as a hash of counts: undo that at once.
+    if redis.call('HINCRBY', wk, 'running', -1) == -1 and redis.call('HLEN', wk) == 1 then
+      redis.call('DEL', wk)
+    elseif outcome == 'succeeded' then
+      redis.call('HINCRBY', wk, 'completed', 1)
+    elseif outcome ~= 'canceled' and outcome ~= 'handed_back' then
+      redis.call('HINCRBY', wk, 'failed', 1)
     end
   end
 end
@@ -135,16 +139,21 @@ local function set_worker_models(worker, old_csv, new_csv)
   end
 end
 
--- Moves a task to a final state and records when, for retention.
-local function finish(id, tk, ttype, from, to, now)
-  redis.call('HSET', tk, 'status', to, 'completed', now)
+-- Moves a task to a final state and records when, for retention. `extra`: more fields to set
+-- in the same write (the output); `tenant`, `attempt`: as move_index takes them.
+local function finish(id, tk, ttype, from, to, now, extra, tenant, attempt)
+  local fields = {'status', to, 'completed', now}
+  for _, v in ipairs(extra or {}) do fields[#fields + 1] = v end
+  redis.call('HSET', tk, unpack(fields))
   redis.call('ZADD', FINISHED, now, id)
-  move_index(id, ttype, from, to)
-  -- Statistics: all-time totals, and per minute for throughput (kept 20 minutes).
+  move_index(id, ttype, from, to, tenant, attempt)
+  -- Statistics: all-time totals, and per minute for throughput (kept 20 minutes; the expiry is
+  -- set when a minute's first count of a kind makes it).
   redis.call('HINCRBY', STATS_TOTALS, ttype .. ':' .. to, 1)
   local minute_key = stats_minute_key(math.floor(tonumber(now) / 60000))
-  redis.call('HINCRBY', minute_key, ttype .. ':' .. to, 1)
-  redis.call('EXPIRE', minute_key, 1200)
+  if redis.call('HINCRBY', minute_key, ttype .. ':' .. to, 1) == 1 then
+    redis.call('EXPIRE', minute_key, 1200)
+  end
 end
 
 -- Puts a task back in its queue at its original place (priority, then age) and wakes a lease.
@@ -244,19 +253,20 @@ end
 --   ends 'canceled': the client's request to stop wins over a late result.
 local function complete_task(id, token, now, output)
   local tk = task_key(id)
-  local status, ttype, err = check_report(tk, token)
-  if err then return err end
+  -- One read for everything below: the report's check, the attempt's record, the index move.
+  local f = redis.call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant')
+  local status, ttype = f[1], f[3]
+  if not status then return {'not_found'} end
+  if not f[2] or f[2] ~= token then return {'stale', status} end
 
   local to
   if status == 'canceling' then to = 'canceled' else to = 'succeeded' end
   if not can_move(status, to) then return {'stale', status} end
 
-  local a = redis.call('HMGET', tk, 'attempt', 'started', 'worker', 'trace')
-  record_attempt(id, tk, to, '', now)
+  record_attempt(id, tk, to, '', now, {f[4], f[5], f[6], ttype})
   end_attempt(tk, id)
-  if to == 'succeeded' then
-    redis.call('HSET', tk, 'output', output, 'progress', 1)
-  end
-  finish(id, tk, ttype, status, to, now)
-  return {'ok', to, ttype, a[1], a[2] or '', a[3] or '', a[4] or ''}
+  local extra = nil
+  if to == 'succeeded' then extra = {'output', output, 'progress', 1} end
+  finish(id, tk, ttype, status, to, now, extra, f[8], f[4])
+  return {'ok', to, ttype, f[4], f[6] or '', f[5] or '', f[7] or ''}
 end

@@ -107,7 +107,7 @@ while taken < max_tasks do
   local tk = task_key(id)
   redis.call('ZREM', queue_key(pick.type), id)
   local f = redis.call('HMGET', tk, 'status', 'timeout', 'attempt', 'model', 'input', 'metadata',
-    'max_attempts', 'trace', 'req_mem', 'queued_at', 'created')
+    'max_attempts', 'trace', 'req_mem', 'queued_at', 'created', 'tenant')
   local wait_ms = now - tonumber(f[10] or f[11])
   observe('wait', pick.type, wait_ms)
   taken = taken + 1
@@ -116,11 +116,12 @@ while taken < max_tasks do
   local deadline = now + tonumber(f[2]) * 1000
   redis.call('HSET', tk, 'status', 'running', 'worker', worker, 'token', token,
     'started', ARGV[2], 'attempt', attempt)
-  redis.call('HDEL', tk, 'progress', 'progress_message', 'chunks')
+  -- A retry starts without the last attempt's progress; a first attempt has none to clear.
+  if attempt > 1 then redis.call('HDEL', tk, 'progress', 'progress_message', 'chunks') end
   redis.call('ZADD', LEASES, now + ttl, id)
   redis.call('ZADD', DEADLINES, deadline, id)
   redis.call('HINCRBY', worker_key(worker), 'running', 1)
-  move_index(id, pick.type, f[1], 'running')
+  move_index(id, pick.type, f[1], 'running', f[12], tostring(attempt))
   budget = budget - (tonumber(f[9]) or 0)
   out[#out + 1] = {id, token, pick.type, f[4] or '', f[5], f[6] or '', attempt, f[7], f[2],
     deadline, f[8] or '', wait_ms}
