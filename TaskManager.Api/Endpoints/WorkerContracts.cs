@@ -190,7 +190,10 @@ public sealed record FailRequest(string? LeaseToken, ErrorInfo? Error, bool? Ret
 public sealed record ReportResponse(string Status);
 
 /// <summary>One result of <c>POST /api/workers/{id}/complete</c>: as the single complete takes it, with the task's id.</summary>
-public sealed record CompletedResult(string? TaskId, string? LeaseToken, JsonElement? Output, DateTimeOffset? StartedAt = null, DateTimeOffset? EndedAt = null)
+/// <param name="Chunks">The attempt's last output chunks, emitted before the final status (as a progress report's).</param>
+/// <param name="Logs">Its last log lines, likewise.</param>
+public sealed record CompletedResult(string? TaskId, string? LeaseToken, JsonElement? Output, DateTimeOffset? StartedAt = null,
+    DateTimeOffset? EndedAt = null, IReadOnlyList<string>? Chunks = null, IReadOnlyList<string>? Logs = null)
 {
     public string? OutputJson() => new CompleteRequest(LeaseToken, Output).OutputJson();
 }
@@ -222,7 +225,8 @@ public sealed record CompleteBatchRequest(IReadOnlyList<CompletedResult>? Result
                 {
                     errors[$"results[{i}].task_id"] = ["must be a task id."];
                 }
-                foreach (var (field, messages) in new CompleteRequest(r.LeaseToken, r.Output).Validate())
+                foreach (var (field, messages) in new CompleteRequest(r.LeaseToken, r.Output).Validate()
+                    .Concat(new ProgressRequest(r.LeaseToken, null, null, r.Chunks, r.Logs).Validate()))
                 {
                     errors[$"results[{i}].{field}"] = messages;
                 }

@@ -198,7 +198,7 @@ public static class WorkersApi
         }
         var results = body.Results ?? [];
         var (outcomes, lease) = await queue.CompleteManyAsync(
-            results.Select(r => new CompletedTask(r.TaskId!, r.LeaseToken!, r.OutputJson()!)).ToArray(),
+            results.Select(r => new CompletedTask(r.TaskId!, r.LeaseToken!, r.OutputJson()!, r.Chunks, r.Logs)).ToArray(),
             body.MaxTasks is > 0 ? workerId : null, body.MaxTasks ?? 0);
         var answers = new CompleteBatchItem[results.Count];
         for (var i = 0; i < results.Count; i++)

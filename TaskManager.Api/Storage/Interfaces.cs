@@ -181,8 +181,10 @@ public sealed record WorkerRecord(
     DateTimeOffset LastSeen);
 
 /// <summary>One event of a task's stream: its id (a Redis stream id), kind, attempt and JSON data.</summary>
-/// <summary>One successful result of a batch: the task, the attempt's lease token, the output JSON.</summary>
-public sealed record CompletedTask(string TaskId, string LeaseToken, string OutputJson);
+/// <summary>One successful result of a batch: the task, the attempt's lease token, the output JSON,
+/// and the attempt's last output chunks and log lines, if any.</summary>
+public sealed record CompletedTask(string TaskId, string LeaseToken, string OutputJson,
+    IReadOnlyList<string>? Chunks = null, IReadOnlyList<string>? Logs = null);
 
 public sealed record TaskEvent(string Id, string Kind, int Attempt, string DataJson);
 

@@ -151,9 +151,14 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         var values = new List<RedisValue>(1 + (results.Count * 3)) { NowMs };
         foreach (var r in results)
         {
+            var (chunks, lines) = (r.Chunks ?? [], r.Logs ?? []);
             values.Add(r.TaskId);
             values.Add(r.LeaseToken);
             values.Add(r.OutputJson);
+            values.Add(chunks.Count);
+            values.Add(lines.Count);
+            values.AddRange(chunks.Select(c => (RedisValue)c));
+            values.AddRange(lines.Select(l => (RedisValue)l));
         }
         // The lease goes out right behind the results, before either answer is read: one round trip.
         var completing = Db.ScriptEvaluateAsync(scripts.CompleteBatch, values: [.. values]);

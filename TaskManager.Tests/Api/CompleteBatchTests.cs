@@ -77,7 +77,29 @@ public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFi
         Assert.Equal("succeeded", (await (await Client.GetAsync($"/api/tasks/{leased[1].Id}")).JsonAsync()).GetProperty("status").GetString());
     }
 
+    [Fact]
+    public async Task TheLastChunksAndLogLines_ComeWithTheResult_BeforeTheFinalStatus()
+    {
+        await SubmitAsync(1);
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"]);
+        var task = (await LeaseAsync(workerId, 1))[0];
+
+        var response = await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+        {
+            results = new[] { new { task_id = task.Id, lease_token = task.Token, output = new { text = "Hello" }, chunks = new[] { "Hel", "lo" }, logs = new[] { "done" } } },
+        });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        // The stream ends after the final status, so the whole of it can be read.
+        var events = await Client.GetStringAsync($"/api/tasks/{task.Id}/events");
+        var kinds = events.Split('\n').Where(l => l.StartsWith("event: ", StringComparison.Ordinal)).Select(l => l[7..]).ToArray();
+        Assert.Equal(["status", "status", "chunk", "chunk", "log", "status"], kinds);
+        Assert.Contains("\"index\":2,\"text\":\"lo\"", events);
+        Assert.EndsWith("\"status\":\"succeeded\"}", events.TrimEnd().Split('\n')[^1]);
+    }
+
     [Theory]
+    [InlineData("""{"results":[{"task_id":"0123456789abcdef0123456789abcdef","lease_token":"t","output":{},"logs":[null]}]}""", "results[0].logs")]
     [InlineData("""{"results":[]}""", "results")]
     [InlineData("""{"results":[{"task_id":"nope","lease_token":"t","output":{}}]}""", "results[0].task_id")]
     [InlineData("""{"results":[{"task_id":"0123456789abcdef0123456789abcdef","output":{}}]}""", "results[0].lease_token")]

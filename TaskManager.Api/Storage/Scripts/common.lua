@@ -247,11 +247,25 @@ local function notify_name(ttype, model)
   return ttype
 end
 
+-- Emits a running attempt's output chunks (numbered per attempt) and log lines as events.
+local function emit_output(id, tk, attempt, chunks, lines)
+  for _, text in ipairs(chunks) do
+    -- Numbered per attempt, so a client can tell a gap or a repeat at a glance.
+    local index = redis.call('HINCRBY', tk, 'chunks', 1)
+    emit(id, 'chunk', attempt, '{"index":' .. index .. ',"text":' .. cjson.encode(text) .. '}')
+  end
+  for _, line in ipairs(lines) do
+    emit(id, 'log', attempt, '{"line":' .. cjson.encode(line) .. '}')
+  end
+end
+
 -- Records a worker's successful result for the current attempt (complete.lua, complete_batch.lua).
+-- `chunks` and `lines`, when given, are the attempt's last output chunks and log lines: emitted
+-- before the final status, so a worker needs no progress report just for them.
 -- Returns: {'ok', new status, type, attempt, started (ms), worker, traceparent} | {'not_found'} |
 --   {'stale', status} (token not current or state does not take a result). A task being canceled
 --   ends 'canceled': the client's request to stop wins over a late result.
-local function complete_task(id, token, now, output)
+local function complete_task(id, token, now, output, chunks, lines)
   local tk = task_key(id)
   -- One read for everything below: the report's check, the attempt's record, the index move.
   local f = redis.call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant')
@@ -263,6 +277,7 @@ local function complete_task(id, token, now, output)
   if status == 'canceling' then to = 'canceled' else to = 'succeeded' end
   if not can_move(status, to) then return {'stale', status} end
 
+  if chunks and (#chunks > 0 or #lines > 0) then emit_output(id, tk, f[4], chunks, lines) end
   record_attempt(id, tk, to, '', now, {f[4], f[5], f[6], ttype})
   end_attempt(tk, id)
   local extra = nil

@@ -16,13 +16,9 @@ if ARGV[3] ~= '' or ARGV[4] ~= '' then
     ',"message":' .. (ARGV[4] ~= '' and cjson.encode(ARGV[4]) or 'null') .. '}'
   emit(id, 'progress', attempt, data)
 end
-local chunks = tonumber(ARGV[5])
-for i = 6, 5 + chunks do
-  -- Numbered per attempt, so a client can tell a gap or a repeat at a glance.
-  local index = redis.call('HINCRBY', tk, 'chunks', 1)
-  emit(id, 'chunk', attempt, '{"index":' .. index .. ',"text":' .. cjson.encode(ARGV[i]) .. '}')
-end
-for i = 6 + chunks, #ARGV do
-  emit(id, 'log', attempt, '{"line":' .. cjson.encode(ARGV[i]) .. '}')
-end
+local n = tonumber(ARGV[5])
+local chunks, lines = {}, {}
+for i = 6, 5 + n do chunks[#chunks + 1] = ARGV[i] end
+for i = 6 + n, #ARGV do lines[#lines + 1] = ARGV[i] end
+emit_output(id, tk, attempt, chunks, lines)
 return {'ok', status}
