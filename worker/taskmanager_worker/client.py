@@ -108,16 +108,7 @@ class ApiClient:
         answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/lease?wait_seconds={wait_seconds}",
                                {"max_tasks": max_tasks}, timeout=wait_seconds + LEASE_GRACE_SECONDS,
                                leasing=True)
-        tasks = []
-        for task in (answer or {}).get("tasks") or []:
-            # Without its id and lease token a task can be neither run nor reported; its lease
-            # expires on the API's side and it goes back to the queue.
-            if (isinstance(task, dict) and isinstance(task.get("task_id"), str)
-                    and isinstance(task.get("lease_token"), str)):
-                tasks.append(task)
-            else:
-                log.error("the lease answer holds a malformed task; ignoring it", extra={"task": repr(task)[:500]})
-        return tasks
+        return _valid_tasks((answer or {}).get("tasks"))
 
     def progress(self, worker_id: str, task_id: str, lease_token: str, *, progress: float | None = None,
                  message: str | None = None, chunks: list[str] | None = None,
@@ -153,6 +144,30 @@ class ApiClient:
         payload = f'{{"lease_token":{json.dumps(lease_token)}{extra},"output":{output_json}}}'.encode()
         answer = self._request("POST", self._task_path(worker_id, task_id, "complete"), payload) or {}
         return answer.get("status")
+
+    def complete_next(self, worker_id: str, task_id: str, lease_token: str, output_json: str,
+                      timing: dict[str, str] | None = None, chunks: list[str] | None = None,
+                      logs: list[str] | None = None, max_tasks: int = 0) -> tuple[int, str | None, str | None,
+                                                                               list[dict[str, Any]]]:
+        """Reports the result with the attempt's last chunks and log lines (at most
+        MAX_CHUNKS_PER_REPORT and MAX_LOGS_PER_REPORT) through the batch endpoint, and takes up to
+        `max_tasks` next tasks in the same call. Returns the result's status code (200, or 404/409
+        when the attempt is no longer ours), the task's status, the API's detail, and the next tasks
+        (leased even when the result was refused: they must be run)."""
+        extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in (timing or {}).items())
+        if chunks:
+            extra += f',"chunks":{json.dumps(chunks)}'
+        if logs:
+            extra += f',"logs":{json.dumps(logs)}'
+        result = (f'{{"task_id":{json.dumps(task_id)},"lease_token":{json.dumps(lease_token)}{extra},'
+                  f'"output":{output_json}}}')
+        payload = f'{{"results":[{result}],"max_tasks":{int(max_tasks)}}}'.encode()
+        answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/complete", payload) or {}
+        items = answer.get("results") or [{}]
+        item = items[0] if isinstance(items[0], dict) else {}
+        status = item.get("status")
+        return (status if isinstance(status, int) else 200, item.get("task_status"), item.get("detail"),
+                _valid_tasks(answer.get("tasks")))
 
     def fail(self, worker_id: str, task_id: str, lease_token: str, code: str, message: str,
              retryable: bool, timing: dict[str, str] | None = None) -> str | None:
@@ -243,6 +258,18 @@ class ApiClient:
             self._local.connection = None
             with self._lock:
                 self._connections.discard(connection)
+
+
+def _valid_tasks(tasks: Any) -> list[dict[str, Any]]:
+    """The leased tasks of an answer. Without its id and lease token a task can be neither run nor
+    reported; its lease expires on the API's side and it goes back to the queue."""
+    valid = []
+    for task in tasks if isinstance(tasks, list) else []:
+        if isinstance(task, dict) and isinstance(task.get("task_id"), str) and isinstance(task.get("lease_token"), str):
+            valid.append(task)
+        else:
+            log.error("the lease answer holds a malformed task; ignoring it", extra={"task": repr(task)[:500]})
+    return valid
 
 
 def _answer(method: str, path: str, status: int, data: bytes) -> Any:

@@ -48,8 +48,14 @@ class Reporter(Protocol):
         """Uploads an artifact, retrying transient errors; returns the API's answer. Raises
         TaskGone, TooLarge, TransientError (retries exhausted) or ApiError."""
 
-    def complete(self, task: dict[str, Any], output_json: str) -> str | None:
-        """Reports the result; returns the API's status for the task, None when not reported."""
+    def complete(self, task: dict[str, Any], output_json: str, chunks: list[str] | None = None,
+                 lines: list[str] | None = None, next_tasks: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
+        """Reports the result with the attempt's last output chunks and log lines, and takes up to
+        `next_tasks` more tasks in the same call; returns the API's status for the task (None when
+        not reported) and the tasks it handed over."""
+
+    def wants_more(self) -> bool:
+        """Whether a slot that finishes a task may ask for the next one with its result."""
 
     def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
         """Reports a failure; returns the API's status for the task, None when not reported."""
@@ -179,22 +185,35 @@ class Slot:
     def _serve(self) -> None:
         try:
             while (job := self._jobs.get()) is not None:
-                self._run(job)
-                with self._lock:
-                    self._task = None
+                # A result's answer may hand over the next task: the slot runs it at once, busy
+                # throughout, so the lease loop does not ask for this slot meanwhile.
+                while job is not None:
+                    following = self._run(job)
+                    with self._lock:
+                        if following and not self._retiring:
+                            self._task, self._stop, self._stop_now = following[0], None, False
+                            job = _Job(following[0], time.monotonic())
+                            extra = following[1:]
+                        else:
+                            self._task, job, extra = None, None, following
+                    for task in extra:
+                        log.error("the API handed over a task this slot cannot take; handing it back",
+                                  extra=logs.task_fields(task))
+                        self._reporter.fail(task, "worker_shutdown", "the worker had no free slot for this task", True)
                 self._on_idle()
         except BaseException as error:
             log.exception("slot crashed", extra={"slot": self.index})
             self._on_crash(error)
 
-    def _run(self, job: _Job) -> None:
+    def _run(self, job: _Job) -> list[dict[str, Any]]:
+        """Runs the task and reports it; returns the tasks its result's answer handed over."""
         task = job.task
         relay = _Relay(self._reporter, task)
         log.debug("task started", extra={**logs.task_fields(task), "type": task.get("type"),
                                          "executor_pid": self._executor.pid})
         self._executor.run(task)
         outcome = self._await_outcome(job, relay)
-        self._report(job, relay, outcome)
+        return self._report(job, relay, outcome)
 
     def _await_outcome(self, job: _Job, relay: _Relay) -> _Outcome:
         """Relays the task's progress until it ends, enforcing its timeout and stop requests."""
@@ -258,7 +277,8 @@ class Slot:
                     log.info("the API took the task back; stopping it", extra={**fields, "error": str(gone)})
                     self.request_stop(task["task_id"], StopReason.DROPPED)
 
-    def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> None:
+    def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> list[dict[str, Any]]:
+        """Sends the outcome; returns the tasks a successful result's answer handed over."""
         task = job.task
         elapsed = time.monotonic() - job.received_at
         fields = {**logs.task_fields(task), "run_ms": round(elapsed * 1000, 1)}
@@ -268,21 +288,29 @@ class Slot:
                            "ended_at": ended.isoformat(timespec="milliseconds")}
         if outcome.dropped:
             log.info("task dropped", extra=fields)
-            return
+            return []
         try:
-            relay.flush_final()
             if outcome.artifacts:
                 outcome = self._upload_artifacts(task, outcome)
+            if outcome.output_json is None:
+                relay.flush_final()
+                chunks, lines = [], []
+            else:
+                # The last chunks and lines go with the result: no progress report just for them.
+                chunks, lines = relay.take_final()
         except TaskGone as gone:
             log.info("task dropped: the API took it back", extra={**fields, "error": str(gone)})
-            return
+            return []
         if outcome.output_json is not None:
-            status = self._reporter.complete(task, outcome.output_json)
+            status, following = self._reporter.complete(task, outcome.output_json, chunks, lines,
+                                                         1 if self._reporter.wants_more() else 0)
             log.info("task succeeded", extra={**fields, "status": status})
+            return following
         else:
             status = self._reporter.fail(task, outcome.code, outcome.message, outcome.retryable)
             log.info("task failed", extra={**fields, "code": outcome.code, "retryable": outcome.retryable,
                                            "status": status})
+        return []
 
     def _upload_artifacts(self, task: dict[str, Any], outcome: _Outcome) -> _Outcome:
         """Uploads the output's artifacts and puts their URLs in the output; returns the outcome to
@@ -391,6 +419,24 @@ class _Relay:
                 return
             except ApiError as error:
                 self._refused(error)
+
+    def take_final(self) -> tuple[list[str], list[str]]:
+        """What is still queued, to go with the result: first sends as progress reports what would
+        not fit in one (retrying), then hands over the rest and forgets it. Raises TaskGone."""
+        while len(self._chunks) > MAX_CHUNKS_PER_REPORT or len(self._logs) > MAX_LOGS_PER_REPORT:
+            try:
+                self._send(final=True)
+            except TransientError as error:
+                log.error("chunks and log lines could not be delivered", extra={
+                    **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks),
+                    "logs": len(self._logs)})
+                break
+            except ApiError as error:
+                self._refused(error)
+        chunks = self._chunks[:MAX_CHUNKS_PER_REPORT]
+        lines = self._logs[:MAX_LOGS_PER_REPORT]
+        self._chunks, self._logs, self.pending = [], [], False
+        return chunks, lines
 
     def _refused(self, error: ApiError) -> None:
         """The API refused a report (a 400, say): sending it again cannot help, so its batch goes."""

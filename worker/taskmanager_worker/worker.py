@@ -287,23 +287,38 @@ class Worker:
             worker_id, task["task_id"], task["lease_token"], artifact.name, artifact.content_type, artifact.data),
             retry=True)
 
-    def complete(self, task: dict[str, Any], output_json: str) -> str | None:
+    def complete(self, task: dict[str, Any], output_json: str, chunks: list[str] | None = None,
+                 lines: list[str] | None = None, next_tasks: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
+        """Reports the result with the attempt's last chunks and log lines, and takes up to
+        `next_tasks` tasks in the same call: one request per task while work keeps coming.
+        Returns the task's status (None when not reported) and the next tasks."""
         try:
-            return self._report(task, lambda worker_id: self._client.complete(
-                worker_id, task["task_id"], task["lease_token"], output_json, task.get(TIMING)), retry=True)
+            code, status, detail, tasks = self._report(task, lambda worker_id: self._client.complete_next(
+                worker_id, task["task_id"], task["lease_token"], output_json, task.get(TIMING), chunks, lines,
+                next_tasks), retry=True)
         except TaskGone as gone:
             log.info("result not accepted: the attempt is no longer ours", extra={
                 **logs.task_fields(task), "error": str(gone)})
+            return None, []
         except TransientError as error:
             log.error("could not report the result", extra={**logs.task_fields(task), "error": str(error)})
+            return None, []
         except TooLarge as error:
             log.error("the API refused the result as too large", extra={**logs.task_fields(task), "error": str(error)})
-            return self.fail(task, "output_too_large", f"the API refused the result as too large: {error}", False)
+            return self.fail(task, "output_too_large", f"the API refused the result as too large: {error}", False), []
         except ApiError as error:
             # The API refuses this output: retrying cannot help.
             log.error("the API refused the result", extra={**logs.task_fields(task), "error": str(error)})
-            return self.fail(task, "backend_error", f"the API refused the result: {error}", False)
-        return None
+            return self.fail(task, "backend_error", f"the API refused the result: {error}", False), []
+        if code != 200:
+            log.info("result not accepted: the attempt is no longer ours", extra={
+                **logs.task_fields(task), "error": f"{code}: {detail}"})
+            return None, tasks
+        return status, tasks
+
+    def wants_more(self) -> bool:
+        """Whether a slot that finishes a task may take the next one with its result."""
+        return not self._stopping.is_set() and not self._draining
 
     def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
         try:

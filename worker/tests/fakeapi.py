@@ -103,17 +103,21 @@ class FakeApi:
     # --- the endpoints ---
 
     def logs(self, task_id: str) -> list[str]:
-        """The log lines the worker reported for a task, in order."""
-        return [line for call in self.calls("progress", task_id) for line in call["body"].get("logs", [])]
+        """The log lines the worker reported for a task, in order (the last may come with the result)."""
+        return [line for call in self._reports(task_id) for line in call["body"].get("logs", [])]
 
     def chunks(self, task_id: str) -> list[str]:
-        """The chunks the worker reported for a task, in order."""
-        return [chunk for call in self.calls("progress", task_id) for chunk in call["body"].get("chunks", [])]
+        """The chunks the worker reported for a task, in order (the last may come with the result)."""
+        return [chunk for call in self._reports(task_id) for chunk in call["body"].get("chunks", [])]
+
+    def _reports(self, task_id: str) -> list[dict[str, Any]]:
+        with self.cond:
+            return [r for r in self.requests if r["task_id"] == task_id and r["kind"] in ("progress", "complete")]
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                body: Any) -> tuple[int, Any]:
         match = re.fullmatch(
-            r"/api/workers/(?:register|([^/]+)/(heartbeat|lease)|([^/]+)/tasks/([^/]+)/(\w+)(?:/([^/]+))?)", path)
+            r"/api/workers/(?:register|([^/]+)/(heartbeat|lease|complete)|([^/]+)/tasks/([^/]+)/(\w+)(?:/([^/]+))?)", path)
         if match is None or (method == "PUT") != (match.group(5) == "artifacts" and match.group(6) is not None):
             return 404, {"status": 404, "title": "Not Found"}
         kind = match.group(2) or match.group(5) or "register"
@@ -121,6 +125,8 @@ class FakeApi:
         task_id = match.group(4)
         name = unquote(match.group(6)) if match.group(6) else None
         with self.cond:
+            if kind == "complete" and task_id is None:
+                return self._complete_batch(worker_id, body)
             self.requests.append({"kind": kind, "method": method, "worker_id": worker_id, "task_id": task_id,
                                   "name": name, "query": query, "headers": headers, "body": body})
             self.cond.notify_all()
@@ -142,6 +148,27 @@ class FakeApi:
             if kind == "complete":
                 return 200, {"status": "succeeded"}
             return 200, {"status": "queued" if body["retryable"] else "failed"}
+
+    def _complete_batch(self, worker_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST /api/workers/{id}/complete: each result is recorded as a complete call of its task
+        (its body as the single endpoint's, with its chunks and logs), then up to max_tasks are
+        handed over without waiting."""
+        for result in body["results"]:
+            self.requests.append({"kind": "complete", "method": "POST", "worker_id": worker_id,
+                                  "task_id": result["task_id"], "name": None, "query": {}, "headers": {},
+                                  "body": result, "batch": True})
+        self.cond.notify_all()
+        if worker_id not in self.worker_ids or worker_id in self.forget:
+            return 404, {"status": 404, "title": "Not Found", "detail": f"no worker {worker_id}"}
+        answers = [{"task_id": r["task_id"], "status": 409, "detail": "the attempt is no longer current"}
+                   if (r["task_id"], "complete") in self.conflicts
+                   else {"task_id": r["task_id"], "status": 200, "task_status": "succeeded"}
+                   for r in body["results"]]
+        wanted = body.get("max_tasks") or 0
+        tasks = []
+        if wanted and not self.drain and not self._closing:
+            tasks, self.queue = self.queue[:wanted], self.queue[wanted:]
+        return 200, {"results": answers, "tasks": tasks}
 
     def _progress(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         chunks, lines = body.get("chunks", []), body.get("logs", [])

@@ -25,6 +25,8 @@ class StubReporter:
         self.gone_on_progress = False
         self.refuse_progress = 0  # answer this many progress reports with a 400
         self.upload_error = None  # raised by upload() when set
+        self.next_tasks = []  # handed over with results, one each, while give_next
+        self.give_next = True
 
     def progress(self, task, progress, message, chunks, logs, *, final):
         with self.cond:
@@ -51,8 +53,17 @@ class StubReporter:
         with self.cond:
             return [item for call in self.progress_calls if call["task_id"] == task_id for item in call[key]]
 
-    def complete(self, task, output_json):
-        return self._final(task, {"report": "complete", "output": json.loads(output_json)})
+    def complete(self, task, output_json, chunks=None, lines=None, next_tasks=0):
+        # The last chunks and lines come with the result: recorded as the report they replace.
+        if chunks or lines:
+            with self.cond:
+                self.progress_calls.append({"task_id": task["task_id"], "progress": None, "chunks": list(chunks or []),
+                                            "logs": list(lines or []), "final": True, "with_result": True})
+        following = [self.next_tasks.pop(0)] if next_tasks and self.next_tasks else []
+        return self._final(task, {"report": "complete", "output": json.loads(output_json)}), following
+
+    def wants_more(self):
+        return self.give_next
 
     def fail(self, task, code, message, retryable):
         return self._final(task, {"report": "fail", "code": code, "message": message, "retryable": retryable})

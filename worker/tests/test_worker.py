@@ -116,12 +116,25 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         # (headers and body in separate sends waiting on a delayed ACK) would cost 40 ms a call.
         self.assertLess(per_task_ms, 15, f"{per_task_ms:.1f} ms per task")
 
-    def test_chunks_reach_the_progress_endpoint_in_order(self):
+    def test_chunks_reach_the_api_in_order_the_last_with_the_result(self):
         self.start_worker()
         task_id = self.api.add_task("llm", {"prompt": "hi"}, sim={"duration_ms": 200, "chunks": 10})
-        output = self.api.final_report(task_id)["body"]["output"]
-        chunks = [c for call in self.api.calls("progress", task_id) for c in call["body"].get("chunks", [])]
-        self.assertEqual("".join(chunks), output["text"])
+        report = self.api.final_report(task_id)
+        self.assertEqual("".join(self.api.chunks(task_id)), report["body"]["output"]["text"])
+        self.assertTrue(self.api.calls("progress", task_id), "chunks streamed while the task ran")
+        self.assertTrue(report["body"].get("chunks"), "the last chunks came with the result")
+
+    def test_a_result_takes_the_next_task_in_the_same_call(self):
+        ids = [self.api.add_task() for _ in range(5)]
+        self.start_worker(TASKMANAGER_CAPACITY="1")
+        for task_id in ids:
+            self.assertEqual(self.api.final_report(task_id)["kind"], "complete")
+        completes = self.api.calls("complete")
+        self.assertEqual([c["task_id"] for c in completes], ids)
+        self.assertTrue(all(c.get("batch") for c in completes), "results go to the batch endpoint")
+        # One lease brought the first task, each result the next; at most one more lease is
+        # waiting now that the queue is empty. Leasing after each task would make five.
+        self.assertLessEqual(len(self.api.calls("lease")), 2)
 
 
 class LiveOutputTests(WorkerTestCase):
