@@ -29,7 +29,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             nowMs, tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
         };
         AddTaskValues(values, id, request, nowMs, traceParent);
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Submit, values: [.. values]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Submit, values: [.. values]).ConfigureAwait(false))!;
         return (string?)result[0] switch
         {
             "created" => new SubmitResult(SubmitKind.Created, NewRecord(id, request, tenant, nowMs)),
@@ -57,7 +57,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             ids[i] = TaskIds.New(now);
             AddTaskValues(values, ids[i], requests[i], nowMs, traceParent);
         }
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.SubmitBatch, values: [.. values]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.SubmitBatch, values: [.. values]).ConfigureAwait(false))!;
         var queued = (long)result[0];
         var results = new SubmitResult[requests.Count];
         for (var i = 0; i < requests.Count; i++)
@@ -111,7 +111,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         var token = Guid.NewGuid().ToString("N");
         var o = options.Value;
         var now = NowMs;
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Lease, values:
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Lease, values:
             [workerId, now, maxTasks, o.LeaseTtlSeconds * 1000L, token, o.LeaseScanDepth, now - (o.WorkerStaleSeconds * 1000L)])
             .ConfigureAwait(false))!;
         if ((string?)result[0] != "ok")
@@ -161,7 +161,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             values.AddRange(lines.Select(l => (RedisValue)l));
         }
         // The lease goes out right behind the results, before either answer is read: one round trip.
-        var completing = Db.ScriptEvaluateAsync(scripts.CompleteBatch, values: [.. values]);
+        var completing = scripts.EvaluateAsync(Db, scripts.CompleteBatch, values: [.. values]);
         var leasing = leaseFor is not null && maxTasks > 0 ? LeaseAsync(leaseFor, maxTasks) : null;
         var replies = (RedisResult[])(await completing.ConfigureAwait(false))!;
         var outcomes = replies.Select(r => ToOutcome((RedisResult[])r!)).ToArray();
@@ -187,7 +187,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     public async Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data)
     {
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.PutArtifact, values:
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.PutArtifact, values:
             [taskId, leaseToken, name, contentType, data, options.Value.MaxOutputBytes]).ConfigureAwait(false))!;
         return (string?)result[0] == "too_large"
             ? new StoreOutcome(StoreError.Conflict, (string?)result[1])
@@ -202,7 +202,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     public async Task<TaskRecord?> GetAsync(string taskId)
     {
         var liveSince = NowMs - (options.Value.WorkerDeadSeconds * 1000L);
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Get, values: [taskId, liveSince]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Get, values: [taskId, liveSince]).ConfigureAwait(false))!;
         var hash = (RedisResult[])result[0]!;
         if (hash.Length == 0)
         {
@@ -213,7 +213,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     public async Task<TaskPage> ListAsync(TaskQuery query)
     {
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.List, values:
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.List, values:
         [
             query.Limit, query.Cursor ?? "", string.Join(',', query.Statuses), string.Join(',', query.Types),
             string.Join(',', query.Tenants ?? [Tenants.Default]),
@@ -236,7 +236,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     {
         var id = "w_" + Guid.CreateVersion7(time.GetUtcNow()).ToString("N");
         var state = registration.State ?? new WorkerState("{}", 0, [], []);
-        await Db.ScriptEvaluateAsync(scripts.Register, values:
+        await scripts.EvaluateAsync(Db, scripts.Register, values:
             [
                 id, NowMs, registration.Name, string.Join(',', registration.TaskTypes), registration.CapabilitiesJson,
                 registration.Capacity, state.GpuFreeMb, GpuNames(state), string.Join(',', state.Models),
@@ -259,7 +259,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             values[7 + (2 * i)] = running[i].TaskId;
             values[8 + (2 * i)] = running[i].LeaseToken;
         }
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Heartbeat, values: values).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Heartbeat, values: values).ConfigureAwait(false))!;
         if ((string?)result[0] != "ok")
         {
             return null;
@@ -268,11 +268,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     }
 
     public async Task<bool> DrainAsync(string workerId) =>
-        (int)await Db.ScriptEvaluateAsync(scripts.Drain, values: [workerId]).ConfigureAwait(false) == 1;
+        (int)await scripts.EvaluateAsync(Db, scripts.Drain, values: [workerId]).ConfigureAwait(false) == 1;
 
     public async Task<IReadOnlyList<WorkerRecord>> ListWorkersAsync(int max)
     {
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Workers, values: [max]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Workers, values: [max]).ConfigureAwait(false))!;
         return result.Select(r => ToWorker(Fields((RedisResult[])r!))).ToArray();
     }
 
@@ -302,13 +302,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
 
     public async Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name)
     {
-        var result = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.GetArtifact, values: [taskId, name]).ConfigureAwait(false))!;
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.GetArtifact, values: [taskId, name]).ConfigureAwait(false))!;
         return result.Length == 0 ? null : ((string)result[0]!, (byte[])result[1]!);
     }
 
     public async Task<StatsSnapshot> ReadStatsAsync(IReadOnlyList<string> tenants)
     {
-        var r = (RedisResult[])(await Db.ScriptEvaluateAsync(scripts.Stats, values:
+        var r = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Stats, values:
             [NowMs, string.Join(',', tenants), string.Join(',', TaskState.All)]).ConfigureAwait(false))!;
         var counts = new List<(string, string, long)>();
         var c = (RedisResult[])r[0]!;
@@ -327,7 +327,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     }
 
     public async Task<bool> SetPausedAsync(string type, bool paused) =>
-        (int)await Db.ScriptEvaluateAsync(scripts.Pause, values: [type, paused ? "1" : "0"]).ConfigureAwait(false) == 1;
+        (int)await scripts.EvaluateAsync(Db, scripts.Pause, values: [type, paused ? "1" : "0"]).ConfigureAwait(false) == 1;
 
     private static Dictionary<string, T> Pairs<T>(RedisResult[] flat, Func<RedisResult, T> value)
     {
@@ -356,28 +356,28 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     private static string[] Split(string? list) => string.IsNullOrEmpty(list) ? [] : list.Split(',');
 
     public async Task<IReadOnlyList<SweptTask>> SweepDeadlinesAsync(int batch) =>
-        Swept(await Db.ScriptEvaluateAsync(scripts.SweepDeadlines, values: [NowMs, batch, Delays()]).ConfigureAwait(false));
+        Swept(await scripts.EvaluateAsync(Db, scripts.SweepDeadlines, values: [NowMs, batch, Delays()]).ConfigureAwait(false));
 
     public async Task<IReadOnlyList<SweptTask>> SweepLeasesAsync(int batch) =>
-        Swept(await Db.ScriptEvaluateAsync(scripts.SweepLeases, values: [NowMs, batch]).ConfigureAwait(false));
+        Swept(await scripts.EvaluateAsync(Db, scripts.SweepLeases, values: [NowMs, batch]).ConfigureAwait(false));
 
     public async Task<IReadOnlyList<string>> SweepOverdueRetriesAsync(int batch)
     {
         var cutoff = NowMs - (options.Value.RetryGraceSeconds * 1000L);
-        var result = await Db.ScriptEvaluateAsync(scripts.SweepScheduled, values: [cutoff, batch, NowMs]).ConfigureAwait(false);
+        var result = await scripts.EvaluateAsync(Db, scripts.SweepScheduled, values: [cutoff, batch, NowMs]).ConfigureAwait(false);
         return ((RedisResult[])result!).Select(r => (string)r!).ToArray();
     }
 
     public async Task<int> SweepRetentionAsync(int batch)
     {
         var cutoff = NowMs - (long)TimeSpan.FromDays(options.Value.RetentionDays).TotalMilliseconds;
-        return (int)await Db.ScriptEvaluateAsync(scripts.SweepRetention, values: [cutoff, batch]).ConfigureAwait(false);
+        return (int)await scripts.EvaluateAsync(Db, scripts.SweepRetention, values: [cutoff, batch]).ConfigureAwait(false);
     }
 
     public async Task<int> SweepDeadWorkersAsync(int batch)
     {
         var cutoff = NowMs - (options.Value.DeadWorkerRetentionMinutes * 60_000L);
-        return (int)await Db.ScriptEvaluateAsync(scripts.SweepWorkers, values: [cutoff, batch]).ConfigureAwait(false);
+        return (int)await scripts.EvaluateAsync(Db, scripts.SweepWorkers, values: [cutoff, batch]).ConfigureAwait(false);
     }
 
     public async Task<IReadOnlyList<OutboxEntry>> TakeOutboxAsync(int batch)
@@ -395,13 +395,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     }
 
     public async Task<bool> AttachRetryJobAsync(string taskId, int attempt, string jobId) =>
-        (int)await Db.ScriptEvaluateAsync(scripts.AttachJob, values: [taskId, attempt, jobId]).ConfigureAwait(false) == 1;
+        (int)await scripts.EvaluateAsync(Db, scripts.AttachJob, values: [taskId, attempt, jobId]).ConfigureAwait(false) == 1;
 
     public async Task<string?> GetRetryJobAsync(string taskId) =>
         await Db.HashGetAsync(keys.Task(taskId), "retry_job").ConfigureAwait(false);
 
     public async Task<bool> RequeueAsync(string taskId, int? attempt) =>
-        (int)await Db.ScriptEvaluateAsync(scripts.Requeue,
+        (int)await scripts.EvaluateAsync(Db, scripts.Requeue,
             values: [taskId, attempt?.ToString(CultureInfo.InvariantCulture) ?? "", NowMs]).ConfigureAwait(false) == 1;
 
     /// <summary>Fresh jittered backoff delays for the scripts that may schedule a retry.</summary>
@@ -420,7 +420,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     }
 
     private async Task<StoreOutcome> ChangeAsync(string script, RedisValue[] values) =>
-        ToOutcome((RedisResult[])(await Db.ScriptEvaluateAsync(script, values: values).ConfigureAwait(false))!);
+        ToOutcome((RedisResult[])(await scripts.EvaluateAsync(Db, script, values: values).ConfigureAwait(false))!);
 
     private static StoreOutcome ToOutcome(RedisResult[] result)
     {
