@@ -151,8 +151,17 @@ public sealed class Deployment : IAsyncDisposable
         return list.EnumerateArray().Count(w => w.GetProperty("status").GetString() == "healthy");
     }
 
-    /// <summary>Deletes every TaskManager key (tasks, queues, workers, statistics); Hangfire's stay.</summary>
-    public Task ResetAsync() => Redis.DeletePrefixAsync(KeyPrefix);
+    /// <summary>
+    /// Deletes every TaskManager key (tasks, queues, workers, statistics; Hangfire's stay), then has
+    /// Redis rewrite its append-only file and waits for it: a rewrite that Redis starts by itself
+    /// when the file has grown (a fork copying everything) would otherwise land in the middle of the
+    /// next measurement.
+    /// </summary>
+    public async Task ResetAsync()
+    {
+        await Redis.DeletePrefixAsync(KeyPrefix);
+        await Redis.RewriteAppendOnlyFileAsync();
+    }
 
     /// <summary>How many tasks of a type have succeeded, from the statistics hash (one HGET).</summary>
     public async Task<long> SucceededAsync(string type) =>

@@ -199,6 +199,33 @@ public sealed class Redis : IAsyncDisposable
         await db.PingAsync();
     }
 
+    /// <summary>BGREWRITEAOF, and waits until no rewrite runs or is scheduled.</summary>
+    public async Task RewriteAppendOnlyFileAsync()
+    {
+        async Task<bool> Busy()
+        {
+            var info = (await Server.InfoAsync("persistence")).SelectMany(g => g).ToDictionary(p => p.Key, p => p.Value);
+            return info.GetValueOrDefault("aof_rewrite_in_progress") == "1" || info.GetValueOrDefault("aof_rewrite_scheduled") == "1";
+        }
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(2);
+        while (await Busy() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+        try
+        {
+            await Server.ExecuteAsync("BGREWRITEAOF");
+        }
+        catch (RedisServerException)
+        {
+            // One is already running or scheduled: waiting for it below does as well.
+        }
+        while (await Busy() && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         await Connection.DisposeAsync();

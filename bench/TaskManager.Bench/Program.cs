@@ -126,11 +126,11 @@ internal static class Report
         Row(md, "end to end, steady (jobs/s; TaskManager: Python worker)", Rate(T("e2e_python_per_s")),
             Rate(P("celery", "e2e_per_s")), Rate(P("bullmq", "e2e_per_s")), Rate(P("hangfire", "e2e_per_s")));
         Row(md, "end to end, steady, TaskManager with the minimal .NET worker", Rate(T("e2e_dotnet_per_s")), "", "", "");
-        Row(md, "idle pickup, submit→start p50 / p99 (ms; TaskManager: Python worker)",
-            Ms2(T("pickup_python_start_p50_ms"), T("pickup_python_start_p99_ms")),
+        Row(md, "idle pickup, submit→start p50 / p99 (ms; TaskManager: .NET worker, one clock)",
+            Ms2(T("pickup_dotnet_start_p50_ms"), T("pickup_dotnet_start_p99_ms")),
             Ms2(P("celery", "pickup_p50_ms"), P("celery", "pickup_p99_ms")), Ms2(P("bullmq", "pickup_p50_ms"), P("bullmq", "pickup_p99_ms")),
             Ms2(P("hangfire", "pickup_p50_ms"), P("hangfire", "pickup_p99_ms")));
-        Row(md, "idle pickup, TaskManager with the .NET worker", Ms2(T("pickup_dotnet_start_p50_ms"), T("pickup_dotnet_start_p99_ms")), "", "", "");
+        Row(md, "idle pickup, TaskManager with the Python worker (start: the server's lease time)", Ms2(T("pickup_python_start_p50_ms"), T("pickup_python_start_p99_ms")), "", "", "");
         Row(md, "Redis commands per job (TaskManager: submitted one at a time / in batches)",
             $"{Num(T("commands_per_task"))} / {Num(T("commands_per_task_batched"))}",
             Num(P("celery", "commands_per_job")), Num(P("bullmq", "commands_per_job")), Num(P("hangfire", "commands_per_job")));
@@ -154,10 +154,13 @@ internal static class Report
         Target(md, "end to end, .NET worker ≥ BullMQ", Ratio(T("e2e_dotnet_per_s"), P("bullmq", "e2e_per_s")), 1);
         var bestP50 = peers.Keys.Select(p => P(p, "pickup_p50_ms")).Where(v => !double.IsNaN(v)).DefaultIfEmpty(double.NaN).Min();
         var bestP99 = peers.Keys.Select(p => P(p, "pickup_p99_ms")).Where(v => !double.IsNaN(v)).DefaultIfEmpty(double.NaN).Min();
-        Check(md, "idle pickup p50 no worse than the best peer's", $"{Num(T("pickup_python_start_p50_ms"))} vs {Num(bestP50)} ms",
-            T("pickup_python_start_p50_ms") <= bestP50);
-        Check(md, "idle pickup p99 no worse than the best peer's", $"{Num(T("pickup_python_start_p99_ms"))} vs {Num(bestP99)} ms",
-            T("pickup_python_start_p99_ms") <= bestP99);
+        // Judged on the .NET worker's figures: one clock, and the start is when the worker has the
+        // task in hand, as the peers' jobs record their own start. The Python worker's are the
+        // server's lease time, before the answer reaches the worker.
+        Check(md, "idle pickup p50 no worse than the best peer's (.NET worker)", $"{Num(T("pickup_dotnet_start_p50_ms"))} vs {Num(bestP50)} ms",
+            T("pickup_dotnet_start_p50_ms") <= bestP50);
+        Check(md, "idle pickup p99 no worse than the best peer's (.NET worker)", $"{Num(T("pickup_dotnet_start_p99_ms"))} vs {Num(bestP99)} ms",
+            T("pickup_dotnet_start_p99_ms") <= bestP99);
         Check(md, "at most 6 Redis commands per task", Num(T("commands_per_task")), T("commands_per_task") <= 6);
         Check(md, "at most 300 B of Redis memory per queued task beyond its input", $"{Num(T("memory_per_task_beyond_input_bytes"))} B",
             T("memory_per_task_beyond_input_bytes") <= 300);
