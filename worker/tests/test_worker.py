@@ -152,7 +152,13 @@ class LiveOutputTests(WorkerTestCase):
         output = self.api.final_report(task_id)["body"]["output"]
         self.assertEqual("".join(self.api.chunks(task_id)), output["text"])
         self.assertEqual(len(self.api.logs(task_id)), 235)
-        self.assertGreaterEqual(len(self.api.calls("progress", task_id)), 3)  # the fake answers 400 beyond the limits
+        # 2,345 chunks and 235 lines need at least three reports of at most 1,000 chunks and 100
+        # lines: progress reports, and the last batch with the result (the fake refuses more).
+        reports = self.api.calls("progress", task_id) + self.api.calls("complete", task_id)
+        self.assertGreaterEqual(len(reports), 3)
+        for report in reports:
+            self.assertLessEqual(len(report["body"].get("chunks", [])), 1000)
+            self.assertLessEqual(len(report["body"].get("logs", [])), 100)
 
     def test_sd_images_are_uploaded_pngs_referenced_by_url(self):
         self.start_worker()
