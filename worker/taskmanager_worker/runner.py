@@ -409,7 +409,21 @@ class _Relay:
 
     def flush_final(self) -> None:
         """Sends the chunks and log lines still queued before the final report, retrying. Raises TaskGone."""
-        while self._chunks or self._logs:
+        self._send_while(lambda: bool(self._chunks or self._logs))
+
+    def take_final(self) -> tuple[list[str], list[str]]:
+        """What is still queued, to go with the result: first sends as progress reports what would
+        not fit in one (retrying), then hands over the rest and forgets it. Raises TaskGone."""
+        self._send_while(lambda: len(self._chunks) > MAX_CHUNKS_PER_REPORT or len(self._logs) > MAX_LOGS_PER_REPORT)
+        chunks = self._chunks[:MAX_CHUNKS_PER_REPORT]
+        lines = self._logs[:MAX_LOGS_PER_REPORT]
+        self._chunks, self._logs, self.pending = [], [], False
+        return chunks, lines
+
+    def _send_while(self, more: Callable[[], bool]) -> None:
+        """Sends final progress reports while `more()`; stops at a transient error (logged: what is
+        left is not delivered). Raises TaskGone."""
+        while more():
             try:
                 self._send(final=True)
             except TransientError as error:
@@ -419,24 +433,6 @@ class _Relay:
                 return
             except ApiError as error:
                 self._refused(error)
-
-    def take_final(self) -> tuple[list[str], list[str]]:
-        """What is still queued, to go with the result: first sends as progress reports what would
-        not fit in one (retrying), then hands over the rest and forgets it. Raises TaskGone."""
-        while len(self._chunks) > MAX_CHUNKS_PER_REPORT or len(self._logs) > MAX_LOGS_PER_REPORT:
-            try:
-                self._send(final=True)
-            except TransientError as error:
-                log.error("chunks and log lines could not be delivered", extra={
-                    **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks),
-                    "logs": len(self._logs)})
-                break
-            except ApiError as error:
-                self._refused(error)
-        chunks = self._chunks[:MAX_CHUNKS_PER_REPORT]
-        lines = self._logs[:MAX_LOGS_PER_REPORT]
-        self._chunks, self._logs, self.pending = [], [], False
-        return chunks, lines
 
     def _refused(self, error: ApiError) -> None:
         """The API refused a report (a 400, say): sending it again cannot help, so its batch goes."""
