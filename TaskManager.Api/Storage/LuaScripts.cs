@@ -22,10 +22,7 @@ public sealed class LuaScripts
     /// </summary>
     public async Task<RedisResult> EvaluateAsync(IDatabase db, string script, RedisValue[] values)
     {
-        if (!hashes.TryGetValue(script, out var hash))
-        {
-            return await db.ScriptEvaluateAsync(script, values: values).ConfigureAwait(false);
-        }
+        var hash = hashes[script];
         try
         {
             return await db.ScriptEvaluateAsync(hash, values: values).ConfigureAwait(false);
@@ -39,7 +36,12 @@ public sealed class LuaScripts
     public LuaScripts(RedisKeys keys)
     {
         var prelude = keys.LuaDefinitions() + TransitionsTable() + TaskTypesTable() + BucketsTable() + Load("common");
-        string Build(string name) => prelude + "\n" + Load(name);
+        string Build(string name)
+        {
+            var script = prelude + "\n" + Load(name);
+            hashes[script] = SHA1.HashData(Encoding.UTF8.GetBytes(script));
+            return script;
+        }
         Submit = Build("submit");
         SubmitBatch = Build("submit_batch");
         Lease = Build("lease");
@@ -66,15 +68,6 @@ public sealed class LuaScripts
         GetArtifact = Build("get_artifact");
         Stats = Build("stats");
         Pause = Build("pause");
-        foreach (var script in new[]
-        {
-            Submit, SubmitBatch, Lease, Complete, CompleteBatch, Fail, Progress, Cancel, Delete, Get, List, Register, Heartbeat,
-            Requeue, AttachJob, SweepDeadlines, SweepLeases, SweepScheduled, SweepRetention, SweepWorkers, Drain, Workers,
-            PutArtifact, GetArtifact, Stats, Pause,
-        })
-        {
-            hashes[script] = SHA1.HashData(Encoding.UTF8.GetBytes(script));
-        }
     }
 
     public string Submit { get; }

@@ -210,6 +210,29 @@ local function end_unreported(id, tk, status, ttype, to, outcome, error_json, de
   move_after_failure(id, tk, ttype, status, to, delays, now)
 end
 
+-- Ends the attempts listed in `set` (DEADLINES or LEASES) whose time has come, at most `batch`:
+-- a running one goes where failure_target says (`final_status` when nothing is left, `immediate`
+-- for a retry without backoff), a canceling one ends 'canceled'. `describe(f)` gives the error,
+-- from the task's status, type, worker and timeout. Each task is claimed here atomically, so
+-- scheduler replicas never handle one twice; an entry whose task is no longer running is dropped.
+-- Returns {task id, new status, type, traceparent, worker, ...} for each task handled.
+local function sweep_due(set, now, batch, outcome, final_status, immediate, delays, describe)
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, batch)) do
+    local tk = task_key(id)
+    local f = redis.call('HMGET', tk, 'status', 'type', 'worker', 'timeout')
+    if f[1] == 'running' or f[1] == 'canceling' then
+      local to = 'canceled'
+      if f[1] == 'running' then to = failure_target(tk, true, final_status, immediate) end
+      end_unreported(id, tk, f[1], f[2], to, outcome, describe(f), delays, now)
+      out[#out + 1] = {id, to, f[2], redis.call('HGET', tk, 'trace') or '', f[3]}
+    else
+      redis.call('ZREM', set, id)
+    end
+  end
+  return out
+end
+
 -- The number of tasks a tenant has queued, over all types (the tenant queue cap counts these).
 local function queued_count(tenant)
   local queued = 0
