@@ -111,6 +111,44 @@ class InvalidInput(TaskError):
         super().__init__("invalid_input", message, retryable=False)
 
 
+def task_input(task: dict[str, Any]) -> dict[str, Any]:
+    """The task's input object (empty when absent); raises InvalidInput when it is not an object."""
+    value = task.get("input") or {}
+    if not isinstance(value, dict):
+        raise InvalidInput("input must be an object")
+    return value
+
+
+def input_string(values: dict[str, Any], key: str, default: str) -> str:
+    """`input.<key>` as a string, `default` when absent; raises InvalidInput."""
+    value = values.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise InvalidInput(f"input.{key} must be a string")
+    return value
+
+
+def input_integer(values: dict[str, Any], key: str, default: int | None, low: int, high: int) -> int | None:
+    """`input.<key>` as an integer from `low` to `high`, `default` when absent; raises InvalidInput."""
+    value = values.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"input.{key} must be an integer from {low} to {high}")
+    return value
+
+
+def input_number(values: dict[str, Any], key: str, default: float | None, low: float, high: float) -> float | None:
+    """`input.<key>` as a number from `low` to `high`, `default` when absent; raises InvalidInput."""
+    value = values.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise InvalidInput(f"input.{key} must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
 class TaskStopped(Exception):
     """Raised by a backend that noticed ctx.stopped(); the worker reports why it asked."""
 

@@ -25,7 +25,7 @@ import tempfile
 import wave
 from typing import Any
 
-from . import Artifact, InvalidInput, TaskContext, TaskError, _process
+from . import Artifact, InvalidInput, TaskContext, TaskError, _process, input_number, task_input
 
 log = logging.getLogger(__name__)
 
@@ -62,23 +62,17 @@ class EspeakBackend:
         pass
 
     def run(self, task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        task_input = task.get("input") or {}
-        if not isinstance(task_input, dict):
-            raise InvalidInput("input must be an object")
-        text = task_input.get("text")
+        values = task_input(task)
+        text = values.get("text")
         if not isinstance(text, str) or not text.strip():
             raise InvalidInput("input.text must be a non-empty string")
         if len(text) > MAX_TEXT_LENGTH:
             raise InvalidInput(f"input.text must be at most {MAX_TEXT_LENGTH} characters")
-        voice = task_input.get("voice") or DEFAULT_VOICE
+        voice = values.get("voice") or DEFAULT_VOICE
         if not isinstance(voice, str) or not _VOICE.fullmatch(voice):
             raise InvalidInput("input.voice must be an espeak-ng voice name such as 'en', 'en-us' or 'en+f3'")
-        speed = task_input.get("speed", 1.0)
-        if speed is None:
-            speed = 1.0
-        if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not MIN_SPEED <= speed <= MAX_SPEED:
-            raise InvalidInput(f"input.speed must be a number from {MIN_SPEED:g} to {MAX_SPEED:g}")
-        audio_format = task_input.get("format") or "wav"
+        speed = input_number(values, "speed", 1.0, MIN_SPEED, MAX_SPEED)
+        audio_format = values.get("format") or "wav"
         if audio_format == "mp3":
             raise InvalidInput("input.format 'mp3' is not available from the espeak backend: espeak-ng writes "
                                "WAV only and this worker has no MP3 encoder; ask for 'wav'")

@@ -30,7 +30,8 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
-from . import Artifact, InvalidInput, TaskContext, TaskError, TaskStopped
+from . import (Artifact, InvalidInput, TaskContext, TaskError, TaskStopped, input_integer, input_number, input_string,
+               task_input)
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +92,10 @@ class SimBackend:
             ctx.progress(0.0, f"SIMULATION: hanging in process {os.getpid()}")
             while True:
                 time.sleep(1)
-        task_input = task.get("input") or {}
-        if not isinstance(task_input, dict):
-            raise InvalidInput("input must be an object")
+        values = task_input(task)
         # Seeded by the input, so that the same request gives the same output.
-        rng = random.Random(json.dumps(task_input, sort_keys=True))
-        plan = _MAKERS[task["type"]](task_input, steering, rng)
+        rng = random.Random(json.dumps(values, sort_keys=True))
+        plan = _MAKERS[task["type"]](values, steering, rng)
         ctx.log(f"SIMULATION: {plan.log} (model '{self._model}': nothing loaded, no GPU used)")
         lines = [f"SIMULATION: log line {i + 1}/{steering.logs}" for i in range(steering.logs)]
         _pace(ctx, steering.duration_s, plan.pieces, lines, plan.steps)
@@ -162,13 +161,13 @@ def _labelled_pieces(task_type: str, count: int) -> list[str]:
     return [f"[sim {task_type} chunk {i + 1}/{count}]" for i in range(count)]
 
 
-def _llm(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
-    prompt = _string(task_input, "prompt", "")
-    messages = task_input.get("messages") or []
+def _llm(values: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    prompt = input_string(values, "prompt", "")
+    messages = values.get("messages") or []
     if not isinstance(messages, list):
         raise InvalidInput("input.messages must be a list")
     prompt_text = prompt + "".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
-    max_tokens = _integer(task_input, "max_tokens", 256, 1, 1_000_000)
+    max_tokens = input_integer(values, "max_tokens", 256, 1, 1_000_000)
 
     # A word stands for a token. Asked for chunks, the answer has at least that many words, so
     # that each chunk holds one or more; max_tokens is then respected only roughly.
@@ -180,7 +179,7 @@ def _llm(task_input: dict[str, Any], steering: _Steering, rng: random.Random) ->
     if steering.chunks:
         pieces = ["".join(tokens[i * count // steering.chunks:(i + 1) * count // steering.chunks])
                   for i in range(steering.chunks)]
-    elif task_input.get("stream") is True:
+    elif values.get("stream") is True:
         pieces = tokens
     else:
         pieces = []
@@ -192,12 +191,12 @@ def _llm(task_input: dict[str, Any], steering: _Steering, rng: random.Random) ->
     return _Plan(output, pieces, count, f"generating {count} tokens")
 
 
-def _sd(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
-    width = _integer(task_input, "width", 512, 8, 16384)
-    height = _integer(task_input, "height", 512, 8, 16384)
-    count = _integer(task_input, "num_images", 1, 1, 16)
-    steps = _integer(task_input, "steps", 30, 1, 10_000)
-    seed = _integer(task_input, "seed", rng.randrange(2**32), 0, 2**32 - 1)
+def _sd(values: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    width = input_integer(values, "width", 512, 8, 16384)
+    height = input_integer(values, "height", 512, 8, 16384)
+    count = input_integer(values, "num_images", 1, 1, 16)
+    steps = input_integer(values, "steps", 30, 1, 10_000)
+    seed = input_integer(values, "seed", rng.randrange(2**32), 0, 2**32 - 1)
     scale = min(1.0, PNG_MAX_SIDE / max(width, height))
     png_width, png_height = max(1, round(width * scale)), max(1, round(height * scale))
     images = []
@@ -217,9 +216,9 @@ def _sd(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> 
                  f"(asked for {width}x{height}) in {steps} steps")
 
 
-def _tts(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
-    text = _string(task_input, "text", "")
-    speed = _number(task_input, "speed", 1.0, 0.1, 10.0)
+def _tts(values: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    text = input_string(values, "text", "")
+    speed = input_number(values, "speed", 1.0, 0.1, 10.0)
     seconds = max(0.25, len(text) / TTS_CHARS_PER_SECOND / speed)
     truncated = seconds > WAV_MAX_SECONDS
     audio, frames = _wav(text, min(seconds, WAV_MAX_SECONDS), speed)
@@ -229,7 +228,7 @@ def _tts(task_input: dict[str, Any], steering: _Steering, rng: random.Random) ->
         "format": "wav",
         "sample_rate": WAV_SAMPLE_RATE,
         "duration_seconds": duration,
-        "voice": _string(task_input, "voice", "sim"),
+        "voice": input_string(values, "voice", "sim"),
         "truncated": truncated,
         "note": f"SIMULATION: beeps, always WAV, 8 kHz mono, at most {WAV_MAX_SECONDS:g} s",
     }
@@ -238,10 +237,10 @@ def _tts(task_input: dict[str, Any], steering: _Steering, rng: random.Random) ->
                  + (f" (cut from {seconds:.3g} s)" if truncated else ""))
 
 
-def _image_to_text(task_input: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
-    _string(task_input, "image", "")
-    prompt = _string(task_input, "prompt", "")
-    max_tokens = _integer(task_input, "max_tokens", 256, 1, 1_000_000)
+def _image_to_text(values: dict[str, Any], steering: _Steering, rng: random.Random) -> _Plan:
+    input_string(values, "image", "")
+    prompt = input_string(values, "prompt", "")
+    max_tokens = input_integer(values, "max_tokens", 256, 1, 1_000_000)
     caption = f"A {rng.choice(_ADJECTIVES)} {rng.choice(_SUBJECTS)} {rng.choice(_PLACES)}."
     if prompt:
         caption = f"Regarding '{prompt[:80]}': {caption}"
@@ -295,30 +294,3 @@ def _wav(text: str, seconds: float, speed: float) -> tuple[bytes, int]:
         out.setframerate(WAV_SAMPLE_RATE)
         out.writeframes(samples.tobytes())
     return buffer.getvalue(), frames
-
-
-def _string(task_input: dict[str, Any], key: str, default: str) -> str:
-    value = task_input.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise InvalidInput(f"input.{key} must be a string")
-    return value
-
-
-def _integer(task_input: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
-    value = task_input.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise InvalidInput(f"input.{key} must be an integer from {low} to {high}")
-    return value
-
-
-def _number(task_input: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
-    value = task_input.get(key)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise InvalidInput(f"input.{key} must be a number from {low:g} to {high:g}")
-    return float(value)

@@ -24,7 +24,7 @@ import re
 import tempfile
 from typing import Any
 
-from . import InvalidInput, TaskContext, TaskError, _process
+from . import InvalidInput, TaskContext, TaskError, _process, input_integer, task_input
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +93,13 @@ class TesseractBackend:
         pass
 
     def run(self, task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
-        task_input = task.get("input") or {}
-        if not isinstance(task_input, dict):
-            raise InvalidInput("input must be an object")
-        data = decode_image(task_input.get("image"))
+        values = task_input(task)
+        data = decode_image(values.get("image"))
         kind = image_format(data)
         if kind is None:
             raise InvalidInput("input.image is not an image tesseract reads (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM)")
-        max_tokens = task_input.get("max_tokens")
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
-                                       or not 1 <= max_tokens <= MAX_TOKENS):
-            raise InvalidInput(f"input.max_tokens must be an integer from 1 to {MAX_TOKENS}")
-        if task_input.get("prompt"):
+        max_tokens = input_integer(values, "max_tokens", None, 1, MAX_TOKENS)
+        if values.get("prompt"):
             ctx.log("tesseract reads the text in the image; input.prompt is not used")
         ctx.log(f"tesseract: reading a {len(data)}-byte {kind.upper()} image, language '{LANGUAGE}'")
         ctx.progress(0.0, "reading the image")

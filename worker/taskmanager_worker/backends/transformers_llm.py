@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import InvalidInput, TaskContext, TaskError, TaskStopped
+from . import InvalidInput, TaskContext, TaskError, TaskStopped, input_integer, input_number, task_input
 
 log = logging.getLogger(__name__)
 
@@ -103,16 +103,12 @@ class Generation:
         return kwargs
 
 
-def parse_generation(task_input: dict[str, Any]) -> Generation:
+def parse_generation(values: dict[str, Any]) -> Generation:
     """Reads max_tokens, temperature, top_p, stop and stream; raises InvalidInput."""
-    max_tokens = task_input.get("max_tokens")
-    if max_tokens is None:
-        max_tokens = DEFAULT_MAX_TOKENS
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_TOKENS:
-        raise InvalidInput(f"input.max_tokens must be an integer from 1 to {MAX_TOKENS}")
-    temperature = _optional_number(task_input, "temperature", 0.0, MAX_TEMPERATURE)
-    top_p = _optional_number(task_input, "top_p", 0.0, 1.0)
-    stop = task_input.get("stop")
+    max_tokens = input_integer(values, "max_tokens", DEFAULT_MAX_TOKENS, 1, MAX_TOKENS)
+    temperature = input_number(values, "temperature", None, 0.0, MAX_TEMPERATURE)
+    top_p = input_number(values, "top_p", None, 0.0, 1.0)
+    stop = values.get("stop")
     if stop is None:
         stops: tuple[str, ...] = ()
     elif isinstance(stop, str):
@@ -123,7 +119,7 @@ def parse_generation(task_input: dict[str, Any]) -> Generation:
         raise InvalidInput("input.stop must be a string or a list of strings")
     if any(not item for item in stops):
         raise InvalidInput("input.stop must not hold an empty string")
-    stream = task_input.get("stream", False)
+    stream = values.get("stream", False)
     if stream is None:
         stream = False
     if not isinstance(stream, bool):
@@ -131,18 +127,9 @@ def parse_generation(task_input: dict[str, Any]) -> Generation:
     return Generation(max_tokens, temperature, top_p, stops, stream)
 
 
-def _optional_number(task_input: dict[str, Any], key: str, low: float, high: float) -> float | None:
-    value = task_input.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise InvalidInput(f"input.{key} must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def parse_messages(task_input: dict[str, Any]) -> list[dict[str, str]] | None:
+def parse_messages(values: dict[str, Any]) -> list[dict[str, str]] | None:
     """The chat messages, checked, or None when the task gives a prompt instead; raises InvalidInput."""
-    messages = task_input.get("messages")
+    messages = values.get("messages")
     if messages is None:
         return None
     if not isinstance(messages, list) or not messages:
@@ -162,15 +149,15 @@ def join_messages(messages: list[dict[str, str]]) -> str:
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
 
-def build_prompt(task_input: dict[str, Any], tokenizer: Any) -> tuple[str, bool]:
+def build_prompt(values: dict[str, Any], tokenizer: Any) -> tuple[str, bool]:
     """The text to generate from, and whether it already holds the model's special tokens (a chat
     template adds them itself). Raises InvalidInput."""
-    messages = parse_messages(task_input)
+    messages = parse_messages(values)
     if messages is not None:
         if getattr(tokenizer, "chat_template", None):
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True), True
         return join_messages(messages), False
-    prompt = task_input.get("prompt")
+    prompt = values.get("prompt")
     if not isinstance(prompt, str) or not prompt:
         raise InvalidInput("input must give a non-empty prompt or messages")
     return prompt, False
@@ -332,11 +319,9 @@ class TransformersBackend:
     def run(self, task: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         if self._model is None:
             raise TaskError("backend_error", "no model is loaded", retryable=True)
-        task_input = task.get("input") or {}
-        if not isinstance(task_input, dict):
-            raise InvalidInput("input must be an object")
-        settings = parse_generation(task_input)
-        prompt, templated = build_prompt(task_input, self._tokenizer)
+        values = task_input(task)
+        settings = parse_generation(values)
+        prompt, templated = build_prompt(values, self._tokenizer)
         if self._load_note:
             ctx.log(self._load_note)
             self._load_note = None
