@@ -216,11 +216,9 @@ public static class WorkersApi
                 answers[i] = new CompleteBatchItem(r.TaskId!, problem.Status!.Value, outcome.Status, problem.Detail);
             }
         }
-        if (lease is { UnknownWorker: true })
-        {
-            return Problems.WorkerNotFound(workerId);
-        }
-        if (lease is not null)
+        // The results are stored whatever the lease found; a worker the API has forgotten gets no
+        // new tasks here and learns to register again from its next heartbeat.
+        if (lease is { UnknownWorker: false })
         {
             Leased(workerId, lease, notifier, capabilities, telemetry);
         }

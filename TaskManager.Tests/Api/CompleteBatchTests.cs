@@ -98,6 +98,28 @@ public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFi
         Assert.EndsWith("\"status\":\"succeeded\"}", events.TrimEnd().Split('\n')[^1]);
     }
 
+    [Fact]
+    public async Task AForgottenWorker_StillHasItsResultsRecorded_AndGetsNoNewTasks()
+    {
+        await SubmitAsync(2);
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"]);
+        var task = (await LeaseAsync(workerId, 1))[0];
+        // As the scheduler's dead-worker sweep would, long after the worker went silent.
+        Assert.True(await fixture.Redis.Db.KeyDeleteAsync("{tm}:worker:" + workerId));
+
+        var response = await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+        {
+            results = new[] { new { task_id = task.Id, lease_token = task.Token, output = new { } } },
+            max_tasks = 1,
+        });
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var body = await response.JsonAsync();
+        Assert.Equal(200, body.GetProperty("results")[0].GetProperty("status").GetInt32());
+        Assert.Equal(0, body.GetProperty("tasks").GetArrayLength());
+        Assert.Equal("succeeded", (await (await Client.GetAsync($"/api/tasks/{task.Id}")).JsonAsync()).GetProperty("status").GetString());
+    }
+
     [Theory]
     [InlineData("""{"results":[{"task_id":"0123456789abcdef0123456789abcdef","lease_token":"t","output":{},"logs":[null]}]}""", "results[0].logs")]
     [InlineData("""{"results":[]}""", "results")]
