@@ -123,15 +123,7 @@ public sealed class Deployment : IAsyncDisposable
                     ["PYTHONUNBUFFERED"] = "1",
                 }, Path.Combine(Root, "worker")));
         }
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
-        while (await LiveWorkersAsync() < before + count)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new InvalidOperationException($"The Python workers did not register; see {Logs}/worker-*.log.");
-            }
-            await Task.Delay(100);
-        }
+        await WaitForWorkersAsync(before + count, $"The Python workers did not register; see {Logs}/worker-*.log.");
     }
 
     public async Task StopPythonWorkersAsync()
@@ -143,12 +135,25 @@ public sealed class Deployment : IAsyncDisposable
         workers.Clear();
     }
 
+    /// <summary>Waits, a minute at most, until at least <paramref name="count"/> workers are healthy.</summary>
+    public async Task WaitForWorkersAsync(int count, string failure)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (await LiveWorkersAsync() < count)
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException(failure);
+            }
+            await Task.Delay(50);
+        }
+    }
+
     private async Task<int> LiveWorkersAsync()
     {
         using var client = NewClient(1, ClientKey);
         var health = JsonDocument.Parse(await client.GetStringAsync("/api/tasks/workers/health")).RootElement;
-        var list = health.ValueKind == JsonValueKind.Array ? health : health.GetProperty("workers");
-        return list.EnumerateArray().Count(w => w.GetProperty("status").GetString() == "healthy");
+        return health.GetProperty("workers").EnumerateArray().Count(w => w.GetProperty("status").GetString() == "healthy");
     }
 
     /// <summary>

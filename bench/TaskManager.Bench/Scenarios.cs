@@ -165,7 +165,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         using var http = deployment.NewClient(settings.DotnetLoops * 2, deployment.WorkerToken);
         using var stop = new CancellationTokenSource();
         var worker = new DotnetWorker(http).RunAsync(settings.DotnetLoops, settings.DotnetBatch, stop.Token);
-        await WaitForWorkersAsync(settings.DotnetLoops);
+        await deployment.WaitForWorkersAsync(settings.DotnetLoops, "The .NET workers did not register.");
         var result = await measure();
         await stop.CancelAsync();
         await worker;
@@ -206,21 +206,6 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
                 response.EnsureSuccessStatusCode();
             }
         })));
-    }
-
-    private async Task WaitForWorkersAsync(int count)
-    {
-        using var http = deployment.NewClient(1, deployment.ClientKey);
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
-        while (JsonDocument.Parse(await http.GetStringAsync("/api/tasks/workers/health")).RootElement
-                   .GetProperty("workers").GetArrayLength() < count)
-        {
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException("The .NET workers did not register.");
-            }
-            await Task.Delay(50);
-        }
     }
 
     // ---- pickup ----
