@@ -52,15 +52,28 @@ public sealed class CancelSignals(IConnectionMultiplexer redis, RedisKeys keys) 
         /// <summary>True when signalled, false when the time ran out.</summary>
         public async Task<bool> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
         {
-            // Most waits end by timing out (a heartbeat with nothing to stop): no exception for that,
-            // which a thousand idle workers would pay for hundreds of times a second.
-            using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timer.CancelAfter(timeout);
-            await signal.Task.WaitAsync(timer.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            cancellationToken.ThrowIfCancellationRequested();
-            return signal.Task.IsCompleted;
+            // Most waits end by timing out: a heartbeat with nothing to stop.
+            return await LongPoll.WaitAsync(signal.Task, timeout, cancellationToken).ConfigureAwait(false);
         }
 
         public void Dispose() => owner.waiting.TryRemove(new KeyValuePair<string, TaskCompletionSource>(workerId, signal));
+    }
+}
+
+/// <summary>The wait of a long poll, which usually ends by timing out.</summary>
+internal static class LongPoll
+{
+    /// <summary>
+    /// Waits for <paramref name="task"/> at most <paramref name="timeout"/>; true when it completed.
+    /// A timeout is not an exception here: a thousand idle workers would pay for one hundreds of
+    /// times a second. Cancellation still throws.
+    /// </summary>
+    public static async Task<bool> WaitAsync(Task task, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timer.CancelAfter(timeout);
+        await task.WaitAsync(timer.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        cancellationToken.ThrowIfCancellationRequested();
+        return task.IsCompleted;
     }
 }

@@ -125,12 +125,7 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
         /// <summary>Returns the type it was woken for, or null when the time ran out.</summary>
         public async Task<string?> WaitAsync(TimeSpan timeout, CancellationToken cancellationToken)
         {
-            // A long poll that times out is the common case: no exception for it.
-            using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timer.CancelAfter(timeout);
-            await ((Task)woken.Task).WaitAsync(timer.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-            cancellationToken.ThrowIfCancellationRequested();
-            if (!woken.Task.IsCompleted)
+            if (!await LongPoll.WaitAsync(woken.Task, timeout, cancellationToken).ConfigureAwait(false))
             {
                 return null;
             }
