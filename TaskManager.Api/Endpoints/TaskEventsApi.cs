@@ -52,7 +52,7 @@ public static partial class TaskEventsApi
         var text = new StringBuilder();
         while (!aborted.IsCancellationRequested)
         {
-            var events = await inspector.ReadEventsAsync(id, string.IsNullOrEmpty(last) ? null : last, Page);
+            var events = await inspector.ReadEventsAsync(id, string.IsNullOrEmpty(last) ? null : last, Page, follows: true);
             var ended = false;
             text.Clear();
             foreach (var e in events)

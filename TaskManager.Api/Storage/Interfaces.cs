@@ -55,8 +55,12 @@ public interface ITaskInspector
 
     Task<TaskPage> ListAsync(TaskQuery query);
 
-    /// <summary>Events after <paramref name="afterId"/> (null: from the start), oldest first.</summary>
-    Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count);
+    /// <summary>
+    /// Events after <paramref name="afterId"/> (null: from the start), oldest first. A reader that
+    /// <paramref name="follows"/> the task live (subscribed to its signal first) marks it followed,
+    /// so that its next events are published.
+    /// </summary>
+    Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count, bool follows = false);
 
     Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name);
 

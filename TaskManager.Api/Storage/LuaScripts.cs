@@ -38,7 +38,9 @@ public sealed class LuaScripts
         var prelude = keys.LuaDefinitions() + TransitionsTable() + TaskTypesTable() + BucketsTable() + Load("common");
         string Build(string name)
         {
-            var script = prelude + "\n" + Load(name);
+            // The script's body runs as a function, so that the writes it deferred (see `later` in
+            // common.lua) are made after any of its returns.
+            var script = prelude + "\nlocal function main()\n" + Load(name) + "\nend\nlocal result = main()\nflush_writes()\nreturn result\n";
             hashes[script] = SHA1.HashData(Encoding.UTF8.GetBytes(script));
             return script;
         }
@@ -52,6 +54,7 @@ public sealed class LuaScripts
         Cancel = Build("cancel");
         Delete = Build("delete");
         Get = Build("get");
+        Events = Build("events");
         List = Build("list");
         Register = Build("register");
         Heartbeat = Build("heartbeat");
@@ -80,6 +83,7 @@ public sealed class LuaScripts
     public string Cancel { get; }
     public string Delete { get; }
     public string Get { get; }
+    public string Events { get; }
     public string List { get; }
     public string Register { get; }
     public string Heartbeat { get; }

@@ -276,10 +276,11 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         return result.Select(r => ToWorker(Fields((RedisResult[])r!))).ToArray();
     }
 
-    public async Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count)
+    public async Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count, bool follows = false)
     {
-        // Event n is the list's element n - 1; event 0, the submission's 'queued', is not stored
-        // (see emit in common.lua), so a reader from the start gets it first.
+        // Event n is the list's element n - 1. Three events are implied by the task, not stored
+        // (see emit in common.lua): event 0, the submission's 'queued'; the 'running' of an
+        // attempt that has stored no event yet; and 'succeeded'. The last two follow the stored ones.
         var after = afterId is null ? -1 : long.Parse(afterId, CultureInfo.InvariantCulture);
         var events = new List<TaskEvent>(count);
         if (after < 0)
@@ -287,17 +288,47 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             events.Add(new TaskEvent("0", "status", 0, """{"status":"queued"}"""));
         }
         var from = Math.Max(after, 0);
-        var stored = await Db.ListRangeAsync(keys.Events(taskId), from, from + count - events.Count - 1).ConfigureAwait(false);
-        for (var i = 0; i < stored.Length; i++)
+        var r = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Events, values:
+            [taskId, from, from + count - events.Count - 1, follows ? "1" : "0"]).ConfigureAwait(false))!;
+        var stored = (long)r[0];
+        var status = (string)r[1]!;
+        var attempt = int.Parse((string)r[2]!, CultureInfo.InvariantCulture);
+        for (var i = 5; i < r.Length; i++)
         {
-            // 'kind|attempt|data': neither the kind nor the attempt holds a bar.
-            var text = (string)stored[i]!;
-            var first = text.IndexOf('|', StringComparison.Ordinal);
-            var second = text.IndexOf('|', first + 1);
-            events.Add(new TaskEvent((from + i + 1).ToString(CultureInfo.InvariantCulture), text[..first],
-                int.Parse(text.AsSpan(first + 1, second - first - 1), CultureInfo.InvariantCulture), text[(second + 1)..]));
+            var (kind, eventAttempt, data) = ParseEvent((string)r[i]!);
+            events.Add(new TaskEvent((from + i - 4).ToString(CultureInfo.InvariantCulture), kind, eventAttempt, data));
+        }
+
+        var implied = new List<(string Kind, string Data)>(2);
+        if ((string?)r[3] == "1" && attempt >= 1)
+        {
+            implied.Add(("status", """{"status":"running"}"""));
+        }
+        if (status == TaskState.Succeeded && !EndsSucceeded((string?)r[4]))
+        {
+            implied.Add(("status", """{"status":"succeeded"}"""));
+        }
+        for (var j = 0; j < implied.Count && events.Count < count; j++)
+        {
+            var id = stored + 1 + j;
+            if (id > after)
+            {
+                events.Add(new TaskEvent(id.ToString(CultureInfo.InvariantCulture), implied[j].Kind, attempt, implied[j].Data));
+            }
         }
         return events;
+    }
+
+    /// <summary>True for a stored 'succeeded' (a task finished before that event was implied).</summary>
+    private static bool EndsSucceeded(string? last) =>
+        !string.IsNullOrEmpty(last) && ParseEvent(last) is ("status", _, var data) && data.Contains("\"succeeded\"", StringComparison.Ordinal);
+
+    /// <summary>A stored event, 'kind|attempt|data': neither the kind nor the attempt holds a bar.</summary>
+    private static (string Kind, int Attempt, string Data) ParseEvent(string text)
+    {
+        var first = text.IndexOf('|', StringComparison.Ordinal);
+        var second = text.IndexOf('|', first + 1);
+        return (text[..first], int.Parse(text.AsSpan(first + 1, second - first - 1), CultureInfo.InvariantCulture), text[(second + 1)..]);
     }
 
     public async Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name)

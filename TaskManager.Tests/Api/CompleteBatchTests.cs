@@ -164,6 +164,61 @@ public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFi
         Assert.All(commands, c => Assert.Contains("\"evalsha\"", c, StringComparison.OrdinalIgnoreCase));
     }
 
+    [Fact]
+    public async Task TheHappyPathInBatches_CostsAtMostSixRedisCommandsPerTask()
+    {
+        // INFO commandstats counts every command, those inside scripts too: the cost per task of
+        // submitting, leasing and completing 320 tasks in batches, as a busy worker does.
+        await SubmitAsync(32);
+        var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"], capacity: 32);
+        var warm = await LeaseAsync(workerId, 32);
+        await CompleteAsync(workerId, warm, maxTasks: 0);
+        var before = await CommandCountAsync();
+
+        const int Tasks = 320;
+        await SubmitAsync(Tasks);
+        var running = await LeaseAsync(workerId, 32);
+        var done = 0;
+        while (running.Length > 0)
+        {
+            done += running.Length;
+            running = await CompleteAsync(workerId, running, maxTasks: 32);
+        }
+        var perTask = (await CommandCountAsync() - before) / (double)Tasks;
+
+        Assert.Equal(Tasks, done);
+        Assert.True(perTask <= 6, $"{perTask:F2} Redis commands per task");
+    }
+
+    private async Task<(string Id, string Token)[]> CompleteAsync(string workerId, (string Id, string Token)[] tasks, int maxTasks)
+    {
+        var response = await Client.PostObjectAsync($"/api/workers/{workerId}/complete", new
+        {
+            results = tasks.Select(t => new { task_id = t.Id, lease_token = t.Token, output = new { } }),
+            max_tasks = maxTasks,
+        });
+        var body = await response.JsonAsync();
+        Assert.All(body.GetProperty("results").EnumerateArray(), r => Assert.Equal(200, r.GetProperty("status").GetInt32()));
+        return body.GetProperty("tasks").EnumerateArray()
+            .Select(t => (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!)).ToArray();
+    }
+
+    /// <summary>The sum of <c>calls</c> over INFO commandstats, less the INFO calls themselves.</summary>
+    private async Task<long> CommandCountAsync()
+    {
+        var info = (string)(await fixture.Redis.Db.ExecuteAsync("INFO", "commandstats"))!;
+        long total = 0;
+        foreach (var line in info.Split('\n', StringSplitOptions.TrimEntries))
+        {
+            if (line.StartsWith("cmdstat_", StringComparison.Ordinal) && !line.StartsWith("cmdstat_info:", StringComparison.Ordinal))
+            {
+                var calls = line[(line.IndexOf("calls=", StringComparison.Ordinal) + 6)..];
+                total += long.Parse(calls[..calls.IndexOf(',', StringComparison.Ordinal)], System.Globalization.CultureInfo.InvariantCulture);
+            }
+        }
+        return total;
+    }
+
     private async Task<string[]> SubmitAsync(int count)
     {
         var tasks = Enumerable.Range(0, count).Select(i => new { type = "llm", input = new { prompt = $"task {i}" } });

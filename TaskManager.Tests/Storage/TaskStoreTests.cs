@@ -444,6 +444,43 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Empty(await store.ReadEventsAsync(task.Id, "6", 100));
     }
 
+    [Fact]
+    public async Task Events_ImpliedByTheTask_AreReadInPlace_AndKeepTheirIdsOnceStored()
+    {
+        var worker = await RegisterAsync("llm");
+        var quiet = await SubmitAsync();
+        var talkative = await SubmitAsync();
+        var leased = (await store.LeaseAsync(worker, 2)).Tasks;
+
+        // A leased task stores no event: its 'running' is read from it, as event 1.
+        Assert.Equal([("0", "queued"), ("1", "running")], await StatusesAsync(quiet.Id));
+        await store.CompleteAsync(quiet.Id, leased[0].LeaseToken, "{}");
+        Assert.Equal([("0", "queued"), ("1", "running"), ("2", "succeeded")], await StatusesAsync(quiet.Id));
+        Assert.False(await redis.Db.KeyExistsAsync(keys.Events(quiet.Id)));
+        // The attempt that succeeded is read from the task too.
+        var history = Assert.Single((await store.GetAsync(quiet.Id))!.AttemptsJson!);
+        using (var attempt = JsonDocument.Parse(history))
+        {
+            Assert.Equal("succeeded", attempt.RootElement.GetProperty("outcome").GetString());
+            Assert.Equal(worker, attempt.RootElement.GetProperty("worker_id").GetString());
+            Assert.Equal(1, attempt.RootElement.GetProperty("attempt").GetInt32());
+        }
+        Assert.False(await redis.Db.KeyExistsAsync(keys.Attempts(quiet.Id)));
+
+        // A follower that saw the implied 'running' as event 1 reads on from there once the
+        // attempt stores its first chunk: 'running' is stored at the place it was shown.
+        var seen = await store.ReadEventsAsync(talkative.Id, null, 100);
+        Assert.Equal("1", seen[^1].Id);
+        await store.ReportProgressAsync(talkative.Id, leased[1].LeaseToken, null, null, chunks: ["Hi"]);
+        var next = await store.ReadEventsAsync(talkative.Id, "1", 100);
+        Assert.Equal([("2", "chunk")], next.Select(e => (e.Id, e.Kind)));
+        Assert.Equal("1", (await store.ReadEventsAsync(talkative.Id, null, 100)).Single(e => e.DataJson.Contains("running")).Id);
+    }
+
+    private async Task<(string Id, string Status)[]> StatusesAsync(string taskId) =>
+        (await store.ReadEventsAsync(taskId, null, 100)).Where(e => e.Kind == "status")
+            .Select(e => (e.Id, JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString()!)).ToArray();
+
     // ---- cancel ----
 
     [Fact]

@@ -8,6 +8,94 @@ local function split(list)
   return items
 end
 
+-- Writes a script defers to its end (flush_writes runs after every script; see LuaScripts.cs):
+-- the entries of many tasks in one key go in one command, so a batch of tasks costs a few
+-- commands per call where it would cost a few per task. Per key the writes keep their order. Only
+-- keys the same script does not read again after writing go through here (a script that must read
+-- one calls flush_writes first).
+local deferred_keys, deferred = {}, {}
+local counter_keys, counters = {}, {}
+local worker_order, worker_deltas = {}, {}
+
+-- Defers a sorted-set write: later('ZADD', key, score, member) or later('ZREM', key, member).
+local function later(op, key, a, b)
+  local ops = deferred[key]
+  if not ops then
+    ops = {}
+    deferred[key] = ops
+    deferred_keys[#deferred_keys + 1] = key
+  end
+  local last = ops[#ops]
+  if not last or last.op ~= op then
+    last = {op = op, args = {}}
+    ops[#ops + 1] = last
+  end
+  last.args[#last.args + 1] = a
+  if b ~= nil then last.args[#last.args + 1] = b end
+end
+
+-- Adds n to a hash field at the end of the script. With `ttl`, the key gets that expiry (s) when
+-- the field did not exist before.
+local function count(key, field, n, ttl)
+  local c = counters[key]
+  if not c then
+    c = {fields = {}, order = {}, ttl = ttl}
+    counters[key] = c
+    counter_keys[#counter_keys + 1] = key
+  end
+  if not c.fields[field] then
+    c.fields[field] = 0
+    c.order[#c.order + 1] = field
+  end
+  c.fields[field] = c.fields[field] + n
+end
+
+-- Adds n to a worker's live count (running, completed or failed) at the end of the script.
+local function count_worker(worker, field, n)
+  local d = worker_deltas[worker]
+  if not d then
+    d = {running = 0, completed = 0, failed = 0}
+    worker_deltas[worker] = d
+    worker_order[#worker_order + 1] = worker
+  end
+  d[field] = d[field] + n
+end
+
+local function flush_writes()
+  for _, key in ipairs(deferred_keys) do
+    for _, o in ipairs(deferred[key]) do
+      -- At most 1,000 values a command (an even number: ZADD's pairs stay whole).
+      for i = 1, #o.args, 1000 do
+        redis.call(o.op, key, unpack(o.args, i, math.min(i + 999, #o.args)))
+      end
+    end
+  end
+  for _, key in ipairs(counter_keys) do
+    local c = counters[key]
+    for _, field in ipairs(c.order) do
+      local n = c.fields[field]
+      if n ~= 0 and redis.call('HINCRBY', key, field, n) == n and c.ttl then redis.call('EXPIRE', key, c.ttl) end
+    end
+  end
+  for _, worker in ipairs(worker_order) do
+    local d, wk = worker_deltas[worker], worker_key(worker)
+    local forgotten = false
+    if d.running ~= 0 then
+      -- HINCRBY would bring a forgotten worker back as a hash of counts: undo that at once.
+      local running = redis.call('HINCRBY', wk, 'running', d.running)
+      forgotten = running == d.running and d.running < 0 and redis.call('HLEN', wk) == 1
+      if forgotten then redis.call('DEL', wk) end
+    end
+    if not forgotten then
+      if d.completed ~= 0 then redis.call('HINCRBY', wk, 'completed', d.completed) end
+      if d.failed ~= 0 then redis.call('HINCRBY', wk, 'failed', d.failed) end
+    end
+  end
+  deferred_keys, deferred = {}, {}
+  counter_keys, counters = {}, {}
+  worker_order, worker_deltas = {}, {}
+end
+
 -- Counts a duration (ms) in a histogram: the bucket and the sum (the count is the buckets' sum).
 local function observe(kind, ttype, ms)
   if ms < 0 then ms = 0 end
@@ -16,8 +104,8 @@ local function observe(kind, ttype, ms)
     if ms <= bound then bucket = i - 1; break end
   end
   local key = histogram_key(kind, ttype)
-  redis.call('HINCRBY', key, bucket, 1)
-  redis.call('HINCRBY', key, 'sum', math.floor(ms))
+  count(key, bucket, 1)
+  count(key, 'sum', math.floor(ms))
 end
 
 -- True when `from` may move to `to` under the state machine.
@@ -32,35 +120,81 @@ local function is_final(status)
   return targets ~= nil and next(targets) == nil
 end
 
--- Appends an event to the task's event list and wakes its followers on any API replica. An
--- event is 'kind|attempt|data'; its id is its place in the list (1, 2, ...), published so that a
--- follower knows there is more. The submission's 'queued' is not stored: every task starts
--- queued, so a reader puts it first as event 0 (a list per task is a few dozen bytes; a stream
--- would take kilobytes). Past MAX_EVENTS only status events are kept, so that the end is never lost.
+-- Appends an event to the task's event list and, when someone follows the task, wakes its
+-- followers on any API replica. An event is 'kind|attempt|data'; its id is its place in the list
+-- (1, 2, ...). Three events are not stored, each implied by the task's hash, so that the happy
+-- path writes none (a reader puts them in; see ReadEventsAsync):
+-- - the submission's 'queued': every task starts queued; it is event 0;
+-- - an attempt's 'running', until another event of that attempt is stored: the lease sets the
+--   task's 'rp' (running pending) instead, and the first event stored after it stores the
+--   'running' first, at the place the reader showed it;
+-- - 'succeeded': nothing follows it, so the reader puts it last.
+-- A task's 'w' field says someone follows it (set by the event stream before it reads); only then
+-- is there a publish. Past MAX_EVENTS only status events are kept, so that the end is never lost.
 -- kind: status, progress, chunk or log; data: a JSON object.
 local MAX_EVENTS = 100000
+local event_state = {}
+
+-- What emit needs of a task (its attempt, rp and w), read once per script; a caller that has
+-- read them passes them.
+local function event_state_of(id, attempt, rp, w)
+  local st = event_state[id]
+  if not st then
+    if attempt == nil then
+      local f = redis.call('HMGET', task_key(id), 'attempt', 'rp', 'w')
+      attempt, rp, w = f[1], f[2], f[3]
+    end
+    st = {attempt = attempt or '0', rp = rp, w = w}
+    event_state[id] = st
+  end
+  return st
+end
+
+-- Wakes a task's followers, if it has any (the id published is the latest event's; followers
+-- only need to know there is more).
+local function wake_followers(id, st, n)
+  if st.w then redis.call('PUBLISH', event_channel(id), n or 0) end
+end
+
 local function emit(id, kind, attempt, data)
   local key = events_key(id)
-  local n = redis.call('RPUSH', key, kind .. '|' .. attempt .. '|' .. data)
+  local st = event_state_of(id)
+  local n
+  if st.rp == '1' then
+    n = redis.call('RPUSH', key, 'status|' .. st.attempt .. '|{"status":"running"}', kind .. '|' .. attempt .. '|' .. data)
+    redis.call('HSET', task_key(id), 'rp', '0')
+    st.rp = '0'
+  else
+    n = redis.call('RPUSH', key, kind .. '|' .. attempt .. '|' .. data)
+  end
   if n > MAX_EVENTS and kind ~= 'status' then
     redis.call('RPOP', key)
     return
   end
-  redis.call('PUBLISH', event_channel(id), n)
+  wake_followers(id, st, n)
+end
+
+-- Moves a task between the status indexes used for listing (deferred writes).
+local function move_index_only(id, ttype, from, to, tenant)
+  tenant = tenant or 'default'
+  later('ZREM', index_key(tenant, from, ttype), id)
+  later('ZADD', index_key(tenant, to, ttype), 0, id)
 end
 
 -- Moves a task between the status indexes used for listing. Every status change passes here,
--- so here it becomes a status event. A caller that has read the task's tenant and attempt passes
--- them (saving a read); else they are read here.
+-- so here it becomes a status event (but see emit: 'succeeded' is implied, not stored). A caller
+-- that has read the task's tenant and attempt passes them (saving a read); else they are read here.
 local function move_index(id, ttype, from, to, tenant, attempt)
   if not tenant then
     local f = redis.call('HMGET', task_key(id), 'tenant', 'attempt')
     tenant, attempt = f[1], f[2]
   end
-  tenant = tenant or 'default'
-  redis.call('ZREM', index_key(tenant, from, ttype), id)
-  redis.call('ZADD', index_key(tenant, to, ttype), 0, id)
-  emit(id, 'status', attempt or '0', '{"status":"' .. to .. '"}')
+  move_index_only(id, ttype, from, to, tenant)
+  if to == 'succeeded' then
+    wake_followers(id, event_state_of(id))
+  else
+    emit(id, 'status', attempt or '0', '{"status":"' .. to .. '"}')
+  end
 end
 
 -- True when the caller may touch the task: its own tenant, or an admin ('*').
@@ -70,10 +204,10 @@ local function tenant_allows(tk, tenant)
 end
 
 -- Ends a running attempt's bookkeeping: no lease, no deadline, no current token.
-local function end_attempt(tk, id)
-  redis.call('ZREM', LEASES, id)
-  redis.call('ZREM', DEADLINES, id)
-  redis.call('HDEL', tk, 'token')
+local function end_attempt(tk, id, keep_token)
+  later('ZREM', LEASES, id)
+  later('ZREM', DEADLINES, id)
+  if not keep_token then redis.call('HDEL', tk, 'token') end
 end
 
 -- Reads the fields a worker report checks. Returns status, type, or nil and an error reply.
@@ -99,23 +233,23 @@ end
 local function record_attempt(id, tk, outcome, error_json, now, f)
   f = f or redis.call('HMGET', tk, 'attempt', 'worker', 'started', 'type')
   if f[3] then observe('run', f[4], tonumber(now) - tonumber(f[3])) end
+  if outcome ~= 'succeeded' then
   local entry = '{"attempt":' .. (f[1] or '0') ..
     ',"worker_id":' .. (f[2] and cjson.encode(f[2]) or 'null') ..
     ',"started_at":' .. (f[3] or 'null') ..
     ',"ended_at":' .. now ..
     ',"outcome":' .. cjson.encode(outcome) ..
     ',"error":' .. (error_json ~= '' and error_json or 'null') .. '}'
+  -- The attempt that succeeded is not stored: it is the task's last, read from its hash (get.lua).
   redis.call('RPUSH', attempts_key(id), entry)
+  end
   -- The worker's live counts (a worker already forgotten is not brought back).
   if f[2] then
-    local wk = worker_key(f[2])
-    -- HINCRBY would bring a forgotten worker back as a hash of counts: undo that at once.
-    if redis.call('HINCRBY', wk, 'running', -1) == -1 and redis.call('HLEN', wk) == 1 then
-      redis.call('DEL', wk)
-    elseif outcome == 'succeeded' then
-      redis.call('HINCRBY', wk, 'completed', 1)
+    count_worker(f[2], 'running', -1)
+    if outcome == 'succeeded' then
+      count_worker(f[2], 'completed', 1)
     elseif outcome ~= 'canceled' and outcome ~= 'handed_back' then
-      redis.call('HINCRBY', wk, 'failed', 1)
+      count_worker(f[2], 'failed', 1)
     end
   end
 end
@@ -145,15 +279,12 @@ local function finish(id, tk, ttype, from, to, now, extra, tenant, attempt)
   local fields = {'status', to, 'completed', now}
   for _, v in ipairs(extra or {}) do fields[#fields + 1] = v end
   redis.call('HSET', tk, unpack(fields))
-  redis.call('ZADD', FINISHED, now, id)
+  later('ZADD', FINISHED, now, id)
   move_index(id, ttype, from, to, tenant, attempt)
   -- Statistics: all-time totals, and per minute for throughput (kept 20 minutes; the expiry is
   -- set when a minute's first count of a kind makes it).
-  redis.call('HINCRBY', STATS_TOTALS, ttype .. ':' .. to, 1)
-  local minute_key = stats_minute_key(math.floor(tonumber(now) / 60000))
-  if redis.call('HINCRBY', minute_key, ttype .. ':' .. to, 1) == 1 then
-    redis.call('EXPIRE', minute_key, 1200)
-  end
+  count(STATS_TOTALS, ttype .. ':' .. to, 1)
+  count(stats_minute_key(math.floor(tonumber(now) / 60000)), ttype .. ':' .. to, 1, 1200)
 end
 
 -- Puts a task back in its queue at its original place (priority, then age) and wakes a lease.
@@ -258,8 +389,8 @@ local function create_task(at, tenant, now)
     if value ~= '' then fields[#fields + 1] = field; fields[#fields + 1] = value end
   end
   redis.call('HSET', task_key(id), unpack(fields))
-  redis.call('ZADD', queue_key(ttype), score, id)
-  redis.call('ZADD', index_key(tenant, 'queued', ttype), 0, id)
+  later('ZADD', queue_key(ttype), score, id)
+  later('ZADD', index_key(tenant, 'queued', ttype), 0, id)
   return ttype, ARGV[at + 7]
 end
 
@@ -290,8 +421,9 @@ end
 --   ends 'canceled': the client's request to stop wins over a late result.
 local function complete_task(id, token, now, output, chunks, lines)
   local tk = task_key(id)
-  -- One read for everything below: the report's check, the attempt's record, the index move.
-  local f = redis.call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant')
+  -- One read for everything below: the report's check, the attempt's record, the index move,
+  -- the events.
+  local f = redis.call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant', 'rp', 'w')
   local status, ttype = f[1], f[3]
   if not status then return {'not_found'} end
   if not f[2] or f[2] ~= token then return {'stale', status} end
@@ -300,11 +432,12 @@ local function complete_task(id, token, now, output, chunks, lines)
   if status == 'canceling' then to = 'canceled' else to = 'succeeded' end
   if not can_move(status, to) then return {'stale', status} end
 
+  event_state_of(id, f[4], f[9], f[10])
   if chunks and (#chunks > 0 or #lines > 0) then emit_output(id, tk, f[4], chunks, lines) end
   record_attempt(id, tk, to, '', now, {f[4], f[5], f[6], ttype})
-  end_attempt(tk, id)
-  local extra = nil
-  if to == 'succeeded' then extra = {'output', output, 'progress', 1} end
+  end_attempt(tk, id, true)
+  local extra = {'token', ''}
+  if to == 'succeeded' then extra = {'token', '', 'output', output, 'progress', 1} end
   finish(id, tk, ttype, status, to, now, extra, f[8], f[4])
   return {'ok', to, ttype, f[4], f[6] or '', f[5] or '', f[7] or ''}
 end

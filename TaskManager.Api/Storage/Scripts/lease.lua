@@ -79,13 +79,15 @@ while taken < max_tasks do
       if fallback and priority_band(c.score) ~= priority_band(fallback.score) then break end
       local f = info[c.id]
       if not f then
-        f = redis.call('HMGET', task_key(c.id), 'status', 'model', 'req_mem', 'req_gpu')
+        -- Everything the lease needs, read once: fields 1-4 decide, the rest go to the worker.
+        f = redis.call('HMGET', task_key(c.id), 'status', 'model', 'req_mem', 'req_gpu', 'timeout', 'attempt',
+          'input', 'metadata', 'max_attempts', 'trace', 'queued_at', 'created', 'tenant', 'w')
         info[c.id] = f
       end
       if not f[1] or not can_move(f[1], 'running') then
         -- A queue entry whose task is gone or no longer queued cannot be leased.
         c.done = true
-        redis.call('ZREM', queue_key(c.type), c.id)
+        later('ZREM', queue_key(c.type), c.id)
       elseif fits(f[3], f[4]) then
         if not f[2] or loaded[f[2]] then
           pick = c
@@ -105,30 +107,32 @@ while taken < max_tasks do
 
   local id = pick.id
   local tk = task_key(id)
-  redis.call('ZREM', queue_key(pick.type), id)
-  local f = redis.call('HMGET', tk, 'status', 'timeout', 'attempt', 'model', 'input', 'metadata',
-    'max_attempts', 'trace', 'req_mem', 'queued_at', 'created', 'tenant')
-  local wait_ms = now - tonumber(f[10] or f[11])
+  local f = info[id]
+  later('ZREM', queue_key(pick.type), id)
+  local wait_ms = now - tonumber(f[11] or f[12])
   observe('wait', pick.type, wait_ms)
   taken = taken + 1
   local token = ARGV[5] .. ':' .. taken
-  local attempt = tonumber(f[3]) + 1
-  local deadline = now + tonumber(f[2]) * 1000
+  local attempt = tonumber(f[6]) + 1
+  local deadline = now + tonumber(f[5]) * 1000
+  -- 'rp': this attempt's 'running' event is implied, not stored (see emit in common.lua).
   redis.call('HSET', tk, 'status', 'running', 'worker', worker, 'token', token,
-    'started', ARGV[2], 'attempt', attempt)
+    'started', ARGV[2], 'attempt', attempt, 'rp', '1')
   -- A retry starts without the last attempt's progress; a first attempt has none to clear.
   if attempt > 1 then redis.call('HDEL', tk, 'progress', 'progress_message', 'chunks') end
-  redis.call('ZADD', LEASES, now + ttl, id)
-  redis.call('ZADD', DEADLINES, deadline, id)
-  redis.call('HINCRBY', worker_key(worker), 'running', 1)
-  move_index(id, pick.type, f[1], 'running', f[12], tostring(attempt))
-  budget = budget - (tonumber(f[9]) or 0)
-  out[#out + 1] = {id, token, pick.type, f[4] or '', f[5], f[6] or '', attempt, f[7], f[2],
-    deadline, f[8] or '', wait_ms}
+  later('ZADD', LEASES, now + ttl, id)
+  later('ZADD', DEADLINES, deadline, id)
+  count_worker(worker, 'running', 1)
+  move_index_only(id, pick.type, f[1], 'running', f[13])
+  if f[14] then redis.call('PUBLISH', event_channel(id), 0) end
+  budget = budget - (tonumber(f[3]) or 0)
+  out[#out + 1] = {id, token, pick.type, f[2] or '', f[7], f[8] or '', attempt, f[9], f[5],
+    deadline, f[10] or '', wait_ms}
 end
 
 -- Only a full hand may leave work behind; then the caller passes the wake-up on.
 if taken == max_tasks then
+  flush_writes()
   for _, t in ipairs(split(w[1])) do
     if not paused[t] and redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
   end

@@ -29,6 +29,6 @@ if queued >= tonumber(ARGV[3]) then return {'queue_full', queued} end
 
 local ttype, model = create_task(7, tenant, now)
 if ik then redis.call('SET', ik, ARGV[7] .. '|' .. ARGV[5], 'EX', tonumber(ARGV[6])) end
-redis.call('HINCRBY', STATS_TOTALS, ttype .. ':submitted', 1)
+count(STATS_TOTALS, ttype .. ':submitted', 1)
 redis.call('PUBLISH', NOTIFY, notify_name(ttype, model))
 return {'created'}

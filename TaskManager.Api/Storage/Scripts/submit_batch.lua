@@ -23,6 +23,6 @@ for at = 4, #ARGV, TASK_VALUES do
     out[#out + 1] = 0
   end
 end
-for ttype, count in pairs(submitted) do redis.call('HINCRBY', STATS_TOTALS, ttype .. ':submitted', count) end
+for ttype, n in pairs(submitted) do count(STATS_TOTALS, ttype .. ':submitted', n) end
 for name in pairs(notify) do redis.call('PUBLISH', NOTIFY, name) end
 return out
