@@ -8,12 +8,13 @@
 -- Returns: {'unknown_worker'} or {'ok', draining ('1' or '0'), task id to stop...}.
 local worker = ARGV[1]
 local wk = worker_key(worker)
-local previous = redis.call('HMGET', wk, 'models', 'draining')
-if redis.call('EXISTS', wk) == 0 then return {'unknown_worker'} end
+-- 'types' is set at registration: without it, the worker is unknown (or forgotten).
+local previous = redis.call('HMGET', wk, 'models', 'draining', 'types')
+if not previous[3] then return {'unknown_worker'} end
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('HSET', wk, 'last_seen', ARGV[2], 'state', ARGV[4], 'gpu_free_mb', ARGV[5],
   'gpu_names', ARGV[6], 'models', ARGV[7])
-set_worker_models(worker, previous[1], ARGV[7])
+if previous[1] ~= ARGV[7] then set_worker_models(worker, previous[1], ARGV[7]) end
 redis.call('ZADD', WORKERS, now, worker)
 
 local out = {'ok', previous[2] or '0'}

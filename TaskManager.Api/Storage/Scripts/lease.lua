@@ -130,11 +130,22 @@ while taken < max_tasks do
     deadline, f[10] or '', wait_ms}
 end
 
--- Only a full hand may leave work behind; then the caller passes the wake-up on.
+-- Only a full hand may leave work behind; then the caller passes the wake-up on. A candidate not
+-- taken is work left; a queue read to its end (fewer than `depth` entries) has nothing more;
+-- only a queue read `depth` deep is counted.
 if taken == max_tasks then
-  flush_writes()
-  for _, t in ipairs(split(w[1])) do
-    if not paused[t] and redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
+  local read, left_over = {}, false
+  for _, c in ipairs(candidates) do
+    read[c.type] = (read[c.type] or 0) + 1
+    if not c.done then left_over = true end
+  end
+  if left_over then
+    out[4] = 1
+  else
+    flush_writes()
+    for _, t in ipairs(types) do
+      if (read[t] or 0) >= depth and redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
+    end
   end
 end
 local left_list = {}
