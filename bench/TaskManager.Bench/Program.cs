@@ -161,7 +161,10 @@ internal static class Report
             T("pickup_dotnet_start_p50_ms") <= bestP50);
         Check(md, "idle pickup p99 no worse than the best peer's (.NET worker)", $"{Num(T("pickup_dotnet_start_p99_ms"))} vs {Num(bestP99)} ms",
             T("pickup_dotnet_start_p99_ms") <= bestP99);
-        Check(md, "at most 6 Redis commands per task", Num(T("commands_per_task")), T("commands_per_task") <= 6);
+        // Both ways of working are shown: tasks in batches (submitted 1,000 at a time, leased and
+        // completed 32 at a time), where the per-call costs are shared, and one at a time.
+        Check(md, "at most 6 Redis commands per task, in batches", Num(T("commands_per_task_batched")), T("commands_per_task_batched") <= 6);
+        Check(md, "at most 6 Redis commands per task, one at a time", Num(T("commands_per_task")), T("commands_per_task") <= 6);
         Check(md, "at most 300 B of Redis memory per queued task beyond its input", $"{Num(T("memory_per_task_beyond_input_bytes"))} B",
             T("memory_per_task_beyond_input_bytes") <= 300);
         foreach (var op in new[] { "submit", "get", "list", "stats" })
