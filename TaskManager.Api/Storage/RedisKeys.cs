@@ -6,7 +6,9 @@ namespace TaskManager.Api.Storage;
 /// </summary>
 /// <remarks>
 /// <list type="bullet">
-/// <item><c>task:{id}</c> hash: one task.</item>
+/// <item><c>task:{id}</c> hash: one task. Besides its fields, <c>rp</c> (<c>1</c>: the current
+/// attempt's <c>running</c> event is implied, not stored yet) and <c>w</c> (<c>1</c>: an event
+/// stream follows it, so its events are published).</item>
 /// <item><c>queue:{type}</c> sorted set: queued task ids, scored by priority then age (lowest first).</item>
 /// <item><c>idx:{tenant}:{status}:{type}</c> sorted set, all scores 0: a tenant's task ids by status
 /// and type, ordered by id, which is a UUIDv7 and so sorts by creation time. Listing merges these;
@@ -16,14 +18,17 @@ namespace TaskManager.Api.Storage;
 /// <item><c>deadlines</c> sorted set: running task ids by attempt deadline (ms).</item>
 /// <item><c>scheduled</c> sorted set: task ids waiting for a retry, by due time (ms).</item>
 /// <item><c>finished</c> sorted set: final task ids by completion time (ms), for retention.</item>
-/// <item><c>attempts:{id}</c> list: one JSON object per ended attempt of a task.</item>
+/// <item><c>attempts:{id}</c> list: one JSON object per ended attempt of a task, but for the one
+/// that succeeded, which is read from the task's hash.</item>
 /// <item><c>outbox</c> list: work for the scheduler's Hangfire client (<c>schedule|id|attempt|due</c>,
 /// <c>delete|id</c>), so that request handlers never call Hangfire.</item>
 /// <item><c>evlist:{id}</c> list: the task's status changes, progress, output chunks and log
 /// lines, in order, as <c>kind|attempt|data</c>; an event's place (1, 2, ...) is its server-sent
-/// event id, and event 0, the submission's <c>queued</c>, is not stored. (Before, a stream at
+/// event id. Event 0, the submission's <c>queued</c>, a pending <c>running</c> and <c>succeeded</c>
+/// are implied by the task's hash, not stored (see emit in common.lua). (Before, a stream at
 /// <c>events:{id}</c>, which Redis 7.0 gives 4 KB each; deletion still removes one left from then.)
-/// <c>ev:{id}</c> pub/sub channel: published with each event, to wake followers on any API replica.</item>
+/// <c>ev:{id}</c> pub/sub channel: published with each event of a followed task, to wake its
+/// followers on any API replica.</item>
 /// <item><c>artifacts:{id}</c> hash (name to content type) and <c>artifact:{id}:{name}</c> strings:
 /// a task's binary outputs.</item>
 /// <item><c>paused</c> set: task types whose queue is paused.</item>
