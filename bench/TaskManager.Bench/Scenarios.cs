@@ -378,13 +378,20 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         }
         using var stop = new CancellationTokenSource();
         var picked = new System.Collections.Concurrent.ConcurrentQueue<long>();
-        var loops = ids.Select(id => Task.Run(async () =>
+        // A fleet's workers start at different times, so their polls are spread out: worker i's
+        // first lease waits 1 + i % 30 s and its first heartbeat i % 5 s, then every lease waits
+        // 30 s and every heartbeat 5 s. In step, all 1,000 would fire at once, and a window would
+        // catch two bursts of heartbeats or three, and no lease at all.
+        var loops = ids.Select((id, i) => Task.Run(async () =>
         {
+            var wait = 1 + (i % 30);
             while (!stop.IsCancellationRequested)
             {
                 try
                 {
-                    foreach (var (taskId, token) in await worker.LeaseAsync(id, 1, 30, stop.Token))
+                    var leased = await worker.LeaseAsync(id, 1, wait, stop.Token);
+                    wait = 30;
+                    foreach (var (taskId, token) in leased)
                     {
                         picked.Enqueue(Stopwatch.GetTimestamp());
                         await worker.CompleteAsync(id, taskId, token);
@@ -395,13 +402,15 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
                     return;
                 }
             }
-        })).Concat(ids.Select(id => Task.Run(async () =>
+        })).Concat(ids.Select((id, i) => Task.Run(async () =>
         {
+            var wait = i % 5;
             while (!stop.IsCancellationRequested)
             {
                 try
                 {
-                    await worker.HeartbeatAsync(id, 5, stop.Token);
+                    await worker.HeartbeatAsync(id, wait, stop.Token);
+                    wait = 5;
                 }
                 catch (OperationCanceledException)
                 {
@@ -410,8 +419,8 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             }
         }))).ToArray();
 
-        // Let every long poll park, then measure.
-        await Task.Delay(TimeSpan.FromSeconds(3));
+        // Let every heartbeat reach its own rhythm (5 s) and every lease park, then measure.
+        await Task.Delay(TimeSpan.FromSeconds(6));
         var api0 = deployment.Api.CpuSeconds();
         var redis0 = Child.CpuSecondsOf(deployment.Redis.Pid);
         var clock = Stopwatch.StartNew();
