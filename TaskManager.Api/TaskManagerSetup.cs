@@ -67,6 +67,8 @@ public static class TaskManagerSetup
             builder.Services.AddSingleton<CancelSignals>();
             builder.Services.AddSingleton<TaskEventSignals>();
             builder.Services.AddHostedService(sp => sp.GetRequiredService<CancelSignals>());
+            builder.Services.AddSingleton<IdleHeartbeats>();
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<IdleHeartbeats>());
             builder.Services.ConfigureHttpJsonOptions(json =>
             {
                 json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;

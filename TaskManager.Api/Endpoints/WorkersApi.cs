@@ -60,7 +60,10 @@ public static class WorkersApi
     /// <summary>
     /// Records the heartbeat and answers the tasks to stop. With <c>wait_seconds</c>, a heartbeat
     /// with nothing to stop is held (a long poll) until one of the worker's tasks must stop or the
-    /// time is up, then answered afresh: a cancel reaches the worker at once.
+    /// time is up, then answered afresh: a cancel reaches the worker at once. It is held at most
+    /// half a lease while the worker runs tasks (their leases must be extended in time), and up to
+    /// <c>MaxLeaseWaitSeconds</c> while it runs nothing: then the API keeps the worker alive
+    /// (<see cref="IdleHeartbeats"/>), and a task leased to it, or a drain, answers it at once.
     /// </summary>
     private static async Task<Results<Ok<HeartbeatResponse>, ProblemHttpResult>> Heartbeat(
         string workerId,
@@ -68,6 +71,7 @@ public static class WorkersApi
         HeartbeatRequest body,
         IWorkerRegistry workers,
         CancelSignals signals,
+        IdleHeartbeats idle,
         IOptions<TaskManagerOptions> options,
         CancellationToken aborted)
     {
@@ -80,16 +84,20 @@ public static class WorkersApi
             return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.",
                 detail: $"wait_seconds must be from 0 to {MaxWaitSeconds}.");
         }
-        // Held no longer than a lease lives, or the leases it extends would lapse meanwhile.
-        var wait = TimeSpan.FromSeconds(Math.Min(waitSeconds ?? 0, options.Value.LeaseTtlSeconds / 2));
         var state = WorkerStateOf(body.Gpus, body.Models);
         var running = (body.Running ?? []).Select(r => (r.TaskId!, r.LeaseToken!)).ToArray();
 
         using var listener = signals.Listen(workerId);
-        var beat = await workers.HeartbeatAsync(workerId, state, running);
-        if (beat is { Stop.Count: 0, Drain: false } && wait > TimeSpan.Zero && await listener.WaitAsync(wait, aborted))
+        var beat = await workers.HeartbeatAsync(workerId, state, running, holdIfIdle: running.Length == 0 && waitSeconds > 0);
+        if (beat is { Stop.Count: 0, Drain: false } && waitSeconds > 0)
         {
-            beat = await workers.HeartbeatAsync(workerId, state, running);
+            var o = options.Value;
+            var wait = TimeSpan.FromSeconds(Math.Min(waitSeconds.Value, beat.Idle ? o.MaxLeaseWaitSeconds : o.LeaseTtlSeconds / 2));
+            using var hold = beat.Idle ? idle.Hold(workerId) : null;
+            if (await listener.WaitAsync(wait, aborted))
+            {
+                beat = await workers.HeartbeatAsync(workerId, state, running);
+            }
         }
         return beat is null ? Problems.WorkerNotFound(workerId) : TypedResults.Ok(new HeartbeatResponse(beat.Stop, beat.Drain));
     }

@@ -97,8 +97,16 @@ public interface IWorkerRegistry
 {
     Task<string> RegisterAsync(WorkerRegistration registration);
 
-    /// <summary>Returns null for an unknown worker, else the tasks it must stop and whether it is draining.</summary>
-    Task<HeartbeatResult?> HeartbeatAsync(string workerId, WorkerState state, IReadOnlyList<(string TaskId, string LeaseToken)> running);
+    /// <summary>
+    /// Returns null for an unknown worker, else the tasks it must stop, whether it is draining and
+    /// whether its heartbeat may be held long (<paramref name="holdIfIdle"/> asked it, and the worker
+    /// runs nothing and was given nothing).
+    /// </summary>
+    Task<HeartbeatResult?> HeartbeatAsync(string workerId, WorkerState state, IReadOnlyList<(string TaskId, string LeaseToken)> running,
+        bool holdIfIdle = false);
+
+    /// <summary>Keeps alive the workers whose idle heartbeats this replica holds: their last heartbeat becomes now.</summary>
+    Task TouchWorkersAsync(IReadOnlyCollection<string> workerIds);
 
     /// <summary>Drains a worker; false when it is unknown.</summary>
     Task<bool> DrainAsync(string workerId);
@@ -164,7 +172,7 @@ public sealed record LeaseResult(
     public static readonly LeaseResult Unknown = new(true, [], [], false, [], []);
 }
 
-public sealed record HeartbeatResult(IReadOnlyList<string> Stop, bool Drain);
+public sealed record HeartbeatResult(IReadOnlyList<string> Stop, bool Drain, bool Idle = false);
 
 /// <summary>What a worker reports of itself: its GPUs and loaded models (as JSON too, for display).</summary>
 public sealed record WorkerState(string Json, long GpuFreeMb, IReadOnlyList<string> GpuNames, IReadOnlyList<string> Models);

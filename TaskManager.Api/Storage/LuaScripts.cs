@@ -58,6 +58,7 @@ public sealed class LuaScripts
         List = Build("list");
         Register = Build("register");
         Heartbeat = Build("heartbeat");
+        TouchWorkers = Build("touch_workers");
         Requeue = Build("requeue");
         AttachJob = Build("attach_job");
         SweepDeadlines = Build("sweep_deadlines");
@@ -87,6 +88,7 @@ public sealed class LuaScripts
     public string List { get; }
     public string Register { get; }
     public string Heartbeat { get; }
+    public string TouchWorkers { get; }
     public string Requeue { get; }
     public string AttachJob { get; }
     public string SweepDeadlines { get; }

@@ -244,9 +244,10 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         return id;
     }
 
-    public async Task<HeartbeatResult?> HeartbeatAsync(string workerId, WorkerState state, IReadOnlyList<(string TaskId, string LeaseToken)> running)
+    public async Task<HeartbeatResult?> HeartbeatAsync(string workerId, WorkerState state, IReadOnlyList<(string TaskId, string LeaseToken)> running,
+        bool holdIfIdle = false)
     {
-        var values = new RedisValue[7 + (running.Count * 2)];
+        var values = new RedisValue[8 + (running.Count * 2)];
         values[0] = workerId;
         values[1] = NowMs;
         values[2] = options.Value.LeaseTtlSeconds * 1000L;
@@ -254,17 +255,30 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         values[4] = state.GpuFreeMb;
         values[5] = GpuNames(state);
         values[6] = string.Join(',', state.Models);
+        values[7] = holdIfIdle ? "1" : "0";
         for (var i = 0; i < running.Count; i++)
         {
-            values[7 + (2 * i)] = running[i].TaskId;
-            values[8 + (2 * i)] = running[i].LeaseToken;
+            values[8 + (2 * i)] = running[i].TaskId;
+            values[9 + (2 * i)] = running[i].LeaseToken;
         }
         var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Heartbeat, values: values).ConfigureAwait(false))!;
         if ((string?)result[0] != "ok")
         {
             return null;
         }
-        return new HeartbeatResult(result.Skip(2).Select(r => (string)r!).ToArray(), (string?)result[1] == "1");
+        return new HeartbeatResult(result.Skip(3).Select(r => (string)r!).ToArray(), (string?)result[1] == "1", (string?)result[2] == "1");
+    }
+
+    public async Task TouchWorkersAsync(IReadOnlyCollection<string> workerIds)
+    {
+        var values = new RedisValue[workerIds.Count + 1];
+        values[0] = NowMs;
+        var i = 1;
+        foreach (var id in workerIds)
+        {
+            values[i++] = id;
+        }
+        await scripts.EvaluateAsync(Db, scripts.TouchWorkers, values: values).ConfigureAwait(false);
     }
 
     public async Task<bool> DrainAsync(string workerId) =>

@@ -25,7 +25,7 @@ var settings = new BenchSettings(
     FlatLarge: quick ? 20_000 : 100_000,
     FlatSamples: quick ? 100 : 300,
     IdleWorkers: quick ? 200 : 1_000,
-    IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 10)));
+    IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)));
 
 var root = FindRoot();
 var logs = Path.Combine(root, "bench", ".logs", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));

@@ -379,8 +379,8 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         using var stop = new CancellationTokenSource();
         var picked = new System.Collections.Concurrent.ConcurrentQueue<long>();
         // A fleet's workers start at different times, so their polls are spread out: worker i's
-        // first lease waits 1 + i % 30 s and its first heartbeat i % 5 s, then every lease waits
-        // 30 s and every heartbeat 5 s. In step, all 1,000 would fire at once, and a window would
+        // first lease waits 1 + i % 30 s and its first heartbeat i % 30 s, then every lease and
+        // every (idle) heartbeat waits 30 s. In step, all 1,000 would fire at once, and a window would
         // catch two bursts of heartbeats or three, and no lease at all.
         var loops = ids.Select((id, i) => Task.Run(async () =>
         {
@@ -404,13 +404,15 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             }
         })).Concat(ids.Select((id, i) => Task.Run(async () =>
         {
-            var wait = i % 5;
+            var wait = i % 30;
             while (!stop.IsCancellationRequested)
             {
                 try
                 {
                     await worker.HeartbeatAsync(id, wait, stop.Token);
-                    wait = 5;
+                    // As the Python worker does while it runs nothing: the longest hold (the API
+                    // keeps it alive meanwhile).
+                    wait = 30;
                 }
                 catch (OperationCanceledException)
                 {

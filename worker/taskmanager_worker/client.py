@@ -76,6 +76,7 @@ class ApiClient:
         self._connections: set[http.client.HTTPConnection] = set()
         self._leasing: http.client.HTTPConnection | None = None
         self._leasing_aborted = False
+        self._heartbeating: http.client.HTTPConnection | None = None
 
     # --- the protocol ---
 
@@ -99,7 +100,7 @@ class ApiClient:
         wait = max(0, int(wait_seconds))
         answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/heartbeat?wait_seconds={wait}",
                                {"running": running, "gpus": gpus, "models": models},
-                               timeout=wait + REQUEST_TIMEOUT_SECONDS) or {}
+                               timeout=wait + REQUEST_TIMEOUT_SECONDS, heartbeating=True) or {}
         cancel = [task_id for task_id in answer.get("cancel") or [] if isinstance(task_id, str)]
         return cancel, answer.get("drain") is True
 
@@ -189,6 +190,15 @@ class ApiClient:
                 except OSError:
                     pass
 
+    def interrupt_heartbeat(self) -> None:
+        """Ends a heartbeat the API is holding (used on shutdown: an idle one is held up to 30 s)."""
+        with self._lock:
+            if self._heartbeating is not None and self._heartbeating.sock is not None:
+                try:
+                    self._heartbeating.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
     def close(self) -> None:
         """Closes every connection this client opened, in all threads."""
         with self._lock:
@@ -201,7 +211,7 @@ class ApiClient:
 
     def _request(self, method: str, path: str, body: dict[str, Any] | bytes, *,
                  timeout: float = REQUEST_TIMEOUT_SECONDS, leasing: bool = False,
-                 content_type: str | None = None) -> Any:
+                 heartbeating: bool = False, content_type: str | None = None) -> Any:
         payload = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
         headers = self._headers if content_type is None else {**self._headers, "Content-Type": content_type}
         retried = False
@@ -224,14 +234,20 @@ class ApiClient:
                     connection.sock.settimeout(timeout)
                 if leasing:
                     self._start_leasing(connection)
+                if heartbeating:
+                    with self._lock:
+                        self._heartbeating = connection
                 try:
                     connection.request(method, self._prefix + path, body=payload, headers=headers)
                     response = connection.getresponse()
                     data = response.read()
                 finally:
-                    if leasing:
+                    if leasing or heartbeating:
                         with self._lock:
-                            self._leasing = None
+                            if leasing:
+                                self._leasing = None
+                            else:
+                                self._heartbeating = None
             except (OSError, http.client.HTTPException) as error:
                 self._drop_connection()
                 # A kept-alive connection that the server closed while it sat idle fails on its

@@ -129,6 +129,7 @@ class Worker:
                 slot.close()
             self._finished.set()
             if heartbeat.is_alive():
+                self._client.interrupt_heartbeat()
                 heartbeat.join()
             self._client.close()
         log.info("worker stopped", extra={"exit_code": self._exit_code})
@@ -185,18 +186,24 @@ class Worker:
     # --- heartbeat ---
 
     def _heartbeat_loop(self) -> None:
-        # Each heartbeat is a long poll of one interval: the API answers early when a task must
-        # stop, and then the next heartbeat follows at once. A heartbeat that answers early with
-        # nothing to stop (an error, or an API that does not hold it) waits out the interval.
+        # Each heartbeat is a long poll: the API answers early when a task must stop, and then the
+        # next heartbeat follows at once. It lasts one interval while tasks run; while none runs it
+        # may last the longest wait the API allows (it keeps the worker alive meanwhile, and
+        # answers at once when it gives the worker a task or drains it). A heartbeat that answers
+        # early with nothing to stop (an error, or an API that does not hold it) waits out the
+        # interval.
         while not self._finished.is_set():
             interval = self._registration.heartbeat_interval_seconds
-            if not self._heartbeat(wait_seconds=interval):
+            if not self._heartbeat(wait_seconds=interval, idle_wait_seconds=self._registration.max_wait_seconds):
                 self._finished.wait(interval)
 
-    def _heartbeat(self, wait_seconds: float = 0) -> bool:
-        """One heartbeat; True when it named tasks to stop (so the next may follow at once)."""
+    def _heartbeat(self, wait_seconds: float = 0, idle_wait_seconds: float | None = None) -> bool:
+        """One heartbeat; True when the next may follow at once (it named tasks to stop, it was a
+        full long poll, or it was held idle and a task has started since)."""
         worker_id = self.worker_id
         running = [r for slot in self._slots if (r := slot.running()) is not None]
+        if idle_wait_seconds and not running and wait_seconds > 0:
+            wait_seconds = idle_wait_seconds
         started = time.monotonic()
         try:
             cancel, drain = self._client.heartbeat(worker_id, running, self._gpus.read(), self._models(),
@@ -205,7 +212,8 @@ class Worker:
             self._register_again(worker_id)
             return False
         except ApiError as error:
-            log.warning("heartbeat failed", extra={"error": str(error)})
+            if not self._finished.is_set():  # else it was interrupted on shutdown
+                log.warning("heartbeat failed", extra={"error": str(error)})
             return False
         for task_id in cancel:
             if any(slot.request_stop(task_id, StopReason.CANCELED) for slot in self._slots):
@@ -216,7 +224,11 @@ class Worker:
                 self._draining = drain
                 self._cond.notify_all()
         # An answer that took most of its wait was a full long poll; the next may start at once.
-        return bool(cancel) or (wait_seconds > 0 and time.monotonic() - started >= wait_seconds * 0.8)
+        # An idle one answered early because the worker was given a task: the next, which names
+        # it and so extends its lease, goes at once.
+        full = wait_seconds > 0 and time.monotonic() - started >= wait_seconds * 0.8
+        started_since = not running and any(slot.running() is not None for slot in self._slots)
+        return bool(cancel) or full or started_since
 
     # --- leasing ---
 

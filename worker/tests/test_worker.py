@@ -87,6 +87,19 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         for heartbeat in heartbeats:
             self.assertEqual((heartbeat["body"]["gpus"], heartbeat["body"]["models"]), (GPUS, ["tiny-llama", "sdxl"]))
 
+    def test_an_idle_heartbeat_asks_for_the_longest_hold_and_a_busy_one_for_an_interval(self):
+        # The fake API: interval 0.2 s (sent as 0 whole seconds), longest wait 1 s.
+        self.start_worker()
+        idle = self.api.wait_for_call("heartbeat", count=2)
+        self.assertTrue(all(h["body"]["running"] == [] and h["query"]["wait_seconds"] == ["1"] for h in idle), idle)
+        task_id = self.api.add_task(sim={"hang": True})
+        running = {"task_id": task_id, "lease_token": f"lt-{task_id}"}
+        busy = self.api.wait_for(lambda: [c for c in self.api._calls("heartbeat", None) if running in c["body"]["running"]],
+                                 what="a heartbeat naming the task")
+        self.assertEqual(busy[0]["query"]["wait_seconds"], ["0"])
+        self.api.cancel.add(task_id)
+        self.api.final_report(task_id)
+
     def test_every_type_completes(self):
         self.start_worker(TASKMANAGER_CAPACITY="2")
         inputs = {"llm": {"prompt": "hi"}, "sd": {"prompt": "a cat"}, "tts": {"text": "hello"},

@@ -5,4 +5,6 @@
 local wk = worker_key(ARGV[1])
 if redis.call('EXISTS', wk) == 0 then return 0 end
 redis.call('HSET', wk, 'draining', 1)
+-- Its held heartbeat, if any, answers now with the news.
+redis.call('PUBLISH', CANCELS, ARGV[1])
 return 1

@@ -13,7 +13,7 @@
 --   token, type, model, input, metadata, attempt, max attempts, timeout (s), deadline (ms),
 --   traceparent, wait (ms)}.
 local worker = ARGV[1]
-local w = redis.call('HMGET', worker_key(worker), 'types', 'gpu_free_mb', 'gpu_names', 'models', 'draining')
+local w = redis.call('HMGET', worker_key(worker), 'types', 'gpu_free_mb', 'gpu_names', 'models', 'draining', 'idle')
 if not w[1] then return {'unknown_worker'} end
 local out = {'ok', w[1], w[4] or '', 0, ''}
 if w[5] == '1' then return out end
@@ -128,6 +128,13 @@ while taken < max_tasks do
   budget = budget - (tonumber(f[3]) or 0)
   out[#out + 1] = {id, token, pick.type, f[2] or '', f[7], f[8] or '', attempt, f[9], f[5],
     deadline, f[10] or '', wait_ms}
+end
+
+-- A worker whose heartbeat is held idle (see heartbeat.lua) must send one with its new tasks
+-- before their leases lapse: wake the held heartbeat, on whichever replica holds it.
+if taken > 0 and w[6] == '1' then
+  redis.call('HSET', worker_key(worker), 'idle', '0')
+  redis.call('PUBLISH', CANCELS, worker)
 end
 
 -- Only a full hand may leave work behind; then the caller passes the wake-up on. A candidate not
