@@ -477,6 +477,29 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Equal("1", (await store.ReadEventsAsync(talkative.Id, null, 100)).Single(e => e.DataJson.Contains("running")).Id);
     }
 
+    [Fact]
+    public async Task Events_OfARetriedTask_ShowEachAttemptsRunningInItsPlace_AndItsHistoryBothAttempts()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        Assert.True(await store.RequeueAsync(task.Id, 1));
+        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var whileRunning = await store.ReadEventsAsync(task.Id, null, 100);
+        await store.CompleteAsync(task.Id, second.LeaseToken, "{}");
+
+        var events = await store.ReadEventsAsync(task.Id, null, 100);
+        Assert.Equal(
+            [("0", 0, "queued"), ("1", 1, "running"), ("2", 1, "scheduled"), ("3", 1, "queued"), ("4", 2, "running"), ("5", 2, "succeeded")],
+            events.Select(e => (e.Id, e.Attempt, JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString()!)));
+        // A follower that read while attempt 2 ran saw its 'running' under the same id.
+        Assert.Equal(("4", 2), (whileRunning[^1].Id, whileRunning[^1].Attempt));
+        var outcomes = (await store.GetAsync(task.Id))!.AttemptsJson!
+            .Select(a => JsonDocument.Parse(a).RootElement.GetProperty("outcome").GetString());
+        Assert.Equal(["failed", "succeeded"], outcomes);
+    }
+
     private async Task<(string Id, string Status)[]> StatusesAsync(string taskId) =>
         (await store.ReadEventsAsync(taskId, null, 100)).Where(e => e.Kind == "status")
             .Select(e => (e.Id, JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString()!)).ToArray();
