@@ -94,6 +94,28 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
         Assert.True(wokenAfter < TimeSpan.FromSeconds(1), $"The lease returned {wokenAfter.TotalMilliseconds:0} ms after the submission.");
     }
 
+    [Theory]
+    [InlineData("/api/tasks", """{"type":"tts","input":{"text":"wake up"}}""")]
+    [InlineData("/api/tasks/batch", """{"tasks":[{"type":"tts","input":{"text":"wake up"}}]}""")]
+    public async Task WaitingLease_IsWokenBySubmissionOnItsOwnReplica(string path, string body)
+    {
+        // The notification goes through Redis and back to the replica that published it.
+        var workerId = await RegisterWorkerAsync(api.Client, ["tts"]);
+        await using var monitor = await RedisMonitor.StartAsync(redis);
+
+        var clock = Stopwatch.StartNew();
+        var lease = api.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=30", null);
+        await monitor.WaitForLineAsync(line => line.Contains(workerId) && !line.Contains(" lua]"), TimeSpan.FromSeconds(10));
+
+        var submittedAt = clock.Elapsed;
+        Assert.True((await api.Client.PostJsonAsync(path, body)).IsSuccessStatusCode);
+        var response = await lease.WaitAsync(TimeSpan.FromSeconds(35));
+        var wokenAfter = clock.Elapsed - submittedAt;
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(wokenAfter < TimeSpan.FromSeconds(1), $"The lease returned {wokenAfter.TotalMilliseconds:0} ms after the submission.");
+    }
+
     [Fact]
     public async Task Lease_WithNothingQueued_AnswersNoContentAfterItsWait()
     {
