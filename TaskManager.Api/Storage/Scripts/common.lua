@@ -227,21 +227,26 @@ local function assert_move(from, to)
   end
 end
 
+-- One attempt of a task's history, as JSON: its number, worker, start and end (ms), outcome and
+-- error (a JSON object, or '' for none).
+local function attempt_entry(attempt, worker, started, ended, outcome, error_json)
+  return '{"attempt":' .. (attempt or '0') ..
+    ',"worker_id":' .. (worker and cjson.encode(worker) or 'null') ..
+    ',"started_at":' .. (started or 'null') ..
+    ',"ended_at":' .. (ended or 'null') ..
+    ',"outcome":' .. cjson.encode(outcome) ..
+    ',"error":' .. (error_json ~= '' and error_json or 'null') .. '}'
+end
+
 -- Appends the attempt that is ending to the task's history (attempts:{id}), as JSON.
 -- outcome: succeeded, failed, timeout, lease_expired, canceled, handed_back. `f` is the task's
 -- attempt, worker, started and type when the caller has read them.
 local function record_attempt(id, tk, outcome, error_json, now, f)
   f = f or redis.call('HMGET', tk, 'attempt', 'worker', 'started', 'type')
   if f[3] then observe('run', f[4], tonumber(now) - tonumber(f[3])) end
-  if outcome ~= 'succeeded' then
-  local entry = '{"attempt":' .. (f[1] or '0') ..
-    ',"worker_id":' .. (f[2] and cjson.encode(f[2]) or 'null') ..
-    ',"started_at":' .. (f[3] or 'null') ..
-    ',"ended_at":' .. now ..
-    ',"outcome":' .. cjson.encode(outcome) ..
-    ',"error":' .. (error_json ~= '' and error_json or 'null') .. '}'
   -- The attempt that succeeded is not stored: it is the task's last, read from its hash (get.lua).
-  redis.call('RPUSH', attempts_key(id), entry)
+  if outcome ~= 'succeeded' then
+    redis.call('RPUSH', attempts_key(id), attempt_entry(f[1], f[2], f[3], now, outcome, error_json))
   end
   -- The worker's live counts (a worker already forgotten is not brought back).
   if f[2] then

@@ -52,10 +52,6 @@ local attempts = redis.call('LRANGE', attempts_key(id), 0, -1)
 -- The attempt that succeeded is not stored (see record_attempt in common.lua): it is the last,
 -- described by the hash. (A task finished before that rule has it stored already.)
 if f.status == 'succeeded' and not (attempts[#attempts] and string.find(attempts[#attempts], '"outcome":"succeeded"', 1, true)) then
-  attempts[#attempts + 1] = '{"attempt":' .. (f.attempt or '1') ..
-    ',"worker_id":' .. (f.worker and cjson.encode(f.worker) or 'null') ..
-    ',"started_at":' .. (f.started or 'null') ..
-    ',"ended_at":' .. (f.completed or 'null') ..
-    ',"outcome":"succeeded","error":null}'
+  attempts[#attempts + 1] = attempt_entry(f.attempt or '1', f.worker, f.started, f.completed, 'succeeded', '')
 end
 return {h, attempts}
