@@ -16,12 +16,17 @@ public sealed class DotnetWorker(HttpClient client)
 {
     public static readonly string NoOpOutput = """{"lease_token":"TOKEN","output":{}}""";
 
+    /// <summary>The longest wait the API allows a long poll, from the last registration's answer.</summary>
+    public int MaxWaitSeconds { get; private set; } = 30;
+
     public async Task<string> RegisterAsync(string name, int capacity, string type = "llm")
     {
         var body = $$"""{"name":"{{name}}","task_types":["{{type}}"],"capacity":{{capacity}}}""";
         using var response = await client.PostAsync("/api/workers/register", Deployment.Json(body));
         response.EnsureSuccessStatusCode();
-        return JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("worker_id").GetString()!;
+        var answer = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+        MaxWaitSeconds = answer.GetProperty("max_wait_seconds").GetInt32();
+        return answer.GetProperty("worker_id").GetString()!;
     }
 
     /// <summary>One long-poll lease; an empty list when it timed out.</summary>

@@ -379,18 +379,20 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         using var stop = new CancellationTokenSource();
         var picked = new System.Collections.Concurrent.ConcurrentQueue<long>();
         // A fleet's workers start at different times, so their polls are spread out: worker i's
-        // first lease waits 1 + i % 30 s and its first heartbeat i % 30 s, then every lease and
-        // every (idle) heartbeat waits 30 s. In step, all 1,000 would fire at once, and a window would
-        // catch two bursts of heartbeats or three, and no lease at all.
+        // first lease waits 1 + i % W s and its first heartbeat i % W s, then every lease and every
+        // (idle) heartbeat waits W, the longest wait the API allows (max_wait_seconds), as the
+        // Python worker's do. In step, all 1,000 would fire at once, and a window would catch two
+        // bursts of heartbeats or three, and no lease at all.
+        var most = worker.MaxWaitSeconds;
         var loops = ids.Select((id, i) => Task.Run(async () =>
         {
-            var wait = 1 + (i % 30);
+            var wait = 1 + (i % most);
             while (!stop.IsCancellationRequested)
             {
                 try
                 {
                     var leased = await worker.LeaseAsync(id, 1, wait, stop.Token);
-                    wait = 30;
+                    wait = most;
                     foreach (var (taskId, token) in leased)
                     {
                         picked.Enqueue(Stopwatch.GetTimestamp());
@@ -404,7 +406,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             }
         })).Concat(ids.Select((id, i) => Task.Run(async () =>
         {
-            var wait = i % 30;
+            var wait = i % most;
             while (!stop.IsCancellationRequested)
             {
                 try
@@ -412,7 +414,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
                     await worker.HeartbeatAsync(id, wait, stop.Token);
                     // As the Python worker does while it runs nothing: the longest hold (the API
                     // keeps it alive meanwhile).
-                    wait = 30;
+                    wait = most;
                 }
                 catch (OperationCanceledException)
                 {
