@@ -75,18 +75,8 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
     public async Task WaitingLease_IsWokenBySubmissionOnAnotherReplica_WellUnderASecond()
     {
         await using var other = await ApiProcess.StartAsync(redis);
-        var workerId = await RegisterWorkerAsync(api.Client, ["tts"]);
-        await using var monitor = await RedisMonitor.StartAsync(redis);
 
-        var clock = Stopwatch.StartNew();
-        var lease = api.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=30", null);
-        // The lease script ran and found nothing: the lease is now waiting for a notification.
-        await monitor.WaitForLineAsync(line => line.Contains(workerId) && !line.Contains(" lua]"), TimeSpan.FromSeconds(10));
-
-        var submittedAt = clock.Elapsed;
-        var submitted = await (await other.Client.PostJsonAsync("/api/tasks", """{"type":"tts","input":{"text":"wake up"}}""")).JsonAsync();
-        var response = await lease.WaitAsync(TimeSpan.FromSeconds(35));
-        var wokenAfter = clock.Elapsed - submittedAt;
+        var (response, wokenAfter, submitted) = await LeaseWokenBySubmissionAsync(other, "/api/tasks", """{"type":"tts","input":{"text":"wake up"}}""");
 
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var leased = (await response.JsonAsync()).GetProperty("tasks")[0];
@@ -100,20 +90,34 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
     public async Task WaitingLease_IsWokenBySubmissionOnItsOwnReplica(string path, string body)
     {
         // The notification goes through Redis and back to the replica that published it.
+        var (response, wokenAfter, _) = await LeaseWokenBySubmissionAsync(api, path, body);
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.True(wokenAfter < TimeSpan.FromSeconds(1), $"The lease returned {wokenAfter.TotalMilliseconds:0} ms after the submission.");
+    }
+
+    /// <summary>
+    /// Parks a tts worker's lease on <see cref="api"/>, submits <paramref name="body"/> to
+    /// <paramref name="path"/> through <paramref name="submitter"/>, and returns the lease's answer,
+    /// how long after the submission it came, and the submission's answer.
+    /// </summary>
+    private async Task<(HttpResponseMessage Lease, TimeSpan WokenAfter, JsonElement Submitted)> LeaseWokenBySubmissionAsync(
+        ApiProcess submitter, string path, string body)
+    {
         var workerId = await RegisterWorkerAsync(api.Client, ["tts"]);
         await using var monitor = await RedisMonitor.StartAsync(redis);
 
         var clock = Stopwatch.StartNew();
         var lease = api.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=30", null);
+        // The lease script ran and found nothing: the lease is now waiting for a notification.
         await monitor.WaitForLineAsync(line => line.Contains(workerId) && !line.Contains(" lua]"), TimeSpan.FromSeconds(10));
 
         var submittedAt = clock.Elapsed;
-        Assert.True((await api.Client.PostJsonAsync(path, body)).IsSuccessStatusCode);
+        var submission = await submitter.Client.PostJsonAsync(path, body);
+        Assert.True(submission.IsSuccessStatusCode);
+        var submitted = await submission.JsonAsync();
         var response = await lease.WaitAsync(TimeSpan.FromSeconds(35));
-        var wokenAfter = clock.Elapsed - submittedAt;
-
-        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.True(wokenAfter < TimeSpan.FromSeconds(1), $"The lease returned {wokenAfter.TotalMilliseconds:0} ms after the submission.");
+        return (response, clock.Elapsed - submittedAt, submitted);
     }
 
     [Fact]

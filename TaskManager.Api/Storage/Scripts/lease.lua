@@ -124,7 +124,7 @@ while taken < max_tasks do
   later('ZADD', DEADLINES, deadline, id)
   count_worker(worker, 'running', 1)
   move_index_only(id, pick.type, f[1], 'running', f[13])
-  if f[14] then redis.call('PUBLISH', event_channel(id), 0) end
+  wake_followers(id, {w = f[14]})
   budget = budget - (tonumber(f[3]) or 0)
   out[#out + 1] = {id, token, pick.type, f[2] or '', f[7], f[8] or '', attempt, f[9], f[5],
     deadline, f[10] or '', wait_ms}
