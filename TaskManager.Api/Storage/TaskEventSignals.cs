@@ -3,9 +3,10 @@ using StackExchange.Redis;
 namespace TaskManager.Api.Storage;
 
 /// <summary>
-/// Lets an event stream follower wait for a task's next event: every event script publishes on
-/// the task's <c>ev:{id}</c> channel, so a follower on any API replica wakes at once. Redis
-/// delivers to a channel only while someone listens, so a task nobody follows costs nothing here.
+/// Lets an event stream follower wait for a task's next event: once a follower has marked the
+/// task followed (<see cref="ITaskInspector.ReadEventsAsync"/> with <c>follows</c>), every event
+/// script publishes on the task's <c>ev:{id}</c> channel, so a follower on any API replica wakes
+/// at once. A task nobody follows publishes nothing.
 /// </summary>
 public sealed class TaskEventSignals(IConnectionMultiplexer redis, RedisKeys keys)
 {

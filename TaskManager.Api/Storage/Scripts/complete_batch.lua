@@ -1,6 +1,6 @@
 -- Records many successful results at once (POST /api/workers/{id}/complete): each as
 -- complete.lua would, with its last output chunks and log lines, in order, in one round trip.
--- KEYS: none; touches task:{id}, attempts:{id}, evlist:{id}, idx:*, leases, deadlines, finished.
+-- KEYS: none; touches task:{id}, attempts:{id}, evlist:{id}, idx:*, leases, deadlines, finished, worker:{id}, stats:*.
 -- ARGV[1] now (ms), then per task: id, lease token, output JSON, number of chunks c, number of
 --   log lines l, the c chunks, the l lines.
 -- Returns: one complete_task reply per task, in order.

@@ -1,5 +1,5 @@
 -- Removes a task in a final state with its history, events, artifacts and index entries.
--- KEYS: none; touches task:{id}, attempts:{id}, events:{id}, artifacts:{id}, artifact:{id}:*,
+-- KEYS: none; touches task:{id}, attempts:{id}, evlist:{id}, events:{id} (the old stream), artifacts:{id}, artifact:{id}:*,
 --   idx:{status}:{type}, finished.
 -- ARGV[1] task id   ARGV[2] the caller's tenant ('*': any)
 -- Returns: {'ok'} | {'not_found'} (also another tenant's task) | {'conflict', status}.

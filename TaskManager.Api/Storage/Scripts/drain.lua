@@ -1,5 +1,5 @@
 -- Drains a worker: it leases nothing more and finishes what it runs; its heartbeat tells it so.
--- KEYS: none; touches worker:{id}.
+-- KEYS: none; touches worker:{id}; publishes on cancels (wakes its held heartbeat).
 -- ARGV[1] worker id
 -- Returns: 1, or 0 for an unknown worker.
 local wk = worker_key(ARGV[1])

@@ -4,7 +4,7 @@
 -- with free capacity has loaded is left for that worker. Only the first `depth` tasks of each
 -- queue are considered, so a lease costs the same however long the queues are.
 -- KEYS: none; touches worker:{id}, paused, model:{name}, queue:{type}, task:{id}, idx:*, leases,
---   deadlines, events:{id}, stats:wait:{type}.
+--   deadlines, stats:wait:{type}; publishes on ev:{id} for a followed task, on cancels for an idle worker.
 -- ARGV[1] worker id   ARGV[2] now (ms)   ARGV[3] max tasks   ARGV[4] lease TTL (ms)
 -- ARGV[5] token base (random; each task's lease token is base:n)   ARGV[6] depth
 -- ARGV[7] workers heard from since this time (ms) count as live

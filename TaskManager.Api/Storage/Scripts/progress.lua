@@ -1,5 +1,5 @@
 -- Records a running attempt's progress, output chunks and log lines as events of the task.
--- KEYS: none; touches task:{id}, events:{id}; publishes on ev:{id}.
+-- KEYS: none; touches task:{id}, evlist:{id}; publishes on ev:{id} when the task is followed.
 -- ARGV[1] task id   ARGV[2] lease token   ARGV[3] progress (0..1) or ''   ARGV[4] message or ''
 -- ARGV[5] number of chunks n   ARGV[6 .. 5+n] chunks   ARGV[6+n ..] log lines
 -- Returns: {'ok', status} | {'not_found'} | {'stale', status}. Status 'canceling' tells the

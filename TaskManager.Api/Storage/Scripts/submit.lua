@@ -2,8 +2,8 @@
 -- idempotency key, a repeat of the same request returns the task the first one created (two
 -- racing requests cannot both create one: the script runs alone), and another request under the
 -- same key is refused. A tenant at its cap of queued tasks is refused.
--- KEYS: none; touches task:{id}, queue:{type}, idx:{tenant}:queued:*, idem:{tenant}:{key},
---   events:{id}; publishes on notify.
+-- KEYS: none; touches task:{id}, queue:{type}, idx:{tenant}:queued:*, idem:{tenant}:{key};
+--   publishes on notify.
 -- ARGV[1] now (ms)   ARGV[2] tenant   ARGV[3] the tenant's cap of queued tasks
 -- ARGV[4] idempotency key or ''   ARGV[5] hash of the request   ARGV[6] the key's lifetime (s)
 -- ARGV[7..19] the task (see TASK_VALUES in common.lua)

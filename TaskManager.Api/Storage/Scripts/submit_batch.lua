@@ -3,7 +3,7 @@
 -- ones before it are created. Each type and model is published once on NOTIFY, and a woken lease
 -- that takes a full hand passes the wake-up on, so one message reaches as many workers as there
 -- is work for.
--- KEYS: none; touches task:{id}, queue:{type}, idx:{tenant}:queued:*, events:{id}; publishes on notify.
+-- KEYS: none; touches task:{id}, queue:{type}, idx:{tenant}:queued:*; publishes on notify.
 -- ARGV[1] now (ms)   ARGV[2] tenant   ARGV[3] the tenant's cap of queued tasks
 -- ARGV[4..] the tasks, TASK_VALUES values each (see common.lua)
 -- Returns: {queued count before the batch, then per task 1 (created) or 0 (refused: over the cap)}.

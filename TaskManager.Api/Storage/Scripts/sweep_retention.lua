@@ -1,5 +1,5 @@
 -- Deletes final tasks older than the retention period, with all that is kept beside them.
--- KEYS: none; touches finished, task:{id}, attempts:{id}, events:{id}, artifacts:{id}, idx:*.
+-- KEYS: none; touches finished, task:{id}, attempts:{id}, evlist:{id}, events:{id} (the old stream), artifacts:{id}, idx:*.
 -- ARGV[1] cutoff (ms): tasks finished before it go   ARGV[2] batch size
 -- Returns: the number deleted.
 local ids = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
