@@ -135,17 +135,6 @@ class ApiClient:
         path = f"{self._task_path(worker_id, task_id, 'artifacts')}/{_seg(name)}?lease_token={_seg(lease_token)}"
         return self._request("PUT", path, data, content_type=content_type)
 
-    def complete(self, worker_id: str, task_id: str, lease_token: str, output_json: str,
-                 timing: dict[str, str] | None = None) -> str | None:
-        """Reports the result, given as JSON text; returns the task's status as the API now sees it.
-        `timing` ({"started_at", "ended_at"}, ISO 8601) is when this worker ran it, for the trace."""
-        # Spliced in as it came from the executor: decoding and encoding a large output (images,
-        # audio) would cost the worker, which all slots share, for nothing.
-        extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in (timing or {}).items())
-        payload = f'{{"lease_token":{json.dumps(lease_token)}{extra},"output":{output_json}}}'.encode()
-        answer = self._request("POST", self._task_path(worker_id, task_id, "complete"), payload) or {}
-        return answer.get("status")
-
     def complete_next(self, worker_id: str, task_id: str, lease_token: str, output_json: str,
                       timing: dict[str, str] | None = None, chunks: list[str] | None = None,
                       logs: list[str] | None = None, max_tasks: int = 0) -> tuple[int, str | None, str | None,
@@ -154,7 +143,10 @@ class ApiClient:
         MAX_CHUNKS_PER_REPORT and MAX_LOGS_PER_REPORT) through the batch endpoint, and takes up to
         `max_tasks` next tasks in the same call. Returns the result's status code (200, or 404/409
         when the attempt is no longer ours), the task's status, the API's detail, and the next tasks
-        (leased even when the result was refused: they must be run)."""
+        (leased even when the result was refused: they must be run). `timing` ({"started_at",
+        "ended_at"}, ISO 8601) is when this worker ran it, for the trace."""
+        # The output is spliced in as it came from the executor: decoding and encoding a large
+        # output (images, audio) would cost the worker, which all slots share, for nothing.
         extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in (timing or {}).items())
         if chunks:
             extra += f',"chunks":{json.dumps(chunks)}'
