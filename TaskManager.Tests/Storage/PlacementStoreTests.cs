@@ -60,6 +60,40 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
     }
 
     [Fact]
+    public async Task Lease_LooksPastTasksThatDoNotFit_AsFarAsTheScanDepth()
+    {
+        // The lease reads the queue a page at a time: a fitting task 20 places back is still found,
+        // and one past LeaseScanDepth is not (the lease costs the same however long the queue).
+        var worker = await RegisterAsync(gpus: [("NVIDIA L4", 24_000)]);
+        for (var i = 0; i < 20; i++)
+        {
+            await SubmitAsync(requirements: new TaskRequirements(40_000, null));
+        }
+        var fits = await SubmitAsync();
+        var keys = new RedisKeys("{place}:");
+        var shallow = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), clock,
+            Options.Create(new TaskManagerOptions { LeaseScanDepth = 16 }));
+
+        Assert.Empty((await shallow.LeaseAsync(worker, 1)).Tasks);
+        var leased = await store.LeaseAsync(worker, 1);
+
+        Assert.Equal([fits.Id], leased.Tasks.Select(t => t.TaskId));
+        Assert.True(leased.MoreQueued); // the 20 left may fit another worker: the wake-up is passed on
+    }
+
+    [Fact]
+    public async Task Lease_OfExactlyWhatIsQueued_SaysNothingMoreIsQueued()
+    {
+        var worker = await RegisterAsync();
+        var tasks = new[] { await SubmitAsync(), await SubmitAsync(), await SubmitAsync() };
+
+        var leased = await store.LeaseAsync(worker, 3);
+
+        Assert.Equal(tasks.Select(t => t.Id), leased.Tasks.Select(t => t.TaskId));
+        Assert.False(leased.MoreQueued);
+    }
+
+    [Fact]
     public async Task Lease_LeavesATaskForAnIdleWorkerThatHasItsModel_AndSaysSo()
     {
         var without = await RegisterAsync();

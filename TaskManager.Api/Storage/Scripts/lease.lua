@@ -31,18 +31,48 @@ local paused = {}
 local flags = redis.call('SMISMEMBER', PAUSED, unpack(types))
 for i, t in ipairs(types) do paused[t] = flags[i] == 1 end
 
-local candidates = {}
+-- The candidates: the queues' entries merged in score order (then by id, as ZRANGE orders ties),
+-- read lazily, a page at a time, at most `depth` per queue. A lease of one task usually reads a
+-- couple of entries: reading and sorting `depth` of every queue cost more than the rest of it.
+local queues = {}
 for _, t in ipairs(types) do
-  local items = {}
-  if not paused[t] then items = redis.call('ZRANGE', queue_key(t), 0, depth - 1, 'WITHSCORES') end
-  for i = 1, #items, 2 do
-    candidates[#candidates + 1] = {id = items[i], score = tonumber(items[i + 1]), type = t}
+  if not paused[t] then
+    -- items: the page read last (id, score, ...); at: its next entry; read: entries read so far;
+    -- page: the next page's size (doubling); exhausted: a page came back short.
+    queues[#queues + 1] = {type = t, items = {}, at = 1, read = 0, page = math.min(depth, max_tasks + 1),
+      exhausted = false}
   end
 end
-table.sort(candidates, function(a, b)
-  if a.score ~= b.score then return a.score < b.score end
-  return a.id < b.id
-end)
+-- The queue `q` with its next entry in hand, or nil when it has none left to give.
+local function head(q)
+  if q.at <= #q.items then return q end
+  if q.exhausted or q.read >= depth then return nil end
+  local n = math.min(q.page, depth - q.read)
+  q.items = redis.call('ZRANGE', queue_key(q.type), q.read, q.read + n - 1, 'WITHSCORES')
+  q.at, q.read, q.page = 1, q.read + #q.items / 2, 2 * q.page
+  q.exhausted = #q.items < 2 * n
+  if #q.items == 0 then return nil end
+  return q
+end
+local candidates = {}
+-- The i-th candidate, reading further into the queues as needed; nil past the last.
+local function candidate(i)
+  while #candidates < i do
+    local best, best_score
+    for _, q in ipairs(queues) do
+      if head(q) then
+        local score = tonumber(q.items[q.at + 1])
+        if not best or score < best_score or (score == best_score and q.items[q.at] < best.items[best.at]) then
+          best, best_score = q, score
+        end
+      end
+    end
+    if not best then return nil end
+    candidates[#candidates + 1] = {id = best.items[best.at], score = best_score, type = best.type}
+    best.at = best.at + 2
+  end
+  return candidates[i]
+end
 
 local function fits(req_mem, req_gpu)
   if req_mem and tonumber(req_mem) > budget then return false end
@@ -74,7 +104,11 @@ local info, left = {}, {}
 local taken = 0
 while taken < max_tasks do
   local pick, fallback
-  for _, c in ipairs(candidates) do
+  local i = 0
+  while true do
+    i = i + 1
+    local c = candidate(i)
+    if not c then break end
     if not c.done then
       if fallback and priority_band(c.score) ~= priority_band(fallback.score) then break end
       local f = info[c.id]
@@ -137,21 +171,24 @@ if taken > 0 and w[6] == '1' then
   redis.call('PUBLISH', CANCELS, worker)
 end
 
--- Only a full hand may leave work behind; then the caller passes the wake-up on. A candidate not
--- taken is work left; a queue read to its end (fewer than `depth` entries) has nothing more;
--- only a queue read `depth` deep is counted.
+-- Only a full hand may leave work behind; then the caller passes the wake-up on. A candidate read
+-- and not taken is work left (a page holds one more than the hand, so this is the usual answer); a
+-- queue read to its end has nothing more; any other is counted.
 if taken == max_tasks then
-  local read, left_over = {}, false
+  local left_over = false
   for _, c in ipairs(candidates) do
-    read[c.type] = (read[c.type] or 0) + 1
-    if not c.done then left_over = true end
+    if not c.done then left_over = true; break end
+  end
+  for _, q in ipairs(queues) do
+    if left_over then break end
+    if q.at <= #q.items then left_over = true end
   end
   if left_over then
     out[4] = 1
   else
     flush_writes()
-    for _, t in ipairs(types) do
-      if (read[t] or 0) >= depth and redis.call('ZCARD', queue_key(t)) > 0 then out[4] = 1; break end
+    for _, q in ipairs(queues) do
+      if not q.exhausted and redis.call('ZCARD', queue_key(q.type)) > 0 then out[4] = 1; break end
     end
   end
 end
