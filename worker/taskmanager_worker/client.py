@@ -12,7 +12,7 @@ import logging
 import socket
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from . import __version__
@@ -23,6 +23,17 @@ REQUEST_TIMEOUT_SECONDS = 10.0  # per socket operation, so an upload of many meg
 LEASE_GRACE_SECONDS = 10.0  # a long poll may answer a little after its wait_seconds
 MAX_CHUNKS_PER_REPORT = 1000  # the protocol's limits on one progress report
 MAX_LOGS_PER_REPORT = 100
+
+
+class Result(NamedTuple):
+    """A successful result to report: the output as JSON text, when the worker ran it (ISO 8601
+    "started_at" and "ended_at", for the trace), and the attempt's last chunks and log lines."""
+    task_id: str
+    lease_token: str
+    output_json: str
+    timing: dict[str, str] | None = None
+    chunks: list[str] | None = None
+    logs: list[str] | None = None
 
 
 class ApiError(Exception):
@@ -139,28 +150,41 @@ class ApiClient:
                       timing: dict[str, str] | None = None, chunks: list[str] | None = None,
                       logs: list[str] | None = None, max_tasks: int = 0) -> tuple[int, str | None, str | None,
                                                                                list[dict[str, Any]]]:
-        """Reports the result with the attempt's last chunks and log lines (at most
-        MAX_CHUNKS_PER_REPORT and MAX_LOGS_PER_REPORT) through the batch endpoint, and takes up to
-        `max_tasks` next tasks in the same call. Returns the result's status code (200, or 404/409
-        when the attempt is no longer ours), the task's status, the API's detail, and the next tasks
-        (leased even when the result was refused: they must be run). `timing` ({"started_at",
-        "ended_at"}, ISO 8601) is when this worker ran it, for the trace."""
-        # The output is spliced in as it came from the executor: decoding and encoding a large
+        """Reports one result (see complete_many) and takes up to `max_tasks` next tasks. Returns the
+        result's status code (200, or 404/409 when the attempt is no longer ours), the task's status,
+        the API's detail, and the next tasks."""
+        answers, tasks = self.complete_many(
+            worker_id, [Result(task_id, lease_token, output_json, timing, chunks, logs)], max_tasks)
+        return (*answers[0], tasks)
+
+    def complete_many(self, worker_id: str, results: list[Result], max_tasks: int = 0) -> tuple[
+            list[tuple[int, str | None, str | None]], list[dict[str, Any]]]:
+        """Reports results (each with its attempt's last chunks and log lines, at most
+        MAX_CHUNKS_PER_REPORT and MAX_LOGS_PER_REPORT) in one call to the batch endpoint, and takes
+        up to `max_tasks` next tasks in the same call. Returns, per result in order, its status code
+        (200, or 404/409 when the attempt is no longer ours), the task's status and the API's
+        detail; and the next tasks (leased even when a result was refused: they must be run)."""
+        # An output is spliced in as it came from the executor: decoding and encoding a large
         # output (images, audio) would cost the worker, which all slots share, for nothing.
-        extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in (timing or {}).items())
-        if chunks:
-            extra += f',"chunks":{json.dumps(chunks)}'
-        if logs:
-            extra += f',"logs":{json.dumps(logs)}'
-        result = (f'{{"task_id":{json.dumps(task_id)},"lease_token":{json.dumps(lease_token)}{extra},'
-                  f'"output":{output_json}}}')
-        payload = f'{{"results":[{result}],"max_tasks":{int(max_tasks)}}}'.encode()
+        items = []
+        for r in results:
+            extra = "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in (r.timing or {}).items())
+            if r.chunks:
+                extra += f',"chunks":{json.dumps(r.chunks)}'
+            if r.logs:
+                extra += f',"logs":{json.dumps(r.logs)}'
+            items.append(f'{{"task_id":{json.dumps(r.task_id)},"lease_token":{json.dumps(r.lease_token)}{extra},'
+                         f'"output":{r.output_json}}}')
+        payload = f'{{"results":[{",".join(items)}],"max_tasks":{int(max_tasks)}}}'.encode()
         answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/complete", payload) or {}
-        items = answer.get("results") or [{}]
-        item = items[0] if isinstance(items[0], dict) else {}
-        status = item.get("status")
-        return (status if isinstance(status, int) else 200, item.get("task_status"), item.get("detail"),
-                _valid_tasks(answer.get("tasks")))
+        replies = answer.get("results")
+        replies = replies if isinstance(replies, list) else []
+        answers = []
+        for i in range(len(results)):
+            item = replies[i] if i < len(replies) and isinstance(replies[i], dict) else {}
+            status = item.get("status")
+            answers.append((status if isinstance(status, int) else 200, item.get("task_status"), item.get("detail")))
+        return answers, _valid_tasks(answer.get("tasks"))
 
     def fail(self, worker_id: str, task_id: str, lease_token: str, code: str, message: str,
              retryable: bool, timing: dict[str, str] | None = None) -> str | None:

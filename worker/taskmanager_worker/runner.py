@@ -357,7 +357,7 @@ class Slot:
 
 class _Relay:
     """Batches a task's progress, chunks and log lines into progress reports, at most one per
-    FLUSH_INTERVAL_SECONDS unless a backlog fills whole reports (at most MAX_CHUNKS_PER_REPORT
+    FLUSH_INTERVAL_SECONDS (but the first chunk at once) unless a backlog fills whole reports (at most MAX_CHUNKS_PER_REPORT
     chunks and MAX_LOGS_PER_REPORT lines each). Chunks and lines stay queued until the API has
     accepted them."""
 
@@ -369,7 +369,11 @@ class _Relay:
         self._chunks: list[str] = []
         self._logs: list[str] = []
         self.pending = False
-        self.flush_at = 0.0  # the first report goes out at once
+        # The first chunk goes out at once (the time to the first token counts); a log line or a
+        # progress waits an interval for company, so a short task's go with its result and cost
+        # no report of their own.
+        self.flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
+        self._first_chunk = True
 
     def add_progress(self, progress: float, message: str | None) -> None:
         self._progress, self._message = progress, message
@@ -378,6 +382,9 @@ class _Relay:
     def add_chunk(self, text: str) -> None:
         self._chunks.append(text)
         self.pending = True
+        if self._first_chunk:
+            self._first_chunk = False
+            self.flush_at = 0.0
 
     def add_log(self, line: str) -> None:
         self._logs.append(line)

@@ -37,6 +37,9 @@ class FakeApi:
         self.output_limit = 16 * 1024 * 1024  # a task's artifacts together; beyond: 413
         self.artifacts: dict[tuple[str, str], tuple[str, bytes]] = {}  # (task_id, name) -> (content type, data)
         self.drain = False
+        self.hold_completes = False  # while set, complete calls wait (they are recorded first)
+        self.refused_results: set[str] = set()  # task ids whose result makes its whole complete call a 400
+        self.complete_batches: list[dict[str, Any]] = []  # each complete call's body, in order
         self._ids = itertools.count(1)
         self._closing = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -152,14 +155,21 @@ class FakeApi:
     def _complete_batch(self, worker_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         """POST /api/workers/{id}/complete: each result is recorded as a complete call of its task
         (its body as the single endpoint's, with its chunks and logs), then up to max_tasks are
-        handed over without waiting."""
+        handed over without waiting. While hold_completes is set, the call waits after being recorded."""
+        self.complete_batches.append(body)
         for result in body["results"]:
             self.requests.append({"kind": "complete", "method": "POST", "worker_id": worker_id,
                                   "task_id": result["task_id"], "name": None, "query": {}, "headers": {},
                                   "body": result, "batch": True})
         self.cond.notify_all()
+        while self.hold_completes and not self._closing:
+            self.cond.wait()
         if worker_id not in self.worker_ids or worker_id in self.forget:
             return 404, {"status": 404, "title": "Not Found", "detail": f"no worker {worker_id}"}
+        refused = [i for i, r in enumerate(body["results"]) if r["task_id"] in self.refused_results]
+        if refused:
+            return 400, {"status": 400, "title": "Bad Request",
+                         "errors": {f"results[{i}].output": ["is refused by the test."] for i in refused}}
         answers = [{"task_id": r["task_id"], "status": 409, "detail": "the attempt is no longer current"}
                    if (r["task_id"], "complete") in self.conflicts
                    else {"task_id": r["task_id"], "status": 200, "task_status": "succeeded"}

@@ -28,7 +28,9 @@ class EspeakWorkerTests(WorkerTestCase):
         self.assertAlmostEqual(seconds, output["duration_seconds"], places=2)
         self.assertGreater(seconds, 1.0)
         self.assertNotIn("simulated", output)
-        logs = [line for call in self.api.calls("progress", task_id) for line in call["body"].get("logs", [])]
+        # Its log lines reach the API, in a progress report or with the result.
+        logs = [line for call in self.api.calls("progress", task_id) + self.api.calls("complete", task_id)
+                for line in call["body"].get("logs", [])]
         self.assertTrue(any(line.startswith("espeak-ng: ") for line in logs), logs)
 
     def test_mp3_fails_for_good(self):

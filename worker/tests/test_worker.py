@@ -137,6 +137,14 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         self.assertTrue(self.api.calls("progress", task_id), "chunks streamed while the task ran")
         self.assertTrue(report["body"].get("chunks"), "the last chunks came with the result")
 
+    def test_a_short_tasks_log_line_goes_with_its_result_not_in_a_report_of_its_own(self):
+        self.start_worker()
+        ids = [self.api.add_task() for _ in range(5)]
+        for task_id in ids:
+            report = self.api.final_report(task_id)
+            self.assertTrue(report["body"]["logs"][0].startswith("SIMULATION"), report["body"])
+        self.assertEqual(self.api.calls("progress"), [], "no progress report for a no-op task")
+
     def test_a_result_takes_the_next_task_in_the_same_call(self):
         ids = [self.api.add_task() for _ in range(5)]
         self.start_worker(TASKMANAGER_CAPACITY="1")
@@ -148,6 +156,53 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         # One lease brought the first task, each result the next; at most one more lease is
         # waiting now that the queue is empty. Leasing after each task would make five.
         self.assertLessEqual(len(self.api.calls("lease")), 2)
+
+
+class GroupCommitTests(WorkerTestCase):
+    """Results that finish while another slot's report is on its way go together in the next call."""
+
+    def hold_first_report_until_the_others_wait(self, ids, refuse_one=False):
+        """Holds the first report until the other slots' results wait behind it; with `refuse_one`,
+        the API then refuses, as a 400 for the whole call, the result of one of those. Returns the
+        task reported first and the refused one."""
+        with self.api.cond:
+            self.api.hold_completes = True
+        self.start_worker(TASKMANAGER_CAPACITY=str(len(ids)))
+        self.api.wait_for(lambda: len(self.api.complete_batches) == 1, WAIT_SECONDS, "the first report")
+        # The other slots finish their no-op tasks and queue their results behind the held call.
+        wait_until(lambda: len(self.worker._results) == len(ids) - 1, what="the other results queued")
+        first = self.api.complete_batches[0]["results"][0]["task_id"]
+        refused = next(t for t in ids if t != first) if refuse_one else None
+        with self.api.cond:
+            if refused:
+                self.api.refused_results.add(refused)
+            self.api.hold_completes = False
+            self.api.cond.notify_all()
+        return first, refused
+
+    def test_results_queued_behind_a_report_go_in_one_call_with_their_next_tasks(self):
+        ids = [self.api.add_task() for _ in range(4)]
+        first, _ = self.hold_first_report_until_the_others_wait(ids)
+        more = [self.api.add_task() for _ in range(3)]
+        for task_id in ids + more:
+            self.assertEqual(self.api.final_report(task_id)["kind"], "complete")
+        batches = self.api.complete_batches
+        self.assertEqual([r["task_id"] for r in batches[0]["results"]], [first])
+        self.assertEqual(sorted(r["task_id"] for r in batches[1]["results"]), sorted(set(ids) - {first}))
+        self.assertEqual(batches[1]["max_tasks"], 3, "each result asks for its slot's next task")
+
+    def test_a_call_refused_as_a_whole_is_sent_again_one_result_at_a_time(self):
+        ids = [self.api.add_task() for _ in range(4)]
+        first, refused = self.hold_first_report_until_the_others_wait(ids, refuse_one=True)
+        fail = self.api.wait_for_call("fail", refused)[0]
+        self.assertEqual((fail["body"]["error"]["code"], fail["body"]["retryable"]), ("backend_error", False))
+        others = sorted(set(ids) - {first})
+        self.api.wait_for(lambda: len(self.api.complete_batches) >= 5, WAIT_SECONDS, "each result sent alone")
+        batches = self.api.complete_batches
+        self.assertEqual(sorted(r["task_id"] for r in batches[1]["results"]), others, "refused together")
+        self.assertEqual(sorted(b["results"][0]["task_id"] for b in batches[2:5]), others, "then sent alone")
+        self.assertTrue(all(len(b["results"]) == 1 for b in batches[2:5]))
+        self.assertEqual(self.api.calls("fail"), [fail], "only the refused result failed")
 
 
 class LiveOutputTests(WorkerTestCase):
