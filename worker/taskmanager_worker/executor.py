@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
 import queue
+import select
 import signal
 import sys
 import threading
@@ -66,6 +68,8 @@ class Executor:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: multiprocessing.connection.Connection | None = None
         self._dead = False
+        self._waiting: tuple[int | None, Any] | None = None  # (wake fd, poll object) of events()
+        self._readable: Any = None  # a poll object on the pipe alone
 
     def start(self) -> None:
         """Spawns the executor; it creates its backends in the background (see wait_ready).
@@ -108,13 +112,19 @@ class Executor:
         """Waits up to `timeout` for messages (or for `wake`, a readable fd) and returns them all."""
         if self._dead:
             return [("died", self._process.exitcode)]
-        waitables: list[Any] = [self._conn, self._process.sentinel]
-        if wake is not None:
-            waitables.append(wake)
-        ready = multiprocessing.connection.wait(waitables, timeout)
+        # poll objects made once: multiprocessing.connection.wait and Connection.poll build a
+        # selector on every call, which cost more than the rest of a no-op task's round trip.
+        if self._waiting is None or self._waiting[0] != wake:
+            waiting = select.poll()
+            for fd in (self._conn.fileno(), self._process.sentinel, *([] if wake is None else [wake])):
+                waiting.register(fd, select.POLLIN)
+            self._waiting = (wake, waiting)
+            self._readable = select.poll()
+            self._readable.register(self._conn.fileno(), select.POLLIN)
+        ready = {fd for fd, _ in self._waiting[1].poll(None if timeout is None else max(0, math.ceil(timeout * 1000)))}
         events: list[Event] = []
         try:
-            while self._conn.poll():
+            while self._readable.poll(0):
                 message = self._conn.recv()
                 if message[0] == "boot_failed":
                     log.error("a fresh executor could not create its backends",
