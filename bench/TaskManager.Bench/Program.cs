@@ -18,7 +18,7 @@ var settings = new BenchSettings(
     WarmUp: TimeSpan.FromSeconds(quick ? 8 : 20),
     Concurrency: [1, 16, 64, 256],
     PythonWorkers: Option("--python-workers", 2),
-    PythonCapacity: Option("--python-capacity", 4),
+    PythonCapacity: Option("--python-capacity", 16),
     DotnetLoops: Option("--dotnet-loops", 8),
     DotnetBatch: Option("--dotnet-batch", 32),
     PickupSamples: quick ? 50 : 200,
