@@ -161,7 +161,7 @@ public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFi
 
         Assert.Equal(2, body.GetProperty("tasks").GetArrayLength());
         Assert.True(commands.Count == 2, string.Join("\n", commands));
-        Assert.All(commands, c => Assert.Contains("\"evalsha\"", c, StringComparison.OrdinalIgnoreCase));
+        Assert.All(commands, c => Assert.Contains("\"fcall\"", c, StringComparison.OrdinalIgnoreCase));
     }
 
     [Fact]

@@ -27,7 +27,7 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
     public async Task SubmitLeaseAndComplete_EachMakeOneRedisRoundTrip()
     {
         var workerId = await RegisterWorkerAsync(api.Client, ["llm"]);
-        // A first call of each script sends its text once; later calls are the steady state.
+        // A first call loads the script library if Redis lacks it; later calls are the steady state.
         await RunOneTaskAsync(api.Client, workerId);
         await using var monitor = await RedisMonitor.StartAsync(redis);
 
@@ -51,14 +51,14 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
         Assert.True(submitCommands.Count == 1, "submit: " + string.Join("\n", submitCommands));
         Assert.True(leaseCommands.Count == 1, "lease: " + string.Join("\n", leaseCommands));
         Assert.True(completeCommands.Count == 1, "complete: " + string.Join("\n", completeCommands));
-        Assert.All(submitCommands.Concat(leaseCommands).Concat(completeCommands), c => Assert.Contains("\"evalsha\"", c, StringComparison.OrdinalIgnoreCase));
+        Assert.All(submitCommands.Concat(leaseCommands).Concat(completeCommands), c => Assert.Contains("\"fcall\"", c, StringComparison.OrdinalIgnoreCase));
     }
 
     [Fact]
     public async Task ABatchOfAThousandTasks_IsOneRedisRoundTrip()
     {
         var batch = new { tasks = Enumerable.Range(0, 1000).Select(i => new { type = "sd", input = new { prompt = $"image {i}" } }) };
-        // The first call of the script sends its text once; the steady state is one EVALSHA.
+        // A first call loads the script library if Redis lacks it; the steady state is one FCALL.
         Assert.Equal(HttpStatusCode.OK, (await api.Client.PostObjectAsync("/api/tasks/batch", batch)).StatusCode);
         await using var monitor = await RedisMonitor.StartAsync(redis);
 
@@ -68,7 +68,7 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
 
         Assert.Equal(1000, answer.GetProperty("accepted").GetInt32());
         Assert.True(commands.Count == 1, "batch: " + string.Join("\n", commands.Select(c => c[..Math.Min(c.Length, 200)])));
-        Assert.Contains("\"evalsha\"", commands[0], StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("\"fcall\"", commands[0], StringComparison.OrdinalIgnoreCase);
     }
 
     [Fact]

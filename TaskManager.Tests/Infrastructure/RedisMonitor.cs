@@ -97,7 +97,7 @@ public sealed partial class RedisMonitor : IAsyncDisposable
         await Task.CompletedTask;
     }
 
-    // +1764135555.123456 [0 127.0.0.1:53211] "evalsha" "..." ; [0 lua] for commands a script runs.
+    // +1764135555.123456 [0 127.0.0.1:53211] "fcall" "..." ; [0 lua] for commands a script runs.
     [GeneratedRegex(@"^\+\d+\.\d+ \[\d+ (?<source>[^\]]+)\] ""(?<command>[^""]+)""")]
     private static partial Regex MonitorLine();
 }

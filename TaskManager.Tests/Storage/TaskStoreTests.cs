@@ -36,6 +36,20 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     // ---- submit and get ----
 
     [Fact]
+    public async Task ARedisThatLostTheScriptLibrary_GetsItBackOnTheNextCall()
+    {
+        // As after a restart without persistence: Redis has the data's keys but no functions.
+        var before = await SubmitAsync();
+        await redis.Connection.GetDatabase().ExecuteAsync("FUNCTION", "FLUSH");
+
+        var after = await SubmitAsync();
+
+        Assert.Equal(TaskState.Queued, (await store.GetAsync(after.Id))!.Status);
+        Assert.Equal(2, (await store.LeaseAsync(await RegisterAsync("llm"), 5)).Tasks.Count);
+        Assert.NotNull(await store.GetAsync(before.Id));
+    }
+
+    [Fact]
     public async Task Submit_ThenGet_ShowsTheQueuedTaskWithItsQueuePosition()
     {
         var first = await SubmitAsync(model: "tiny-llama", metadata: """{"user":"u1"}""");

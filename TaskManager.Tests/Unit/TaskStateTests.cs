@@ -111,17 +111,20 @@ public sealed partial class TaskStateTests
     }
 
     [Fact]
-    public void EveryScript_CarriesTheSameTransitionsTable()
+    public void TheScriptLibrary_CarriesTheTransitionsTable_AndRegistersEveryScript()
     {
         var scripts = new LuaScripts(new RedisKeys("{unit}:"));
-        var table = LuaScripts.TransitionsTable();
         string[] all =
         [
             scripts.Submit, scripts.Lease, scripts.Complete, scripts.Fail, scripts.Progress, scripts.Cancel,
             scripts.Delete, scripts.Get, scripts.List, scripts.Register, scripts.Heartbeat,
         ];
 
-        Assert.All(all, script => Assert.Contains(table, script, StringComparison.Ordinal));
+        Assert.Contains(LuaScripts.TransitionsTable(), scripts.Library, StringComparison.Ordinal);
+        Assert.StartsWith($"#!lua name={scripts.LibraryName}\n", scripts.Library, StringComparison.Ordinal);
+        Assert.All(all, function => Assert.Contains($"redis.register_function('{function}'", scripts.Library, StringComparison.Ordinal));
+        // Another prefix is another library, so two deployments on one Redis never share one.
+        Assert.NotEqual(scripts.LibraryName, new LuaScripts(new RedisKeys("{other}:")).LibraryName);
     }
 
     // One entry per line: `  running = {canceling = true, failed = true},`

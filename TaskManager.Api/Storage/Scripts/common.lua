@@ -446,3 +446,12 @@ local function complete_task(id, token, now, output, chunks, lines)
   finish(id, tk, ttype, status, to, now, extra, f[8], f[4])
   return {'ok', to, ttype, f[4], f[6] or '', f[5] or '', f[7] or ''}
 end
+
+-- Empties what a call keeps (deferred writes, the events' task state): the library's shared part
+-- runs once, so this state outlives a call, and one that failed half-way may have left some.
+local function reset_state()
+  deferred_keys, deferred = {}, {}
+  counter_keys, counters = {}, {}
+  worker_order, worker_deltas = {}, {}
+  event_state = {}
+end
