@@ -1,6 +1,7 @@
 """Loaded models: an executor tells its worker which models its backends hold (a backend with a
 `loaded_model` attribute), and the worker declares them in its heartbeats beside TASKMANAGER_MODELS."""
 
+import os
 import threading
 import time
 import unittest
@@ -15,11 +16,21 @@ from taskmanager_worker.worker import Worker
 
 
 class RecordingConn:
+    """The executor's end of its pipe: records what it sends; nothing ever comes to read."""
+
     def __init__(self):
         self.sent = []
+        self._read, self._write = os.pipe()
+
+    def fileno(self):
+        return self._read
 
     def send(self, message):
         self.sent.append(message)
+
+    def close(self):
+        os.close(self._read)
+        os.close(self._write)
 
 
 class ModelBackend:
@@ -60,13 +71,14 @@ class PlainBackend:
 class ExecutorReportTests(unittest.TestCase):
     def setUp(self):
         self.conn = RecordingConn()
+        self.addCleanup(self.conn.close)
         self.backend = ModelBackend(fail_on="broken")
         self.loop = _ExecutorLoop(self.conn, {"llm": "hf", "tts": "plain"},
                                   {"hf": self.backend, "plain": PlainBackend()})
 
     def run_task(self, task_type, model):
         self.conn.sent.clear()
-        self.loop._run({"task_id": "t", "type": task_type, "model": model, "input": {}}, threading.Event())
+        self.loop._run({"task_id": "t", "type": task_type, "model": model, "input": {}})
         return [message for message in self.conn.sent if message[0] == "models"]
 
     def test_a_load_and_a_switch_are_reported_once_each(self):
@@ -81,7 +93,7 @@ class ExecutorReportTests(unittest.TestCase):
     def test_a_failed_load_reports_that_the_old_model_is_gone(self):
         self.run_task("llm", "m1")
         self.assertEqual(self.run_task("llm", "broken"), [("models", [])])
-        final = self.loop._run({"task_id": "t", "type": "llm", "model": "broken", "input": {}}, threading.Event())
+        final = self.loop._run({"task_id": "t", "type": "llm", "model": "broken", "input": {}})
         self.assertEqual(final[0], "failed")
 
 
