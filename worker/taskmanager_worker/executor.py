@@ -17,8 +17,8 @@ it is JSON, and the worker passes it on without decoding it. Its artifacts trave
 placeholder string in their place (see artifacts.py).
 
 An executor must not outlive its worker, or it would keep a GPU busy: it asks the kernel for
-SIGKILL when its parent dies (Linux), watches its parent id as a fallback, and exits when its pipe
-closes.
+SIGKILL when its parent dies (Linux), watches its parent id as a fallback, and exits when it finds
+its pipe closed (between tasks at once; during one, at its next ctx.stopped()).
 """
 
 from __future__ import annotations
