@@ -8,7 +8,7 @@ namespace TaskManager.Api.Storage;
 /// held up to <c>MaxLeaseWaitSeconds</c> instead of one heartbeat interval; while it is held, its
 /// open request says it is alive, and this keeps its last heartbeat time current in Redis every
 /// interval, for all of them in one script call. A thousand idle workers then send a heartbeat
-/// each 30 s, not each 5 s. (A worker whose machine vanishes without closing its connection is
+/// each 55 s, not each 5 s. (A worker whose machine vanishes without closing its connection is
 /// taken for alive until its held heartbeat ends; it runs nothing, so no task waits on it.)
 /// </summary>
 public sealed partial class IdleHeartbeats(IServiceProvider services, IOptions<TaskManagerOptions> options, ILogger<IdleHeartbeats> logger)
