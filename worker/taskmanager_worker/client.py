@@ -146,17 +146,6 @@ class ApiClient:
         path = f"{self._task_path(worker_id, task_id, 'artifacts')}/{_seg(name)}?lease_token={_seg(lease_token)}"
         return self._request("PUT", path, data, content_type=content_type)
 
-    def complete_next(self, worker_id: str, task_id: str, lease_token: str, output_json: str,
-                      timing: dict[str, str] | None = None, chunks: list[str] | None = None,
-                      logs: list[str] | None = None, max_tasks: int = 0) -> tuple[int, str | None, str | None,
-                                                                               list[dict[str, Any]]]:
-        """Reports one result (see complete_many) and takes up to `max_tasks` next tasks. Returns the
-        result's status code (200, or 404/409 when the attempt is no longer ours), the task's status,
-        the API's detail, and the next tasks."""
-        answers, tasks = self.complete_many(
-            worker_id, [Result(task_id, lease_token, output_json, timing, chunks, logs)], max_tasks)
-        return (*answers[0], tasks)
-
     def complete_many(self, worker_id: str, results: list[Result], max_tasks: int = 0) -> tuple[
             list[tuple[int, str | None, str | None]], list[dict[str, Any]]]:
         """Reports results (each with its attempt's last chunks and log lines, at most
