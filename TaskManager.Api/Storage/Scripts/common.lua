@@ -13,9 +13,14 @@ end
 -- commands per call where it would cost a few per task. Per key the writes keep their order. Only
 -- keys the same script does not read again after writing go through here (a script that must read
 -- one calls flush_writes first).
-local deferred_keys, deferred = {}, {}
-local counter_keys, counters = {}, {}
-local worker_order, worker_deltas = {}, {}
+local deferred_keys, deferred, counter_keys, counters, worker_order, worker_deltas
+
+-- Forgets the deferred writes (after they are made, or at the start of a call).
+local function clear_deferred()
+  deferred_keys, deferred = {}, {}
+  counter_keys, counters = {}, {}
+  worker_order, worker_deltas = {}, {}
+end
 
 -- Defers a sorted-set write: later('ZADD', key, score, member) or later('ZREM', key, member).
 local function later(op, key, a, b)
@@ -91,9 +96,7 @@ local function flush_writes()
       if d.failed ~= 0 then redis.call('HINCRBY', wk, 'failed', d.failed) end
     end
   end
-  deferred_keys, deferred = {}, {}
-  counter_keys, counters = {}, {}
-  worker_order, worker_deltas = {}, {}
+  clear_deferred()
 end
 
 -- Counts a duration (ms) in a histogram: the bucket and the sum (the count is the buckets' sum).
@@ -133,7 +136,7 @@ end
 -- is there a publish. Past MAX_EVENTS only status events are kept, so that the end is never lost.
 -- kind: status, progress, chunk or log; data: a JSON object.
 local MAX_EVENTS = 100000
-local event_state = {}
+local event_state
 
 -- What emit needs of a task (its attempt, rp and w), read once per script; a caller that has
 -- read them passes them.
@@ -450,8 +453,6 @@ end
 -- Empties what a call keeps (deferred writes, the events' task state): the library's shared part
 -- runs once, so this state outlives a call, and one that failed half-way may have left some.
 local function reset_state()
-  deferred_keys, deferred = {}, {}
-  counter_keys, counters = {}, {}
-  worker_order, worker_deltas = {}, {}
+  clear_deferred()
   event_state = {}
 end

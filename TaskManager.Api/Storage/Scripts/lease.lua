@@ -104,9 +104,7 @@ local info, left = {}, {}
 local taken = 0
 while taken < max_tasks do
   local pick, fallback
-  local i = 0
-  while true do
-    i = i + 1
+  for i = 1, math.huge do
     local c = candidate(i)
     if not c then break end
     if not c.done then
