@@ -117,19 +117,24 @@ class Part:
 # --- nvidia-smi ---
 
 
-def smi_used():
-    """GPU memory in use (MiB) from nvidia-smi: {"total": sum over GPUs, "gpus": [...]}, or None."""
+def smi_rows(query):
+    """nvidia-smi's CSV answer to `query` (e.g. "--query-gpu=index,name"), a list of stripped fields
+    per line; None when nvidia-smi is missing or fails."""
     exe = shutil.which("nvidia-smi")
     if not exe:
         return None
     try:
-        result = subprocess.run([exe, "--query-gpu=index,name,memory.used,memory.total", "--format=csv,noheader,nounits"],
+        result = subprocess.run([exe, query, "--format=csv,noheader,nounits"],
                                 capture_output=True, text=True, timeout=10, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
+    return [[part.strip() for part in line.split(",")] for line in result.stdout.splitlines()]
+
+
+def smi_used():
+    """GPU memory in use (MiB) from nvidia-smi: {"total": sum over GPUs, "gpus": [...]}, or None."""
     gpus = []
-    for line in result.stdout.splitlines():
-        parts = [part.strip() for part in line.split(",")]
+    for parts in smi_rows("--query-gpu=index,name,memory.used,memory.total") or []:
         try:
             gpus.append({"index": int(parts[0]), "name": parts[1], "used_mib": int(parts[2]), "total_mib": int(parts[3])})
         except (ValueError, IndexError):
@@ -140,17 +145,10 @@ def smi_used():
 def smi_process_mib(pid):
     """The GPU memory nvidia-smi charges to `pid` (MiB), or None (not listed: in a container the
     PIDs nvidia-smi shows are often the host's)."""
-    exe = shutil.which("nvidia-smi")
-    if not exe or pid is None:
-        return None
-    try:
-        result = subprocess.run([exe, "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                                capture_output=True, text=True, timeout=10, check=True)
-    except (OSError, subprocess.SubprocessError):
+    if pid is None:
         return None
     total, found = 0, False
-    for line in result.stdout.splitlines():
-        parts = [part.strip() for part in line.split(",")]
+    for parts in smi_rows("--query-compute-apps=pid,used_memory") or []:
         try:
             if int(parts[0]) == pid:
                 total += int(parts[1])
