@@ -23,7 +23,8 @@ var settings = new BenchSettings(
     DotnetBatch: Option("--dotnet-batch", 32),
     PickupSamples: quick ? 50 : 200,
     FlatLarge: quick ? 20_000 : 100_000,
-    FlatSamples: quick ? 100 : 300,
+    FlatSamples: quick ? 100 : 200,
+    FlatRounds: quick ? 1 : 3,
     IdleWorkers: quick ? 200 : 1_000,
     IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)));
 

@@ -20,6 +20,7 @@ public sealed record BenchSettings(
     int PickupSamples,
     int FlatLarge,
     int FlatSamples,
+    int FlatRounds,
     int IdleWorkers,
     TimeSpan IdleWindow);
 
@@ -312,11 +313,20 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
 
     // ---- flat cost ----
 
-    /// <summary>Submit, get, list (first page) and stats latency with few and with many tasks stored.</summary>
+    /// <summary>
+    /// Submit, get, list (first page) and stats latency with few and with many tasks stored. This
+    /// host's speed drifts by tens of percent over a minute, more than the difference looked for, so
+    /// the two sizes take turns (FlatRounds rounds each: small, large, small, large, ...) and within a
+    /// round the four calls take turns too; each figure is the median of all its samples.
+    /// </summary>
     public async Task FlatCostAsync()
     {
-        foreach (var stored in new[] { 100, settings.FlatLarge })
+        var operations = new[] { "submit", "get", "list", "stats" };
+        var samples = new Dictionary<(int Stored, string Op), Latencies>();
+        var sizes = new[] { 100, settings.FlatLarge };
+        for (var round = 0; round < settings.FlatRounds * sizes.Length; round++)
         {
+            var stored = sizes[round % sizes.Length];
             await deployment.ResetAsync();
             using var http = deployment.NewClient(2, deployment.ClientKey);
             var full = stored / 1000;
@@ -332,30 +342,37 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             await deployment.Redis.RewriteAppendOnlyFileAsync();
             var ids = JsonDocument.Parse(await http.GetStringAsync("/api/tasks?limit=100")).RootElement.GetProperty("items")
                 .EnumerateArray().Select(t => t.GetProperty("id").GetString()!).ToArray();
-            var operations = new (string Name, Func<int, Task<HttpResponseMessage>> Call)[]
+            Task<HttpResponseMessage> Call(string op, int i) => op switch
             {
-                ("submit", _ => http.PostAsync("/api/tasks", Deployment.Json(NoOpTask))),
-                ("get", i => http.GetAsync($"/api/tasks/{ids[i % ids.Length]}")),
-                ("list", _ => http.GetAsync("/api/tasks?limit=20")),
-                ("stats", _ => http.GetAsync("/api/tasks/stats/metrics")),
+                "submit" => http.PostAsync("/api/tasks", Deployment.Json(NoOpTask)),
+                "get" => http.GetAsync($"/api/tasks/{ids[i % ids.Length]}"),
+                "list" => http.GetAsync("/api/tasks?limit=20"),
+                _ => http.GetAsync("/api/tasks/stats/metrics"),
             };
-            foreach (var (name, call) in operations)
+            for (var i = 0; i < settings.FlatSamples + 20; i++)
             {
-                var latencies = new Latencies();
-                for (var i = 0; i < settings.FlatSamples + 20; i++)
+                foreach (var op in operations)
                 {
                     var started = Stopwatch.GetTimestamp();
-                    using var response = await call(i);
+                    using var response = await Call(op, i);
                     response.EnsureSuccessStatusCode();
                     if (i >= 20)
                     {
+                        var latencies = samples.TryGetValue((stored, op), out var l) ? l : samples[(stored, op)] = new Latencies();
                         latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
                     }
                 }
-                Figures[$"flat_{name}_{(stored == 100 ? "small" : "large")}_ms"] = latencies.Percentile(50);
             }
-            say($"with {stored:N0} tasks stored: " + string.Join(", ", operations.Select(o =>
-                $"{o.Name} {Figures[$"flat_{o.Name}_{(stored == 100 ? "small" : "large")}_ms"]:0.000} ms")));
+        }
+        foreach (var stored in sizes)
+        {
+            var size = stored == 100 ? "small" : "large";
+            foreach (var op in operations)
+            {
+                Figures[$"flat_{op}_{size}_ms"] = samples[(stored, op)].Percentile(50);
+            }
+            say($"with {stored:N0} tasks stored ({settings.FlatRounds} round(s)): " + string.Join(", ", operations.Select(op =>
+                $"{op} {Figures[$"flat_{op}_{size}_ms"]:0.000} ms")));
         }
     }
 
