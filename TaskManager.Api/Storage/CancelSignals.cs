@@ -59,21 +59,3 @@ public sealed class CancelSignals(IConnectionMultiplexer redis, RedisKeys keys) 
         public void Dispose() => owner.waiting.TryRemove(new KeyValuePair<string, TaskCompletionSource>(workerId, signal));
     }
 }
-
-/// <summary>The wait of a long poll, which usually ends by timing out.</summary>
-internal static class LongPoll
-{
-    /// <summary>
-    /// Waits for <paramref name="task"/> at most <paramref name="timeout"/>; true when it completed.
-    /// A timeout is not an exception here: a thousand idle workers would pay for one hundreds of
-    /// times a second. Cancellation still throws.
-    /// </summary>
-    public static async Task<bool> WaitAsync(Task task, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timer.CancelAfter(timeout);
-        await task.WaitAsync(timer.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        cancellationToken.ThrowIfCancellationRequested();
-        return task.IsCompleted;
-    }
-}

@@ -25,7 +25,7 @@ var settings = new BenchSettings(
     FlatLarge: quick ? 20_000 : 100_000,
     FlatSamples: quick ? 100 : 200,
     FlatRounds: quick ? 1 : 3,
-    IdleWorkers: quick ? 200 : 1_000,
+    IdleWorkers: Option("--idle-workers", quick ? 200 : 1_000),
     IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)));
 
 var root = FindRoot();
