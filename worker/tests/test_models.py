@@ -150,5 +150,48 @@ class HeartbeatTests(unittest.TestCase):
         self.assertFalse(thread.is_alive())
 
 
+class LoggingBackend(PlainBackend):
+    """Logs two lines, then (with wait_for_send) polls ctx.stopped() until the executor has sent something."""
+
+    def __init__(self, conn, wait_for_send=False):
+        self.conn = conn
+        self.wait_for_send = wait_for_send
+
+    def run(self, task, ctx):
+        ctx.log("first line\nsecond line")
+        deadline = time.monotonic() + WAIT_SECONDS
+        while self.wait_for_send and not self.conn.sent and time.monotonic() < deadline:
+            ctx.stopped()
+        return {"ok": True}
+
+
+class ExecutorLogTests(unittest.TestCase):
+    """Log lines wait in the executor for the task's next message and go with it in one write; a
+    line that has waited LOG_FLUSH_SECONDS goes alone at the backend's next ctx.stopped()."""
+
+    def setUp(self):
+        self.conn = RecordingConn()
+        self.addCleanup(self.conn.close)
+
+    def run_task(self, backend):
+        loop = _ExecutorLoop(self.conn, {"llm": "logs"}, {"logs": backend})
+        loop.send(loop._run({"task_id": "t", "type": "llm", "input": {}}))
+        return self.conn.sent
+
+    def test_a_short_tasks_log_lines_go_with_its_outcome_in_one_message(self):
+        sent = self.run_task(LoggingBackend(self.conn))
+        self.assertEqual(len(sent), 1, sent)
+        kind, messages = sent[0]
+        self.assertEqual(kind, "many")
+        self.assertEqual(messages[:2], [("log", "t", "first line"), ("log", "t", "second line")])
+        self.assertEqual(messages[2][:3], ("done", "t", '{"ok":true}'))
+
+    def test_log_lines_that_have_waited_go_alone_at_a_stopped_check(self):
+        sent = self.run_task(LoggingBackend(self.conn, wait_for_send=True))
+        self.assertEqual(sent[0], ("many", [("log", "t", "first line"), ("log", "t", "second line")]))
+        self.assertEqual(len(sent), 2, sent)
+        self.assertEqual(sent[1][:2], ("done", "t"))
+
+
 if __name__ == "__main__":
     unittest.main()
