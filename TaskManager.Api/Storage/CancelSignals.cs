@@ -12,27 +12,26 @@ namespace TaskManager.Api.Storage;
 public sealed class CancelSignals(IConnectionMultiplexer redis, RedisKeys keys) : IHostedService
 {
     private readonly ConcurrentDictionary<string, TaskCompletionSource> waiting = new(StringComparer.Ordinal);
-    private ChannelMessageQueue? subscription;
+    private Action<RedisChannel, RedisValue>? handler;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        subscription = await redis.GetSubscriber()
-            .SubscribeAsync(RedisChannel.Literal(keys.CancelChannel)).ConfigureAwait(false);
-        subscription.OnMessage(message =>
+        // A handler rather than a ChannelMessageQueue, as in LeaseNotifier: no order is needed.
+        handler = (_, message) =>
         {
-            if (waiting.TryGetValue((string)message.Message!, out var signal))
+            if (waiting.TryGetValue((string)message!, out var signal))
             {
                 signal.TrySetResult();
             }
-            return Task.CompletedTask;
-        });
+        };
+        await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(keys.CancelChannel), handler).ConfigureAwait(false);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (subscription is not null)
+        if (handler is not null)
         {
-            await subscription.UnsubscribeAsync().ConfigureAwait(false);
+            await redis.GetSubscriber().UnsubscribeAsync(RedisChannel.Literal(keys.CancelChannel), handler).ConfigureAwait(false);
         }
     }
 

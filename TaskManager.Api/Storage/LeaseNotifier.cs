@@ -17,26 +17,27 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
     private readonly Lock gate = new();
     // Keys "t:{type}" and "m:{model}"; oldest waiter first.
     private readonly Dictionary<string, LinkedList<Waiter>> waiters = new(StringComparer.Ordinal);
-    private ChannelMessageQueue? subscription;
+    private Action<RedisChannel, RedisValue>? handler;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        subscription = await redis.GetSubscriber()
-            .SubscribeAsync(RedisChannel.Literal(keys.NotifyChannel)).ConfigureAwait(false);
-        subscription.OnMessage(message =>
+        // A handler, not a ChannelMessageQueue: notifications need no order among themselves
+        // (Notify takes the lock), and the queue's reading loop was one more hand-off between the
+        // publish and the waiting lease.
+        handler = (_, message) =>
         {
-            var text = (string)message.Message!;
+            var text = (string)message!;
             var bar = text.IndexOf('|', StringComparison.Ordinal);
             Notify(bar < 0 ? text : text[..bar], bar < 0 ? null : text[(bar + 1)..]);
-            return Task.CompletedTask;
-        });
+        };
+        await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(keys.NotifyChannel), handler).ConfigureAwait(false);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (subscription is not null)
+        if (handler is not null)
         {
-            await subscription.UnsubscribeAsync().ConfigureAwait(false);
+            await redis.GetSubscriber().UnsubscribeAsync(RedisChannel.Literal(keys.NotifyChannel), handler).ConfigureAwait(false);
         }
     }
 
