@@ -74,25 +74,22 @@ internal static class LongPoll
     private static void EndDue()
     {
         var now = (Environment.TickCount64 + GridMs / 2) / GridMs;
-        List<TaskCompletionSource>? due = null;
+        List<(long Second, TaskCompletionSource End)>? due = null;
         lock (Gate)
         {
             foreach (var (second, end) in Ends)
             {
                 if (second <= now)
                 {
-                    (due ??= []).Add(end);
+                    (due ??= []).Add((second, end));
                 }
             }
-            if (due is not null)
+            foreach (var (second, _) in due ?? [])
             {
-                foreach (var second in Ends.Keys.Where(s => s <= now).ToArray())
-                {
-                    Ends.Remove(second);
-                }
+                Ends.Remove(second);
             }
         }
-        foreach (var end in due ?? [])
+        foreach (var (_, end) in due ?? [])
         {
             end.TrySetResult();
         }
