@@ -13,13 +13,15 @@ start or a model load. The messages:
 
 Executor.events() unpacks "many" and adds ("died", exit_code) once the child is gone. Log lines
 wait in the executor for the next message of their task (a progress, a chunk, the outcome) and go
-with it in one "many", or go alone once they have waited LOG_FLUSH_SECONDS by a ctx.stopped(), which
-backends call as they go: a short task's log line and its outcome cost one write and one wake-up
-of the worker, not two (a fifth of a no-op task's time in the executor and the worker, measured). "models" names the models its
-backends hold now (those with a `loaded_model` attribute); it follows a load or an unload that
-changed them, before the task's outcome. The output travels as JSON text: the executor checks that
-it is JSON, and the worker passes it on without decoding it. Its artifacts travel beside it, a
-placeholder string in their place (see artifacts.py).
+with it in one "many", or go alone once they have waited LOG_FLUSH_SECONDS, at a ctx.stopped()
+(backends call it as they go): a short task's log line and its outcome cost one write and one
+wake-up of the worker, not two (a fifth of a no-op task's time in the executor and the worker,
+measured).
+
+"models" names the models its backends hold now (those with a `loaded_model` attribute); it
+follows a load or an unload that changed them, before the task's outcome. The output travels as
+JSON text: the executor checks that it is JSON, and the worker passes it on without decoding it.
+Its artifacts travel beside it, a placeholder string in their place (see artifacts.py).
 
 An executor must not outlive its worker, or it would keep a GPU busy: it asks the kernel for
 SIGKILL when its parent dies (Linux), watches its parent id as a fallback, and exits when it finds
