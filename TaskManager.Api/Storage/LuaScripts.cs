@@ -53,13 +53,14 @@ public sealed class LuaScripts
 
     public LuaScripts(RedisKeys keys)
     {
-        string[] names =
-        [
-            "submit", "submit_batch", "lease", "complete", "complete_batch", "fail", "progress", "cancel", "delete",
-            "get", "events", "list", "register", "heartbeat", "touch_workers", "requeue", "attach_job",
-            "sweep_deadlines", "sweep_leases", "sweep_scheduled", "sweep_retention", "sweep_workers", "drain",
-            "workers", "put_artifact", "get_artifact", "stats", "pause",
-        ];
+        // Every embedded script but common.lua is a function, in a fixed order (the library's name
+        // is a hash of its text).
+        var names = typeof(LuaScripts).Assembly.GetManifestResourceNames()
+            .Where(r => r.StartsWith(ResourcePrefix, StringComparison.Ordinal) && r.EndsWith(".lua", StringComparison.Ordinal))
+            .Select(r => r[ResourcePrefix.Length..^".lua".Length])
+            .Where(name => name != "common")
+            .Order(StringComparer.Ordinal)
+            .ToArray();
         // ARGV is each call's arguments (a script reads it as with EVAL). Each script's body runs
         // as a function, so that the writes it deferred (see `later` in common.lua) are made after
         // any of its returns; the state a call keeps (deferred writes, event state) starts empty.
@@ -79,7 +80,9 @@ public sealed class LuaScripts
                 .Append("', function(_, args) return run(script_").Append(name).Append(", args) end)\n");
         }
         Library = $"#!lua name={LibraryName}\n" + code;
-        string Function(string name) => LibraryName + "_" + name;
+        string Function(string name) => names.Contains(name)
+            ? LibraryName + "_" + name
+            : throw new InvalidOperationException($"The Lua script '{name}' is not embedded in the assembly.");
         Submit = Function("submit");
         SubmitBatch = Function("submit_batch");
         Lease = Function("lease");
@@ -159,9 +162,11 @@ public sealed class LuaScripts
     /// <summary>The histogram bucket bounds (ms) as a Lua list: <c>BUCKETS</c>.</summary>
     internal static string BucketsTable() => "local BUCKETS = {" + string.Join(", ", Histogram.BoundsMs) + "}\n";
 
+    private const string ResourcePrefix = "TaskManager.Scripts.";
+
     private static string Load(string name)
     {
-        using var stream = typeof(LuaScripts).Assembly.GetManifestResourceStream($"TaskManager.Scripts.{name}.lua")
+        using var stream = typeof(LuaScripts).Assembly.GetManifestResourceStream($"{ResourcePrefix}{name}.lua")
             ?? throw new InvalidOperationException($"The Lua script '{name}' is not embedded in the assembly.");
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();

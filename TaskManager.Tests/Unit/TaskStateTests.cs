@@ -123,6 +123,12 @@ public sealed partial class TaskStateTests
         Assert.Contains(LuaScripts.TransitionsTable(), scripts.Library, StringComparison.Ordinal);
         Assert.StartsWith($"#!lua name={scripts.LibraryName}\n", scripts.Library, StringComparison.Ordinal);
         Assert.All(all, function => Assert.Contains($"redis.register_function('{function}'", scripts.Library, StringComparison.Ordinal));
+        // Every script the API calls (each property but the library's own two) is in the library.
+        var called = typeof(LuaScripts).GetProperties()
+            .Where(p => p.PropertyType == typeof(string) && p.Name is not (nameof(LuaScripts.Library) or nameof(LuaScripts.LibraryName)))
+            .Select(p => (string)p.GetValue(scripts)!).ToArray();
+        Assert.Equal(28, called.Length);
+        Assert.All(called, function => Assert.Contains($"redis.register_function('{function}'", scripts.Library, StringComparison.Ordinal));
         // Another prefix is another library, so two deployments on one Redis never share one.
         Assert.NotEqual(scripts.LibraryName, new LuaScripts(new RedisKeys("{other}:")).LibraryName);
     }
