@@ -24,7 +24,7 @@ var settings = new BenchSettings(
     PickupSamples: quick ? 50 : 200,
     FlatLarge: quick ? 20_000 : 100_000,
     FlatSamples: quick ? 100 : 200,
-    FlatRounds: quick ? 1 : 3,
+    FlatRounds: quick ? 2 : 3,
     IdleWorkers: Option("--idle-workers", quick ? 200 : 1_000),
     IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)));
 

@@ -322,14 +322,13 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
     public async Task FlatCostAsync()
     {
         var operations = new[] { "submit", "get", "list", "stats" };
-        var samples = new Dictionary<(int Stored, string Op), Latencies>();
         var sizes = new[] { 100, settings.FlatLarge };
-        for (var round = 0; round < settings.FlatRounds * sizes.Length; round++)
+        var samples = sizes.SelectMany(stored => operations.Select(op => (stored, op))).ToDictionary(k => k, _ => new Latencies());
+        // Small, large, large, small, small, large: each size goes first as often as last, so that a
+        // drift one way (the API warming up, the host slowing down) favours neither.
+        var order = Enumerable.Range(0, settings.FlatRounds).SelectMany(r => r % 2 == 0 ? sizes : sizes.Reverse());
+        foreach (var stored in order)
         {
-            // Small, large, large, small, small, large: each size goes first as often as last, so
-            // that a drift one way (the API warming up, the host slowing down) favours neither.
-            var pair = round / sizes.Length;
-            var stored = sizes[pair % 2 == 0 ? round % sizes.Length : sizes.Length - 1 - round % sizes.Length];
             await deployment.ResetAsync();
             using var http = deployment.NewClient(2, deployment.ClientKey);
             var full = stored / 1000;
@@ -361,8 +360,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
                     response.EnsureSuccessStatusCode();
                     if (i >= 20)
                     {
-                        var latencies = samples.TryGetValue((stored, op), out var l) ? l : samples[(stored, op)] = new Latencies();
-                        latencies.Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                        samples[(stored, op)].Add(Stopwatch.GetElapsedTime(started).TotalMilliseconds);
                     }
                 }
             }
