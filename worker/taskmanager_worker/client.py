@@ -196,7 +196,8 @@ class ApiClient:
                     pass
 
     def interrupt_heartbeat(self) -> None:
-        """Ends a heartbeat the API is holding (used on shutdown: an idle one is held up to max_wait_seconds, 55 s by default)."""
+        """Ends a heartbeat the API is holding (used on shutdown: an idle one is held up to
+        max_wait_seconds, 55 s by default)."""
         with self._lock:
             if self._heartbeating is not None and self._heartbeating.sock is not None:
                 try:

@@ -357,9 +357,9 @@ class Slot:
 
 class _Relay:
     """Batches a task's progress, chunks and log lines into progress reports, at most one per
-    FLUSH_INTERVAL_SECONDS (but the first chunk at once) unless a backlog fills whole reports (at most MAX_CHUNKS_PER_REPORT
-    chunks and MAX_LOGS_PER_REPORT lines each). Chunks and lines stay queued until the API has
-    accepted them."""
+    FLUSH_INTERVAL_SECONDS (but the first chunk at once) unless a backlog fills whole reports (at
+    most MAX_CHUNKS_PER_REPORT chunks and MAX_LOGS_PER_REPORT lines each). Chunks and lines stay
+    queued until the API has accepted them."""
 
     def __init__(self, reporter: Reporter, task: dict[str, Any]) -> None:
         self._reporter = reporter
