@@ -47,7 +47,8 @@ public static class TasksApi
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
         SubmitTaskBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
-        ClaimsPrincipal user, HttpContext context, ITaskQueue queue, TaskTelemetry telemetry, ILogger<TaskTelemetry> logger)
+        ClaimsPrincipal user, HttpContext context, ITaskQueue queue, LeaseNotifier notifier, TaskTelemetry telemetry,
+        ILogger<TaskTelemetry> logger)
     {
         if (idempotencyKey is not null &&
             (idempotencyKey.Length is 0 or > MaxIdempotencyKeyLength || idempotencyKey.Any(c => c < 0x21 || c > 0x7e)))
@@ -59,8 +60,22 @@ public static class TasksApi
         // what befalls the task later appear in the same trace.
         using var span = TaskTelemetry.Source.StartActivity("task.submit");
         span?.SetTag("task.type", request.Type);
-        var result = await queue.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
-            idempotencyKey, idempotencyKey is null ? null : Fingerprint(request));
+        // A lease waiting on this replica for such a task gets it from this call's own script.
+        var hand = notifier.Claim(request.Type, request.Model);
+        SubmitResult result;
+        try
+        {
+            result = await queue.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
+                idempotencyKey, idempotencyKey is null ? null : Fingerprint(request),
+                hand is null ? null : new WaitingLease(hand.WorkerId, hand.MaxTasks));
+        }
+        catch
+        {
+            // The lease looks for work again.
+            hand?.Give(null);
+            throw;
+        }
+        hand?.Give(result.Handed);
         span?.SetTag("task.id", result.Task?.Id);
         if (result.Kind == SubmitKind.Created)
         {

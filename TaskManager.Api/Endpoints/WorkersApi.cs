@@ -135,16 +135,11 @@ public static class WorkersApi
         while (true)
         {
             var (types, models) = capabilities.Get(workerId);
-            using var waiter = notifier.Register(types, models);
+            using var waiter = notifier.Register(types, models, workerId, maxTasks);
             var result = await queue.LeaseAsync(workerId, maxTasks);
-            if (result.UnknownWorker)
+            if (Answer(result) is { } answer)
             {
-                return Problems.WorkerNotFound(workerId);
-            }
-            Leased(workerId, result, notifier, capabilities, telemetry);
-            if (result.Tasks.Count > 0)
-            {
-                return TypedResults.Ok(new LeaseResponse(result.Tasks.Select(LeasedTaskDto.From).ToArray()));
+                return answer;
             }
 
             var remaining = deadline - time.GetUtcNow();
@@ -152,16 +147,36 @@ public static class WorkersApi
             {
                 return TypedResults.NoContent();
             }
-            var wokenFor = await waiter.WaitAsync(remaining, aborted);
-            if (wokenFor is null)
+            var wake = await waiter.WaitAsync(remaining, aborted);
+            if (wake is null)
             {
                 return TypedResults.NoContent();
             }
-            // Woken for a type this worker does not serve (its types were not known yet): pass it on.
-            if (!result.WorkerTypes.Contains(wokenFor))
+            // A submission on this replica leased this worker its task in its own script call.
+            if (wake.Hand is not null && await wake.Hand.Answer is { } handed && Answer(handed) is { } given)
             {
-                notifier.Notify(wokenFor);
+                return given;
             }
+            // Woken for a type this worker does not serve (its types were not known yet): pass it on.
+            if (!result.WorkerTypes.Contains(wake.Type))
+            {
+                notifier.Notify(wake.Type);
+            }
+        }
+
+        // The answer to give for a lease's result, or null to wait on.
+        Results<Ok<LeaseResponse>, NoContent, ProblemHttpResult>? Answer(LeaseResult result)
+        {
+            if (result.UnknownWorker)
+            {
+                return Problems.WorkerNotFound(workerId);
+            }
+            Leased(workerId, result, notifier, capabilities, telemetry);
+            if (result.Tasks.Count == 0)
+            {
+                return null;
+            }
+            return TypedResults.Ok(new LeaseResponse(result.Tasks.Select(LeasedTaskDto.From).ToArray()));
         }
     }
 

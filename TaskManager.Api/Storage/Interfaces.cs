@@ -8,10 +8,13 @@ public interface ITaskQueue
     /// <summary>
     /// Stores and queues a task for a tenant; when this returns Created, the task is in Redis. With
     /// an idempotency key, a repeat returns the first task (Existing) and another request under the
-    /// key is refused (Mismatch); a tenant at its queue cap is refused (QueueFull).
+    /// key is refused (Mismatch); a tenant at its queue cap is refused (QueueFull). With
+    /// <paramref name="handTo"/>, a lease waiting on this replica, the new task is leased to that
+    /// worker in the same round trip when the worker may take it (the answer is in
+    /// <see cref="SubmitResult.Handed"/>), and is not published.
     /// </summary>
     Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant = Tenants.Default,
-        string? idempotencyKey = null, string? requestHash = null);
+        string? idempotencyKey = null, string? requestHash = null, WaitingLease? handTo = null);
 
     /// <summary>
     /// Stores and queues many tasks in one round trip, in order; the tasks that would pass the
@@ -223,7 +226,14 @@ public enum SubmitKind
 }
 
 /// <summary>What a submission did; <see cref="Task"/> is set for Created and Existing.</summary>
-public sealed record SubmitResult(SubmitKind Kind, TaskRecord? Task, long QueuedCount = 0)
+/// <summary>A lease waiting for work: its worker, and the most tasks it asked for.</summary>
+public sealed record WaitingLease(string WorkerId, int MaxTasks);
+
+/// <summary>
+/// A submission's outcome. <see cref="Handed"/>: the answer of the waiting lease the task was
+/// offered to (it may hold no task: the worker could not take it); null when none was.
+/// </summary>
+public sealed record SubmitResult(SubmitKind Kind, TaskRecord? Task, long QueuedCount = 0, LeaseResult? Handed = null)
 {
     public string Id => Task?.Id ?? throw new InvalidOperationException($"A {Kind} submission has no task.");
 }

@@ -17,22 +17,33 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     private long NowMs => time.GetUtcNow().ToUnixTimeMilliseconds();
 
     public async Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant = Tenants.Default,
-        string? idempotencyKey = null, string? requestHash = null)
+        string? idempotencyKey = null, string? requestHash = null, WaitingLease? handTo = null)
     {
         var now = time.GetUtcNow();
         var nowMs = now.ToUnixTimeMilliseconds();
         // Time-ordered ids: the listing indexes and queue ties order by id.
         var id = TaskIds.New(now);
         var o = options.Value;
-        var values = new List<RedisValue>(6 + TaskValueCount)
+        var values = new List<RedisValue>(12 + TaskValueCount)
         {
             nowMs, tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
         };
         AddTaskValues(values, id, request, nowMs, traceParent);
+        if (handTo is not null)
+        {
+            values.AddRange([handTo.WorkerId, handTo.MaxTasks, .. LeaseSettings(nowMs)]);
+        }
+        else
+        {
+            values.AddRange(NoLease);
+        }
         var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Submit, values: [.. values]).ConfigureAwait(false))!;
         return (string?)result[0] switch
         {
-            "created" => new SubmitResult(SubmitKind.Created, NewRecord(id, request, tenant, nowMs)),
+            // The task as created, queued, even when a waiting lease took it in the same call: the
+            // answer to a submission describes what it created, as it would without the hand-off.
+            "created" => new SubmitResult(SubmitKind.Created, NewRecord(id, request, tenant, nowMs),
+                Handed: result.Length > 1 ? ToLease((RedisResult[])result[1]!) : null),
             "existing" => new SubmitResult(SubmitKind.Existing, ToRecord((RedisResult[])result[1]!)),
             "mismatch" => new SubmitResult(SubmitKind.Mismatch, null),
             "gone" => new SubmitResult(SubmitKind.Gone, null),
@@ -106,14 +117,27 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         Requirements = request.Requirements,
     };
 
+    /// <summary>Submit's lease arguments when no lease waits for the task.</summary>
+    private static readonly RedisValue[] NoLease = ["", "", "", "", "", ""];
+
+    /// <summary>A lease's arguments after the worker and its most tasks: TTL (ms), token base, depth, live since (ms).</summary>
+    private RedisValue[] LeaseSettings(long now)
+    {
+        var o = options.Value;
+        return [o.LeaseTtlSeconds * 1000L, Guid.NewGuid().ToString("N"), o.LeaseScanDepth, now - (o.WorkerStaleSeconds * 1000L)];
+    }
+
     public async Task<LeaseResult> LeaseAsync(string workerId, int maxTasks)
     {
-        var token = Guid.NewGuid().ToString("N");
-        var o = options.Value;
         var now = NowMs;
-        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Lease, values:
-            [workerId, now, maxTasks, o.LeaseTtlSeconds * 1000L, token, o.LeaseScanDepth, now - (o.WorkerStaleSeconds * 1000L)])
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Lease, values: [workerId, now, maxTasks, .. LeaseSettings(now)])
             .ConfigureAwait(false))!;
+        return ToLease(result);
+    }
+
+    /// <summary>lease_for's answer (common.lua).</summary>
+    private static LeaseResult ToLease(RedisResult[] result)
+    {
         if ((string?)result[0] != "ok")
         {
             return LeaseResult.Unknown;

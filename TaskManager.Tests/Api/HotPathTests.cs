@@ -121,6 +121,75 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
     }
 
     [Fact]
+    public async Task WaitingLease_IsHandedTheTaskInTheSubmissionsOwnRoundTrip()
+    {
+        await using var local = await ApiProcess.StartAsync(redis, environment: WaitingLogged);
+        var workerId = await RegisterWorkerAsync(local.Client, ["tts", "llm"]);
+        await RunOneTaskAsync(local.Client, workerId); // the script library is loaded
+        await using var monitor = await RedisMonitor.StartAsync(redis);
+        var lease = local.Client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=30", null);
+        await WaitingAsync(local, workerId);
+
+        JsonElement submitted = default;
+        HttpResponseMessage leaseResponse = null!;
+        var commands = await monitor.CommandsDuringAsync(redis.Db, async () =>
+        {
+            submitted = await (await local.Client.PostJsonAsync("/api/tasks", """{"type":"tts","input":{"text":"hand it over"}}""")).JsonAsync();
+            leaseResponse = await lease.WaitAsync(TimeSpan.FromSeconds(10));
+        });
+
+        // The submission leased the task to the waiting worker: the lease's answer came from the
+        // submission's script call, with no publish and no lease call of its own.
+        Assert.Equal(HttpStatusCode.OK, leaseResponse.StatusCode);
+        var leased = (await leaseResponse.JsonAsync()).GetProperty("tasks")[0];
+        Assert.Equal(submitted.GetProperty("id").GetString(), leased.GetProperty("task_id").GetString());
+        var client = commands.Where(c => !c.Contains(" lua]", StringComparison.Ordinal)).ToArray();
+        Assert.True(client.Length == 1, "client commands: " + string.Join("\n", client));
+        Assert.Contains("_submit\"", client[0], StringComparison.Ordinal);
+        Assert.DoesNotContain(commands, c => c.Contains("\"publish\"", StringComparison.OrdinalIgnoreCase) && c.Contains("notify", StringComparison.Ordinal));
+        var stored = await (await local.Client.GetAsync($"/api/tasks/{leased.GetProperty("task_id").GetString()}")).JsonAsync();
+        Assert.Equal("running", stored.GetProperty("status").GetString());
+        Assert.Equal(workerId, stored.GetProperty("worker_id").GetString());
+    }
+
+    [Fact]
+    public async Task WaitingLease_ThatCannotTakeTheTask_LeavesItQueuedForAWorkerThatCan()
+    {
+        await using var local = await ApiProcess.StartAsync(redis, environment: WaitingLogged);
+        var small = await RegisterWorkerAsync(local.Client, ["tts"]); // no GPU
+        var lease = local.Client.PostAsync($"/api/workers/{small}/lease?wait_seconds=2", null);
+        await WaitingAsync(local, small);
+
+        var submitted = await (await local.Client.PostJsonAsync("/api/tasks",
+            """{"type":"tts","input":{"text":"too big"},"requirements":{"gpu_memory_mb":1000}}""")).JsonAsync();
+        var id = submitted.GetProperty("id").GetString();
+
+        Assert.Equal("queued", submitted.GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.NoContent, (await lease.WaitAsync(TimeSpan.FromSeconds(10))).StatusCode);
+        Assert.Equal("queued", (await (await local.Client.GetAsync($"/api/tasks/{id}")).JsonAsync()).GetProperty("status").GetString());
+        var big = await local.Client.PostObjectAsync("/api/workers/register", new
+        {
+            name = "big",
+            task_types = new[] { "tts" },
+            capacity = 1,
+            gpus = new[] { new { name = "NVIDIA L4", memory_total_mb = 24576, memory_free_mb = 24000 } },
+        });
+        var bigId = (await big.JsonAsync()).GetProperty("worker_id").GetString();
+        var taken = await (await local.Client.PostAsync($"/api/workers/{bigId}/lease?wait_seconds=0", null)).JsonAsync();
+        Assert.Equal(id, taken.GetProperty("tasks")[0].GetProperty("task_id").GetString());
+    }
+
+    /// <summary>The API logs when a lease starts waiting (Debug), so that a test can submit after.</summary>
+    private static readonly Dictionary<string, string> WaitingLogged = new()
+    {
+        ["Logging__LogLevel__TaskManager.Api.Storage.LeaseNotifier"] = "Debug",
+    };
+
+    private static Task WaitingAsync(ApiProcess api, string workerId) =>
+        Wait.UntilAsync(() => api.Output.Contains($"The lease of {workerId} is waiting for work", StringComparison.Ordinal),
+            TimeSpan.FromSeconds(10), $"the lease of {workerId} waiting");
+
+    [Fact]
     public async Task Lease_WithNothingQueued_AnswersNoContentAfterItsWait()
     {
         var workerId = await RegisterWorkerAsync(api.Client, ["sd"]);

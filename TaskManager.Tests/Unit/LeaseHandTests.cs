@@ -1,0 +1,88 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using TaskManager.Api.Storage;
+
+namespace TaskManager.Tests.Unit;
+
+/// <summary>
+/// A submission claims a lease that waits on its replica and hands it the task. Only a lease that
+/// waits can be claimed, and a claim always reaches its lease, even one made as the wait ends or
+/// as the caller gives up: a task leased to a worker that is never told would sit until its lease
+/// expired.
+/// </summary>
+[Trait("Category", "Unit")]
+public sealed class LeaseHandTests
+{
+    // Claims and wake-ups never touch Redis.
+    private readonly LeaseNotifier notifier = new(null!, new RedisKeys("test:"), NullLogger<LeaseNotifier>.Instance);
+
+    [Fact]
+    public async Task AWaitingLease_IsClaimed_AndItsWaitEndsWithTheHand()
+    {
+        using var waiter = notifier.Register(["llm"], [], "w_1", 4);
+        var waiting = waiter.WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+
+        var hand = notifier.Claim("llm", null);
+
+        Assert.NotNull(hand);
+        Assert.Equal(("w_1", 4), (hand.WorkerId, hand.MaxTasks));
+        var wake = await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Same(hand, wake!.Hand);
+        // Claimed once: another submission finds no one waiting.
+        Assert.Null(notifier.Claim("llm", null));
+    }
+
+    [Fact]
+    public void ALeaseStillLookingForWork_IsNotClaimed_ButANotificationWakesIt()
+    {
+        using var waiter = notifier.Register(["llm"], [], "w_1", 1);
+
+        Assert.Null(notifier.Claim("llm", null));
+        notifier.Notify("llm");
+        Assert.True(waiter.WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).IsCompletedSuccessfully);
+    }
+
+    [Fact]
+    public async Task ALeaseWithTheModelLoaded_IsClaimedFirst_AndOneOfAnotherType_Never()
+    {
+        using var other = notifier.Register(["sd"], [], "w_sd", 1);
+        using var plain = notifier.Register(["llm"], [], "w_plain", 1);
+        using var loaded = notifier.Register(["llm"], ["llama"], "w_llama", 1);
+        var waits = new[] { other, plain, loaded }.Select(w => w.WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None)).ToArray();
+
+        Assert.Equal("w_llama", notifier.Claim("llm", "llama")?.WorkerId);
+        Assert.Equal("w_plain", notifier.Claim("llm", "llama")?.WorkerId);
+        Assert.Null(notifier.Claim("llm", null));
+        Assert.False(waits[0].IsCompleted);
+        await Task.WhenAll(waits[1..]).WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task AClaimMadeAsTheCallerGivesUp_StillReachesTheLease()
+    {
+        using var waiter = notifier.Register(["llm"], [], "w_1", 1);
+        using var aborted = new CancellationTokenSource();
+        var waiting = waiter.WaitAsync(TimeSpan.FromSeconds(30), aborted.Token);
+
+        var hand = notifier.Claim("llm", null);
+        await aborted.CancelAsync();
+
+        // The wait gives the hand rather than throwing: the submission is leasing this worker a task.
+        Assert.Same(hand, (await waiting.WaitAsync(TimeSpan.FromSeconds(5)))!.Hand);
+    }
+
+    [Fact]
+    public async Task ALeaseWhoseWaitEnded_IsNotClaimed()
+    {
+        using var waiter = notifier.Register(["llm"], [], "w_1", 1);
+        using (var aborted = new CancellationTokenSource())
+        {
+            var waiting = waiter.WaitAsync(TimeSpan.FromSeconds(30), aborted.Token);
+            await aborted.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+        }
+        using var timedOut = notifier.Register(["llm"], [], "w_2", 1);
+        Assert.Null(await timedOut.WaitAsync(TimeSpan.FromMilliseconds(1), CancellationToken.None));
+
+        Assert.Null(notifier.Claim("llm", null));
+    }
+}
