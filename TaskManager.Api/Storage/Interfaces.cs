@@ -225,13 +225,13 @@ public enum SubmitKind
     QueueFull,
 }
 
-/// <summary>What a submission did; <see cref="Task"/> is set for Created and Existing.</summary>
 /// <summary>A lease waiting for work: its worker, and the most tasks it asked for.</summary>
 public sealed record WaitingLease(string WorkerId, int MaxTasks);
 
 /// <summary>
-/// A submission's outcome. <see cref="Handed"/>: the answer of the waiting lease the task was
-/// offered to (it may hold no task: the worker could not take it); null when none was.
+/// What a submission did; <see cref="Task"/> is set for Created and Existing. <see cref="Handed"/>:
+/// the answer of the waiting lease the task was offered to (it may hold no task: the worker could
+/// not take it); null when none was.
 /// </summary>
 public sealed record SubmitResult(SubmitKind Kind, TaskRecord? Task, long QueuedCount = 0, LeaseResult? Handed = null)
 {
