@@ -24,7 +24,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         // Time-ordered ids: the listing indexes and queue ties order by id.
         var id = TaskIds.New(now);
         var o = options.Value;
-        var values = new List<RedisValue>(12 + TaskValueCount)
+        var values = new List<RedisValue>(6 + TaskValueCount + (handTo is null ? 0 : 6))
         {
             nowMs, tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
         };
@@ -32,10 +32,6 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         if (handTo is not null)
         {
             values.AddRange([handTo.WorkerId, handTo.MaxTasks, .. LeaseSettings(nowMs)]);
-        }
-        else
-        {
-            values.AddRange(NoLease);
         }
         var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.Submit, values: [.. values]).ConfigureAwait(false))!;
         return (string?)result[0] switch
@@ -116,9 +112,6 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         Webhook = request.Webhook,
         Requirements = request.Requirements,
     };
-
-    /// <summary>Submit's lease arguments when no lease waits for the task.</summary>
-    private static readonly RedisValue[] NoLease = ["", "", "", "", "", ""];
 
     /// <summary>A lease's arguments after the worker and its most tasks: TTL (ms), token base, depth, live since (ms).</summary>
     private RedisValue[] LeaseSettings(long now)

@@ -8,7 +8,7 @@
 -- ARGV[1] now (ms)   ARGV[2] tenant   ARGV[3] the tenant's cap of queued tasks
 -- ARGV[4] idempotency key or ''   ARGV[5] hash of the request   ARGV[6] the key's lifetime (s)
 -- ARGV[7..19] the task (see TASK_VALUES in common.lua)
--- ARGV[20..25] a lease waiting on the caller's replica to hand the task to, or all '': its
+-- ARGV[20..25] a lease waiting on the caller's replica to hand the task to, or none: its
 --   worker's id, its most tasks, then the lease TTL (ms), token base, depth and live-since time
 --   (ms), as lease_for takes them. The lease runs after the task is stored, as lease.lua would
 --   after the publish, with the same rules: the worker may not take the task, and it then stays
@@ -38,7 +38,7 @@ local ttype, model = create_task(7, tenant, now)
 if ik then redis.call('SET', ik, ARGV[7] .. '|' .. ARGV[5], 'EX', tonumber(ARGV[6])) end
 count(STATS_TOTALS, ttype .. ':submitted', 1)
 local handed
-if ARGV[20] ~= '' then
+if ARGV[20] then
   -- The lease reads the queue: the task's deferred entries go in first.
   flush_writes()
   handed = lease_for(ARGV[20], now, ARGV[21], ARGV[22], ARGV[23], ARGV[24], ARGV[25])
