@@ -29,9 +29,8 @@ public interface ITaskQueue
     Task<StoreOutcome> CompleteAsync(string taskId, string leaseToken, string outputJson);
 
     /// <summary>
-    /// Completes many tasks in one script call, in order; with <paramref name="leaseFor"/>, also
-    /// leases up to <paramref name="maxTasks"/> tasks for that worker (never waiting), sent in the
-    /// same round trip.
+    /// Completes many tasks in one script call, in order; with <paramref name="leaseFor"/>, the same
+    /// call then leases up to <paramref name="maxTasks"/> tasks for that worker (never waiting).
     /// </summary>
     Task<(IReadOnlyList<StoreOutcome> Outcomes, LeaseResult? Lease)> CompleteManyAsync(
         IReadOnlyList<CompletedTask> results, string? leaseFor = null, int maxTasks = 0);

@@ -165,7 +165,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     public async Task<(IReadOnlyList<StoreOutcome> Outcomes, LeaseResult? Lease)> CompleteManyAsync(
         IReadOnlyList<CompletedTask> results, string? leaseFor = null, int maxTasks = 0)
     {
-        var values = new List<RedisValue>(1 + (results.Count * 3)) { NowMs };
+        var now = NowMs;
+        var leasing = leaseFor is not null && maxTasks > 0;
+        var values = new List<RedisValue>(7 + (results.Count * 5)) { now, leasing ? leaseFor : "" };
+        if (leasing)
+        {
+            values.AddRange([maxTasks, .. LeaseSettings(now)]);
+        }
         foreach (var r in results)
         {
             var (chunks, lines) = (r.Chunks ?? [], r.Logs ?? []);
@@ -177,12 +183,10 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
             values.AddRange(chunks.Select(c => (RedisValue)c));
             values.AddRange(lines.Select(l => (RedisValue)l));
         }
-        // The lease goes out right behind the results, before either answer is read: one round trip.
-        var completing = scripts.EvaluateAsync(Db, scripts.CompleteBatch, values: [.. values]);
-        var leasing = leaseFor is not null && maxTasks > 0 ? LeaseAsync(leaseFor, maxTasks) : null;
-        var replies = (RedisResult[])(await completing.ConfigureAwait(false))!;
-        var outcomes = replies.Select(r => ToOutcome((RedisResult[])r!)).ToArray();
-        return (outcomes, leasing is null ? null : await leasing.ConfigureAwait(false));
+        // The next lease is made by the same script, after the results: one script call.
+        var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.CompleteBatch, values: [.. values]).ConfigureAwait(false))!;
+        var outcomes = ((RedisResult[])result[0]!).Select(r => ToOutcome((RedisResult[])r!)).ToArray();
+        return (outcomes, result.Length > 1 ? ToLease((RedisResult[])result[1]!) : null);
     }
 
     public Task<StoreOutcome> FailAsync(string taskId, string leaseToken, string errorJson, bool retryable, FailureKind kind) =>

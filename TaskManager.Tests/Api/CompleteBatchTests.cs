@@ -6,7 +6,7 @@ namespace TaskManager.Tests.Api;
 
 /// <summary>
 /// <c>POST /api/workers/{id}/complete</c> on a real API process: many results in one call, each
-/// answered at its place, and the next tasks leased in the same Redis round trip.
+/// answered at its place, and the next tasks leased in the same script call.
 /// </summary>
 [Trait("Category", "Api")]
 public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFixture>, IAsyncLifetime
@@ -138,7 +138,7 @@ public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFi
     }
 
     [Fact]
-    public async Task TheResultsAndTheNextLease_AreTwoScriptCalls_SentTogether()
+    public async Task TheResultsAndTheNextLease_AreOneScriptCall()
     {
         await SubmitAsync(4);
         var workerId = await HotPathTests.RegisterWorkerAsync(Client, ["llm"], capacity: 2);
@@ -160,8 +160,8 @@ public sealed class CompleteBatchTests(ApiFixture fixture) : IClassFixture<ApiFi
             })).JsonAsync());
 
         Assert.Equal(2, body.GetProperty("tasks").GetArrayLength());
-        Assert.True(commands.Count == 2, string.Join("\n", commands));
-        Assert.All(commands, c => Assert.Contains("\"fcall\"", c, StringComparison.OrdinalIgnoreCase));
+        Assert.True(commands.Count == 1, string.Join("\n", commands));
+        Assert.Contains("_complete_batch\"", commands[0], StringComparison.Ordinal);
     }
 
     [Fact]
