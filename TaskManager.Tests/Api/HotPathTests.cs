@@ -160,10 +160,14 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
         var lease = local.Client.PostAsync($"/api/workers/{small}/lease?wait_seconds=2", null);
         await WaitingAsync(local, small);
 
-        var submitted = await (await local.Client.PostJsonAsync("/api/tasks",
-            """{"type":"tts","input":{"text":"too big"},"requirements":{"gpu_memory_mb":1000}}""")).JsonAsync();
+        await using var monitor = await RedisMonitor.StartAsync(redis);
+        JsonElement submitted = default;
+        var commands = await monitor.CommandsDuringAsync(redis.Db, async () => submitted = await (await local.Client.PostJsonAsync("/api/tasks",
+            """{"type":"tts","input":{"text":"too big"},"requirements":{"gpu_memory_mb":1000}}""")).JsonAsync());
         var id = submitted.GetProperty("id").GetString();
 
+        // Not taken, it is published, so that a lease waiting on any replica hears of it.
+        Assert.Contains(commands, c => c.Contains("\"publish\"", StringComparison.OrdinalIgnoreCase) && c.Contains("notify", StringComparison.Ordinal));
         Assert.Equal("queued", submitted.GetProperty("status").GetString());
         Assert.Equal(HttpStatusCode.NoContent, (await lease.WaitAsync(TimeSpan.FromSeconds(10))).StatusCode);
         Assert.Equal("queued", (await (await local.Client.GetAsync($"/api/tasks/{id}")).JsonAsync()).GetProperty("status").GetString());

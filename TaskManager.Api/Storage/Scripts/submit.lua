@@ -43,7 +43,10 @@ if ARGV[20] then
   flush_writes()
   handed = lease_for(ARGV[20], now, ARGV[21], ARGV[22], ARGV[23], ARGV[24], ARGV[25])
 end
-if not handed or redis.call('HGET', task_key(ARGV[7]), 'status') == 'queued' then
-  redis.call('PUBLISH', NOTIFY, notify_name(ttype, model))
+-- Still queued unless the lease's answer (its tasks from the 6th entry on) holds it.
+local taken = false
+for i = 6, #(handed or {}) do
+  if handed[i][1] == ARGV[7] then taken = true; break end
 end
+if not taken then redis.call('PUBLISH', NOTIFY, notify_name(ttype, model)) end
 return {'created', handed}
