@@ -51,8 +51,10 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
     /// <summary>
     /// Registers interest in <paramref name="types"/> for a worker that has <paramref name="models"/>
     /// loaded. Register before looking for work, then wait: a task that arrives in between is not missed.
+    /// <paramref name="workerId"/> and <paramref name="maxTasks"/> (its lease's most tasks) are what
+    /// a submission that claims the waiter leases for.
     /// </summary>
-    public Waiter Register(IReadOnlyList<string> types, IReadOnlyList<string> models, string workerId = "", int maxTasks = 1)
+    public Waiter Register(IReadOnlyList<string> types, IReadOnlyList<string> models, string workerId, int maxTasks)
     {
         var waiter = new Waiter(this, types, workerId, maxTasks);
         lock (gate)
