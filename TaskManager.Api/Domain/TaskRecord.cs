@@ -88,10 +88,14 @@ public static class QueueOrder
     private const long EpochMs = 1_704_067_200_000;
 
     /// <summary>
-    /// The queue score (lowest is leased first). One priority step is worth 10^13 ms (about
-    /// 300 years) of age, so priority always wins; the largest score stays below 2^53, where
-    /// doubles are exact.
+    /// The queue score (lowest is leased first) as a Lua function, <c>queue_score(priority,
+    /// created_ms)</c>, for the scripts: they score a task when they queue it, from its priority
+    /// and creation time, so the task's hash need not keep the score. One priority step is worth
+    /// 10^13 ms (about 300 years) of age, so priority always wins; the largest score stays below
+    /// 2^53, where doubles are exact, and it is written out in whole digits.
     /// </summary>
-    public static double Score(int priority, long createdMs) =>
-        ((TaskLimits.MaxPriority - priority) * 1e13) + (createdMs - EpochMs);
+    internal static string LuaFunction() =>
+        "local function queue_score(priority, created_ms)\n" +
+        $"  return string.format('%.0f', ({TaskLimits.MaxPriority} - tonumber(priority)) * 1e13 + (tonumber(created_ms) - {EpochMs}))\n" +
+        "end\n";
 }

@@ -8,7 +8,11 @@ namespace TaskManager.Api.Storage;
 /// <list type="bullet">
 /// <item><c>task:{id}</c> hash: one task. Besides its fields, <c>rp</c> (<c>1</c>: the current
 /// attempt's <c>running</c> event is implied, not stored yet) and <c>w</c> (<c>1</c>: an event
-/// stream follows it, so its events are published).</item>
+/// stream follows it, so its events are published). It stores nothing another field or the key
+/// says (see create_task in common.lua): no id, no <c>attempt</c> while it is 0, no <c>tenant</c>
+/// for the default one, no <c>queued_at</c> until a retry queues it again, no queue score (the
+/// scripts derive it from <c>priority</c> and <c>created</c>; tasks stored before kept it in
+/// <c>qs</c>, which is still read).</item>
 /// <item><c>queue:{type}</c> sorted set: queued task ids, scored by priority then age (lowest first).</item>
 /// <item><c>idx:{tenant}:{status}:{type}</c> sorted set, all scores 0: a tenant's task ids by status
 /// and type, ordered by id, which is a UUIDv7 and so sorts by creation time. Listing merges these;

@@ -28,7 +28,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         {
             nowMs, tenant, o.TenantQueueCap, idempotencyKey ?? "", requestHash ?? "", o.IdempotencyHours * 3600,
         };
-        AddTaskValues(values, id, request, nowMs, traceParent);
+        AddTaskValues(values, id, request, traceParent);
         if (handTo is not null)
         {
             values.AddRange([handTo.WorkerId, handTo.MaxTasks, .. LeaseSettings(nowMs)]);
@@ -62,7 +62,7 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
         for (var i = 0; i < requests.Count; i++)
         {
             ids[i] = TaskIds.New(now);
-            AddTaskValues(values, ids[i], requests[i], nowMs, traceParent);
+            AddTaskValues(values, ids[i], requests[i], traceParent);
         }
         var result = (RedisResult[])(await scripts.EvaluateAsync(Db, scripts.SubmitBatch, values: [.. values]).ConfigureAwait(false))!;
         var queued = (long)result[0];
@@ -77,14 +77,13 @@ public sealed class RedisTaskStore(IConnectionMultiplexer redis, RedisKeys keys,
     }
 
     /// <summary>How many values one task takes in a submit script's arguments (TASK_VALUES in common.lua).</summary>
-    private const int TaskValueCount = 13;
+    private const int TaskValueCount = 12;
 
-    private static void AddTaskValues(List<RedisValue> values, string id, TaskRequest request, long nowMs, string? traceParent)
+    private static void AddTaskValues(List<RedisValue> values, string id, TaskRequest request, string? traceParent)
     {
         values.Add(id);
         values.Add(request.Type);
         values.Add(request.Priority);
-        values.Add(QueueOrder.Score(request.Priority, nowMs));
         values.Add(request.InputJson);
         values.Add(request.TimeoutSeconds);
         values.Add(request.MaxAttempts);

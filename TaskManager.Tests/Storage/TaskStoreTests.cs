@@ -75,6 +75,44 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     }
 
     [Fact]
+    public async Task AQueuedTask_StoresNoFieldThatAnotherAlreadySays_AndReadsAsBefore()
+    {
+        var task = await SubmitAsync();
+        var acme = (await store.SubmitAsync(new TaskRequest("llm", Input, null, 5, 300, 3, null, null), null, tenant: "acme")).Task!;
+        var db = redis.Connection.GetDatabase();
+
+        // The key names the id; attempt 0, the default tenant, the time it was queued (its
+        // creation) and its queue score (from its priority and creation) go without saying.
+        var stored = (await db.HashGetAllAsync(keys.Task(task.Id))).Select(e => e.Name.ToString()).ToHashSet();
+        Assert.Empty(stored.Intersect(["id", "attempt", "tenant", "queued_at", "qs"]));
+        Assert.Equal("acme", (string?)await db.HashGetAsync(keys.Task(acme.Id), "tenant"));
+
+        var got = (await store.GetAsync(task.Id))!;
+        Assert.Equal((task.Id, 0, Tenants.Default, 1L), (got.Id, got.Attempt, got.Tenant, got.QueuePosition));
+        Assert.Equal("acme", (await store.GetAsync(acme.Id))!.Tenant);
+        Assert.Contains(task.Id, (await store.ListAsync(Query())).Items.Select(t => t.Id));
+        var leased = (await store.LeaseAsync(await RegisterAsync("llm"), 1)).Tasks.Single();
+        Assert.Equal((task.Id, 1), (leased.TaskId, leased.Attempt));
+    }
+
+    [Fact]
+    public async Task ARetriedTask_GoesBackBehindHigherPriorities_AndAheadOfYoungerTasksOfItsOwn()
+    {
+        var worker = await RegisterAsync("llm");
+        var retried = await SubmitAsync(priority: 5);
+        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var younger = await SubmitAsync(priority: 5);
+        var urgent = await SubmitAsync(priority: 9);
+        var lowest = await SubmitAsync(priority: 0);
+        await store.FailAsync(retried.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+
+        Assert.True(await store.RequeueAsync(retried.Id, 1));
+
+        Assert.Equal(2, (await store.GetAsync(retried.Id))!.QueuePosition);
+        Assert.Equal([urgent.Id, retried.Id, younger.Id, lowest.Id], (await store.LeaseAsync(worker, 4)).Tasks.Select(t => t.TaskId));
+    }
+
+    [Fact]
     public async Task Get_OfAnUnknownTask_IsNull() =>
         Assert.Null(await store.GetAsync(Guid.CreateVersion7().ToString("N")));
 

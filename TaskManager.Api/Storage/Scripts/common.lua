@@ -297,12 +297,15 @@ end
 
 -- Puts a task back in its queue at its original place (priority, then age) and wakes a lease.
 local function requeue(id, tk, ttype, from, now)
-  local qs = redis.call('HGET', tk, 'qs')
+  -- The score comes from the priority and the creation time; a task stored before that rule kept
+  -- its score in 'qs'.
+  local f = redis.call('HMGET', tk, 'priority', 'created', 'qs', 'model', 'tenant', 'attempt')
+  local qs = f[3] or queue_score(f[1], f[2])
   redis.call('HSET', tk, 'status', 'queued', 'queued_at', now)
   redis.call('HDEL', tk, 'started', 'retry_at', 'retry_job')
   redis.call('ZADD', queue_key(ttype), qs, id)
-  move_index(id, ttype, from, 'queued')
-  local model = redis.call('HGET', tk, 'model')
+  move_index(id, ttype, from, 'queued', f[5] or 'default', f[6])
+  local model = f[4]
   if model then redis.call('PUBLISH', NOTIFY, ttype .. '|' .. model) else redis.call('PUBLISH', NOTIFY, ttype) end
 end
 
@@ -310,7 +313,7 @@ end
 -- has attempts left ('scheduled', or 'queued' when `immediate`), else `final_status`.
 local function failure_target(tk, retryable, final_status, immediate)
   local f = redis.call('HMGET', tk, 'attempt', 'max_attempts')
-  if retryable and tonumber(f[1]) < tonumber(f[2]) then
+  if retryable and tonumber(f[1] or 0) < tonumber(f[2]) then
     if immediate then return 'queued' end
     return 'scheduled'
   end
@@ -323,7 +326,7 @@ local function move_after_failure(id, tk, ttype, from, to, delays, now)
   if to == 'queued' then
     requeue(id, tk, ttype, from, now)
   elseif to == 'scheduled' then
-    local attempt = tonumber(redis.call('HGET', tk, 'attempt'))
+    local attempt = tonumber(redis.call('HGET', tk, 'attempt') or 0)
     local due = now + tonumber(delays[attempt] or delays[#delays] or 0)
     redis.call('HSET', tk, 'status', 'scheduled', 'retry_at', due)
     redis.call('ZADD', SCHEDULED, due, id)
@@ -379,27 +382,39 @@ local function queued_count(tenant)
   return queued
 end
 
--- The values of one new task in a submit script's ARGV, from `at`: id, type, priority, queue
--- score, input JSON, timeout (s), max attempts, then model, metadata JSON, webhook, traceparent,
--- required GPU memory (MB) and required GPU name pattern, each '' when absent.
-local TASK_VALUES = 13
+-- The values of one new task in a submit script's ARGV, from `at`: id, type, priority, input
+-- JSON, timeout (s), max attempts, then model, metadata JSON, webhook, traceparent, required GPU
+-- memory (MB) and required GPU name pattern, each '' when absent.
+local TASK_VALUES = 12
 local OPTIONAL_TASK_FIELDS = {'model', 'metadata', 'webhook', 'trace', 'req_mem', 'req_gpu'}
 
 -- Stores a new task from ARGV (see TASK_VALUES) and queues it. The caller publishes on NOTIFY
--- (once per type and model for a batch) and counts it in the statistics.
+-- (once per type and model for a batch) and counts it in the statistics. The hash holds no field
+-- that another says already, so that a queued task costs as little memory as it can: no 'id' (the
+-- key says it; task_hash puts it back), no 'attempt' while it is 0, no 'tenant' for the default
+-- one, no 'queued_at' until a retry queues it again (the lease reads 'created' instead), and no
+-- queue score (queue_score derives it from the priority and 'created').
 local function create_task(at, tenant, now)
-  local id, ttype, score = ARGV[at], ARGV[at + 1], ARGV[at + 3]
-  local fields = {'id', id, 'type', ttype, 'status', 'queued', 'priority', ARGV[at + 2],
-    'created', now, 'qs', score, 'input', ARGV[at + 4], 'timeout', ARGV[at + 5],
-    'max_attempts', ARGV[at + 6], 'attempt', 0, 'tenant', tenant, 'queued_at', now}
+  local id, ttype, priority = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local fields = {'type', ttype, 'status', 'queued', 'priority', priority, 'created', now,
+    'input', ARGV[at + 3], 'timeout', ARGV[at + 4], 'max_attempts', ARGV[at + 5]}
+  if tenant ~= 'default' then fields[#fields + 1] = 'tenant'; fields[#fields + 1] = tenant end
   for i, field in ipairs(OPTIONAL_TASK_FIELDS) do
-    local value = ARGV[at + 6 + i]
+    local value = ARGV[at + 5 + i]
     if value ~= '' then fields[#fields + 1] = field; fields[#fields + 1] = value end
   end
   redis.call('HSET', task_key(id), unpack(fields))
-  later('ZADD', queue_key(ttype), score, id)
+  later('ZADD', queue_key(ttype), queue_score(priority, now), id)
   later('ZADD', index_key(tenant, 'queued', ttype), 0, id)
-  return ttype, ARGV[at + 7]
+  return ttype, ARGV[at + 6]
+end
+
+-- A task's hash as a flat field/value list, with its id (the hash does not store it), or an empty
+-- list when there is no such task.
+local function task_hash(id)
+  local h = redis.call('HGETALL', task_key(id))
+  if #h > 0 then h[#h + 1] = 'id'; h[#h + 1] = id end
+  return h
 end
 
 -- What a submission publishes on NOTIFY: the type, and the model when it names one, so that a
@@ -446,7 +461,7 @@ local function complete_task(id, token, now, output, chunks, lines)
   end_attempt(tk, id, true)
   local extra = {'token', ''}
   if to == 'succeeded' then extra = {'token', '', 'output', output, 'progress', 1} end
-  finish(id, tk, ttype, status, to, now, extra, f[8], f[4])
+  finish(id, tk, ttype, status, to, now, extra, f[8] or 'default', f[4])
   return {'ok', to, ttype, f[4], f[6] or '', f[5] or '', f[7] or ''}
 end
 
@@ -605,7 +620,7 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
     observe('wait', pick.type, wait_ms)
     taken = taken + 1
     local token = token_base .. ':' .. taken
-    local attempt = tonumber(f[6]) + 1
+    local attempt = tonumber(f[6] or 0) + 1
     local deadline = now + tonumber(f[5]) * 1000
     -- 'rp': this attempt's 'running' event is implied, not stored (see emit in common.lua).
     redis.call('HSET', tk, 'status', 'running', 'worker', worker, 'token', token,

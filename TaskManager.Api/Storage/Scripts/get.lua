@@ -5,7 +5,7 @@
 -- Returns: {task hash as a flat field/value list (with 'queue_position' and 'waiting_reason'
 --   added) or an empty list, its attempt history (JSON objects)}.
 local id = ARGV[1]
-local h = redis.call('HGETALL', task_key(id))
+local h = task_hash(id)
 local f = {}
 for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
 

@@ -23,6 +23,6 @@ table.sort(ids, function(a, b) return a > b end)
 local out = {0}
 for i, id in ipairs(ids) do
   if i > limit then out[1] = 1; break end
-  out[#out + 1] = redis.call('HGETALL', task_key(id))
+  out[#out + 1] = task_hash(id)
 end
 return out
