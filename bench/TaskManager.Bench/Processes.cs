@@ -135,12 +135,14 @@ public sealed class Redis : IAsyncDisposable
             "--requirepass", redis.Password, "--dir", data, "--appendonly", "yes", "--appendfsync", "everysec",
             "--save", "",
         ], Path.Combine(logDirectory, "redis.log"));
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        // Short tries over a long deadline: a full run once lost its last peer to one slow start
+        // (the server was ready, the connection attempts had used up 10 s).
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)
         {
             try
             {
-                redis.Connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+                redis.Connection = await ConnectionMultiplexer.ConnectAsync(redis.ConnectionString + ",connectTimeout=2000");
                 await redis.Connection.GetDatabase().PingAsync();
                 return redis;
             }
