@@ -139,16 +139,11 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
     {
         await deployment.ResetAsync();
         await deployment.StartPythonWorkersAsync(settings.PythonWorkers, settings.PythonCapacity);
-        await DrainAsync(EndToEndWarmUpJobs, () => Task.CompletedTask);
-        Figures["e2e_python_per_s"] = await DrainAsync(settings.Jobs, () => Task.CompletedTask);
+        Figures["e2e_python_per_s"] = await SteadyDrainAsync();
         say($"end to end, {settings.PythonWorkers} Python workers x {settings.PythonCapacity}: {Figures["e2e_python_per_s"]:N0} tasks/s");
         await deployment.StopPythonWorkersAsync();
 
-        Figures["e2e_dotnet_per_s"] = await WithDotnetWorkerAsync(async () =>
-        {
-            await DrainAsync(EndToEndWarmUpJobs, () => Task.CompletedTask);
-            return await DrainAsync(settings.Jobs, () => Task.CompletedTask);
-        });
+        Figures["e2e_dotnet_per_s"] = await WithDotnetWorkerAsync(SteadyDrainAsync);
         say($"end to end, .NET worker ({settings.DotnetLoops} loops, leases of {settings.DotnetBatch}): {Figures["e2e_dotnet_per_s"]:N0} tasks/s");
 
         // Cost: Redis commands per task, submitted one at a time (the common path) and in batches.
@@ -168,6 +163,13 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
 
     /// <summary>Tasks drained before an end-to-end measurement (a whole number of the batches of 1,000).</summary>
     private int EndToEndWarmUpJobs => Math.Clamp(settings.Jobs / 10 / 1000 * 1000, 1000, 2000);
+
+    /// <summary>Drains <see cref="EndToEndWarmUpJobs"/> unmeasured, then Jobs: tasks/s of the second drain.</summary>
+    private async Task<double> SteadyDrainAsync()
+    {
+        await DrainAsync(EndToEndWarmUpJobs, () => Task.CompletedTask);
+        return await DrainAsync(settings.Jobs, () => Task.CompletedTask);
+    }
 
     /// <summary>From an empty store, runs the .NET worker while <paramref name="measure"/> runs.</summary>
     private async Task<double> WithDotnetWorkerAsync(Func<Task<double>> measure)
