@@ -65,7 +65,8 @@ public sealed class LuaScripts
         // as a function, so that the writes it deferred (see `later` in common.lua) are made after
         // any of its returns; the state a call keeps (deferred writes, event state) starts empty.
         var code = new StringBuilder("local ARGV\n")
-            .Append(keys.LuaDefinitions()).Append(TransitionsTable()).Append(TaskTypesTable()).Append(BucketsTable()).Append(QueueOrder.LuaFunction())
+            .Append(keys.LuaDefinitions()).Append(TransitionsTable()).Append(TaskTypesTable()).Append(BucketsTable())
+            .Append($"local DEFAULT_TENANT = '{Tenants.Default}'\n").Append(QueueOrder.LuaFunction())
             .Append(Load("common"))
             .Append("\nlocal function run(body, args)\n  ARGV = args\n  reset_state()\n  local result = body()\n  flush_writes()\n  return result\nend\n");
         foreach (var name in names)

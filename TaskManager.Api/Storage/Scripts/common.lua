@@ -1,5 +1,10 @@
 -- Shared by every script; prepended after the key definitions and TRANSITIONS (the state
--- machine, generated from Domain/TaskState.cs).
+-- machine, generated from Domain/TaskState.cs), TASK_TYPES, BUCKETS, queue_score and
+-- DEFAULT_TENANT, generated from the C# that defines them (LuaScripts.cs).
+
+-- A task's hash stores no tenant for the default one, DEFAULT_TENANT (see create_task): tenant_of
+-- reads a stored value back.
+local function tenant_of(stored) return stored or DEFAULT_TENANT end
 
 -- Splits a comma list.
 local function split(list)
@@ -179,18 +184,18 @@ end
 
 -- Moves a task between the status indexes used for listing (deferred writes).
 local function move_index_only(id, ttype, from, to, tenant)
-  tenant = tenant or 'default'
   later('ZREM', index_key(tenant, from, ttype), id)
   later('ZADD', index_key(tenant, to, ttype), 0, id)
 end
 
 -- Moves a task between the status indexes used for listing. Every status change passes here,
 -- so here it becomes a status event (but see emit: 'succeeded' is implied, not stored). A caller
--- that has read the task's tenant and attempt passes them (saving a read); else they are read here.
+-- that has read the task's tenant (through tenant_of) and attempt passes them (saving a read); else
+-- they are read here.
 local function move_index(id, ttype, from, to, tenant, attempt)
   if not tenant then
     local f = redis.call('HMGET', task_key(id), 'tenant', 'attempt')
-    tenant, attempt = f[1], f[2]
+    tenant, attempt = tenant_of(f[1]), f[2]
   end
   move_index_only(id, ttype, from, to, tenant)
   if to == 'succeeded' then
@@ -203,7 +208,7 @@ end
 -- True when the caller may touch the task: its own tenant, or an admin ('*').
 local function tenant_allows(tk, tenant)
   if tenant == '*' then return true end
-  return (redis.call('HGET', tk, 'tenant') or 'default') == tenant
+  return tenant_of(redis.call('HGET', tk, 'tenant')) == tenant
 end
 
 -- Ends a running attempt's bookkeeping: no lease, no deadline, no current token.
@@ -264,7 +269,7 @@ end
 
 -- Deletes a task with everything kept beside it: history, events, artifacts, index entries.
 local function delete_task(id, tk, status, ttype)
-  if status then redis.call('ZREM', index_key(redis.call('HGET', tk, 'tenant') or 'default', status, ttype), id) end
+  if status then redis.call('ZREM', index_key(tenant_of(redis.call('HGET', tk, 'tenant')), status, ttype), id) end
   for _, name in ipairs(redis.call('HKEYS', artifacts_key(id))) do
     redis.call('DEL', artifact_key(id, name))
   end
@@ -304,7 +309,7 @@ local function requeue(id, tk, ttype, from, now)
   redis.call('HSET', tk, 'status', 'queued', 'queued_at', now)
   redis.call('HDEL', tk, 'started', 'retry_at', 'retry_job')
   redis.call('ZADD', queue_key(ttype), qs, id)
-  move_index(id, ttype, from, 'queued', f[5] or 'default', f[6])
+  move_index(id, ttype, from, 'queued', tenant_of(f[5]), f[6])
   local model = f[4]
   if model then redis.call('PUBLISH', NOTIFY, ttype .. '|' .. model) else redis.call('PUBLISH', NOTIFY, ttype) end
 end
@@ -398,7 +403,7 @@ local function create_task(at, tenant, now)
   local id, ttype, priority = ARGV[at], ARGV[at + 1], ARGV[at + 2]
   local fields = {'type', ttype, 'status', 'queued', 'priority', priority, 'created', now,
     'input', ARGV[at + 3], 'timeout', ARGV[at + 4], 'max_attempts', ARGV[at + 5]}
-  if tenant ~= 'default' then fields[#fields + 1] = 'tenant'; fields[#fields + 1] = tenant end
+  if tenant ~= DEFAULT_TENANT then fields[#fields + 1] = 'tenant'; fields[#fields + 1] = tenant end
   for i, field in ipairs(OPTIONAL_TASK_FIELDS) do
     local value = ARGV[at + 5 + i]
     if value ~= '' then fields[#fields + 1] = field; fields[#fields + 1] = value end
@@ -461,7 +466,7 @@ local function complete_task(id, token, now, output, chunks, lines)
   end_attempt(tk, id, true)
   local extra = {'token', ''}
   if to == 'succeeded' then extra = {'token', '', 'output', output, 'progress', 1} end
-  finish(id, tk, ttype, status, to, now, extra, f[8] or 'default', f[4])
+  finish(id, tk, ttype, status, to, now, extra, tenant_of(f[8]), f[4])
   return {'ok', to, ttype, f[4], f[6] or '', f[5] or '', f[7] or ''}
 end
 
@@ -630,7 +635,7 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
     later('ZADD', LEASES, now + ttl, id)
     later('ZADD', DEADLINES, deadline, id)
     count_worker(worker, 'running', 1)
-    move_index_only(id, pick.type, f[1], 'running', f[13])
+    move_index_only(id, pick.type, f[1], 'running', tenant_of(f[13]))
     wake_followers(id, {w = f[14]})
     budget = budget - (tonumber(f[3]) or 0)
     out[#out + 1] = {id, token, pick.type, f[2] or '', f[7], f[8] or '', attempt, f[9], f[5],
