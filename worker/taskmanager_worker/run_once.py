@@ -268,11 +268,6 @@ class _Run:
                 code = self._handle(event, reason)
                 if code is not None:
                     return code
-            try:
-                while os.read(self._wake_read, 64):
-                    pass
-            except BlockingIOError:
-                pass
 
     def _handle(self, event: tuple[Any, ...], reason: str | None) -> int | None:
         kind = event[0]

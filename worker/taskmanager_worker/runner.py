@@ -268,7 +268,6 @@ class Slot:
                     return _Outcome(code=event[2], message=event[3], retryable=event[4])
                 elif kind == "stopped":
                     return _Outcome(code="backend_error", message="the backend stopped unasked", retryable=True)
-            self._drain_wake()
             if relay.due(time.monotonic()):
                 try:
                     if relay.flush():
@@ -346,13 +345,6 @@ class Slot:
         if not retiring:
             self._executor = Executor(self._backends, self._log_level)
             self._executor.start()
-
-    def _drain_wake(self) -> None:
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
 
 
 class _Relay:

@@ -1,14 +1,16 @@
 import json
 import os
 import signal
+import multiprocessing
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
 from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, read_png, wait_until
 from taskmanager_worker.backends import Artifact
-from taskmanager_worker.executor import MAX_LOG_LINE, Executor, ExecutorError, split_log_line
+from taskmanager_worker.executor import MAX_LOG_LINE, READ_SIZE, Executor, ExecutorError, _Inbox, split_log_line
 
 WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FINAL = ("done", "failed", "stopped", "died")
@@ -128,6 +130,47 @@ class StartTests(unittest.TestCase):
         self.addCleanup(executor.kill)
         with self.assertRaisesRegex(ExecutorError, "could not create its backends"):
             executor.wait_ready(WAIT_SECONDS)
+
+
+class InboxTests(unittest.TestCase):
+    """The pipe's reader takes what Connection.send wrote, whole and in order, however it is cut."""
+
+    def setUp(self):
+        self.reading, self.writing = multiprocessing.Pipe()
+        self.addCleanup(self.reading.close)
+        self.addCleanup(self.writing.close)
+        self.inbox = _Inbox(self.reading)
+
+    def test_one_read_takes_every_message_the_pipe_holds_in_order(self):
+        sent = [("progress", "t1", i / 10, f"step {i}") for i in range(10)] + [("done", "t1", "{}", [])]
+        for message in sent:
+            self.writing.send(message)
+        self.inbox.fill()
+        received = []
+        while self.inbox:
+            received.append(self.inbox.pop())
+        self.assertEqual(received, sent)
+
+    def test_a_message_longer_than_one_read_arrives_whole(self):
+        big = ("done", "t1", "x" * (3 * READ_SIZE + 17), [])
+        # The send blocks until the reader has taken most of it: it writes from its own thread.
+        writer = threading.Thread(target=lambda: (self.writing.send(big), self.writing.send(("stopped", "t2"))))
+        writer.start()
+        self.addCleanup(writer.join)
+        self.inbox.fill()
+        self.assertEqual(self.inbox.pop(), big)
+        if not self.inbox:
+            self.inbox.fill()
+        self.assertEqual(self.inbox.pop(), ("stopped", "t2"))
+        self.assertFalse(self.inbox)
+
+    def test_a_closed_pipe_reads_as_the_end(self):
+        self.writing.send(("ready",))
+        self.writing.close()
+        self.inbox.fill()
+        self.assertEqual(self.inbox.pop(), ("ready",))
+        with self.assertRaises(EOFError):
+            self.inbox.fill()
 
 
 class OrphanTests(unittest.TestCase):
