@@ -18,11 +18,13 @@ public static class Peers
     {
         var jobsText = jobs.ToString(CultureInfo.InvariantCulture);
         var samples = pickupSamples.ToString(CultureInfo.InvariantCulture);
+        // Each drains as many jobs unmeasured before its end-to-end measurement as TaskManager does.
+        var warmUp = Scenarios.EndToEndWarmUpJobs(jobs).ToString(CultureInfo.InvariantCulture);
         var (file, arguments) = name switch
         {
-            "celery" => (CeleryPython(), new[] { Path.Combine(root, "bench/peers/celery/bench.py"), "--redis-url", redis.Url, "--jobs", jobsText, "--pickup-samples", samples }),
-            "bullmq" => ("node", new[] { Path.Combine(root, "bench/peers/bullmq/bench.mjs"), "--redis-url", redis.Url, "--jobs", jobsText, "--pickup-samples", samples }),
-            "hangfire" => ("dotnet", new[] { Path.Combine(root, "bench/peers/hangfire/bin/Release/net10.0/HangfirePeer.dll"), "--redis", redis.ConnectionString, "--jobs", jobsText, "--pickup-samples", samples }),
+            "celery" => (CeleryPython(), new[] { Path.Combine(root, "bench/peers/celery/bench.py"), "--redis-url", redis.Url, "--jobs", jobsText, "--pickup-samples", samples, "--warmup-jobs", warmUp }),
+            "bullmq" => ("node", new[] { Path.Combine(root, "bench/peers/bullmq/bench.mjs"), "--redis-url", redis.Url, "--jobs", jobsText, "--pickup-samples", samples, "--warmup-jobs", warmUp }),
+            "hangfire" => ("dotnet", new[] { Path.Combine(root, "bench/peers/hangfire/bin/Release/net10.0/HangfirePeer.dll"), "--redis", redis.ConnectionString, "--jobs", jobsText, "--pickup-samples", samples, "--warmup-jobs", warmUp }),
             _ => throw new ArgumentException($"No peer '{name}'.", nameof(name)),
         };
         var start = new ProcessStartInfo(file)

@@ -131,9 +131,9 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
     /// <summary>
     /// Jobs no-op sim tasks, submitted in batches of 1,000 while the workers drain them: tasks/s
     /// from the first submission to the last success. With the Python worker, and separately with
-    /// the .NET worker. Each first drains <see cref="EndToEndWarmUpJobs"/> unmeasured, as the
-    /// Hangfire peer warms its server with 500 jobs: the steady rate is the one measured, not the
-    /// API compiling its worker endpoints (the submit scenario's warm-up does not call them).
+    /// the .NET worker. Each first drains <see cref="EndToEndWarmUpJobs"/> unmeasured, as every
+    /// peer does before its own: the steady rate is the one measured, not the API compiling its
+    /// worker endpoints (the submit scenario's warm-up does not call them), nor a peer's start.
     /// </summary>
     public async Task EndToEndAsync()
     {
@@ -161,13 +161,16 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         say($"Redis commands per task: {Figures["commands_per_task"]:0.0} submitted one at a time, {Figures["commands_per_task_batched"]:0.0} in batches");
     }
 
-    /// <summary>Tasks drained before an end-to-end measurement (a whole number of the batches of 1,000).</summary>
-    private int EndToEndWarmUpJobs => Math.Clamp(settings.Jobs / 10 / 1000 * 1000, 1000, 2000);
+    /// <summary>
+    /// Tasks drained before an end-to-end measurement of <paramref name="jobs"/> (a whole number of
+    /// the batches of 1,000); the peers drain as many before theirs.
+    /// </summary>
+    public static int EndToEndWarmUpJobs(int jobs) => Math.Clamp(jobs / 10 / 1000 * 1000, 1000, 2000);
 
     /// <summary>Drains <see cref="EndToEndWarmUpJobs"/> unmeasured, then Jobs: tasks/s of the second drain.</summary>
     private async Task<double> SteadyDrainAsync()
     {
-        await DrainAsync(EndToEndWarmUpJobs, () => Task.CompletedTask);
+        await DrainAsync(EndToEndWarmUpJobs(settings.Jobs), () => Task.CompletedTask);
         return await DrainAsync(settings.Jobs, () => Task.CompletedTask);
     }
 

@@ -40,12 +40,15 @@ function parseCli() {
       // How the e2e producer enqueues: 'bulk' (addBulk in chunks of 1000, so
       // the producer is not the bottleneck) or 'one' (awaited add per job).
       'e2e-enqueue': { type: 'string', default: 'bulk' },
+      // Noop jobs drained, unmeasured, before the end-to-end measurement, as
+      // TaskManager and the other peers warm up in the same run.
+      'warmup-jobs': { type: 'string', default: '2000' },
     },
   });
   if (!values['redis-url']) {
     console.error(
       'usage: node bench.mjs --redis-url redis://[:password@]host:port/db [--jobs N] ' +
-        '[--pickup-samples M] [--workers CONCURRENCY] [--e2e-enqueue bulk|one]',
+        '[--pickup-samples M] [--workers CONCURRENCY] [--e2e-enqueue bulk|one] [--warmup-jobs N]',
     );
     process.exit(2);
   }
@@ -59,6 +62,7 @@ function parseCli() {
     pickupSamples: Number(values['pickup-samples']),
     concurrency: Number(values.workers),
     e2eEnqueue: values['e2e-enqueue'],
+    warmupJobs: Number(values['warmup-jobs']),
   };
 }
 
@@ -99,7 +103,7 @@ async function addInChunks(queue, n) {
 // ------------------------------------------------------------ worker child
 
 class WorkerChild {
-  constructor(redisUrl, queueName, concurrency, e2eJobs) {
+  constructor(redisUrl, queueName, concurrency, e2eJobs, warmJobs) {
     // Its stdout and stderr both go to our stderr: stdout is kept for the JSON.
     this.proc = fork(new URL('./worker.mjs', import.meta.url), [], {
       env: {
@@ -108,6 +112,7 @@ class WorkerChild {
         BENCH_QUEUE: queueName,
         BENCH_CONCURRENCY: String(concurrency),
         BENCH_E2E_JOBS: String(e2eJobs),
+        BENCH_WARM_JOBS: String(warmJobs),
       },
       stdio: ['ignore', 2, 2, 'ipc'],
     });
@@ -188,8 +193,15 @@ async function enqueueBulk(redisUrl, n) {
 
 /** Producer (this process) and the already-running worker at the same time;
  *  rate = N / (first enqueue → N-th 'completed' in the worker). Commands are
- *  counted over the same window. */
-async function endToEnd(admin, queue, worker, n, mode) {
+ *  counted over the same window. First, unmeasured, `warm` noops drained the
+ *  same way. */
+async function endToEnd(admin, queue, worker, n, mode, warm) {
+  if (warm > 0) {
+    const warmed = worker.next(m => m.type === 'warm-done', Math.max(120000, warm * 20));
+    await addInChunks(queue, warm);
+    await warmed;
+    log(`e2e: warm-up of ${warm} jobs drained`);
+  }
   const done = worker.next(m => m.type === 'e2e-done', Math.max(120000, n * 20));
   const callsBefore = await commandCalls(admin);
   const t0 = nowMs();
@@ -231,7 +243,7 @@ async function pickup(queue, worker, samples) {
 // ------------------------------------------------------------ main
 
 async function main() {
-  const { redisUrl, jobs: n, pickupSamples, concurrency, e2eEnqueue } = parseCli();
+  const { redisUrl, jobs: n, pickupSamples, concurrency, e2eEnqueue, warmupJobs } = parseCli();
   const require = createRequire(import.meta.url);
   const version = require('bullmq/package.json').version;
   const ioredisVersion = require('ioredis/package.json').version;
@@ -250,12 +262,12 @@ async function main() {
   await admin.flushdb();
 
   const queue = new Queue('bench-e2e', { connection: { url: redisUrl } });
-  const worker = new WorkerChild(redisUrl, 'bench-e2e', concurrency, n);
+  const worker = new WorkerChild(redisUrl, 'bench-e2e', concurrency, n, warmupJobs);
   let e2e, p50, p95, p99;
   try {
     await worker.next(m => m.type === 'ready', 60000);
     await probeOnce(queue, worker, -100); // the worker consumes; scripts loaded
-    e2e = await endToEnd(admin, queue, worker, n, e2eEnqueue);
+    e2e = await endToEnd(admin, queue, worker, n, e2eEnqueue, warmupJobs);
     log(`e2e: ${e2e.perS.toFixed(0)}/s, ${e2e.commandsPerJob.toFixed(2)} commands/job`);
     [p50, p95, p99] = await pickup(queue, worker, pickupSamples);
     log(`pickup: p50 ${p50.toFixed(2)} ms, p95 ${p95.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);

@@ -7,8 +7,10 @@
 //   -> {type: 'ready'}                         the Worker's connection is ready
 //   -> {type: 'started', seq, t}               a 'probe' job began (t: see nowMs)
 //   -> {type: 'probe-done', seq}               a 'probe' job completed
-//   -> {type: 'e2e-done', t}                   the BENCH_E2E_JOBS-th 'noop' job
-//                                              completed, at time t (nowMs)
+//   -> {type: 'warm-done'}                     the BENCH_WARM_JOBS-th 'noop' job (the
+//                                              unmeasured warm-up drain) completed
+//   -> {type: 'e2e-done', t}                   the BENCH_E2E_JOBS-th 'noop' job after
+//                                              those completed, at time t (nowMs)
 //   <- {type: 'close'}                         close the Worker and exit
 //
 // 'noop' jobs do nothing. Completion is counted from the Worker's local
@@ -27,6 +29,7 @@ const nowMs = () => Number(process.hrtime.bigint()) / 1e6;
 const redisUrl = process.env.BENCH_REDIS_URL;
 const queueName = process.env.BENCH_QUEUE;
 const concurrency = Number(process.env.BENCH_CONCURRENCY);
+const warmJobs = Number(process.env.BENCH_WARM_JOBS ?? 0);
 const e2eJobs = Number(process.env.BENCH_E2E_JOBS);
 
 const send = msg => process.send(msg);
@@ -46,7 +49,8 @@ let noopsDone = 0;
 worker.on('completed', job => {
   if (job.name === 'noop') {
     noopsDone += 1;
-    if (noopsDone === e2eJobs) send({ type: 'e2e-done', t: nowMs() });
+    if (noopsDone === warmJobs) send({ type: 'warm-done' });
+    if (noopsDone === warmJobs + e2eJobs) send({ type: 'e2e-done', t: nowMs() });
   } else if (job.name === 'probe') {
     send({ type: 'probe-done', seq: job.data.seq });
   }

@@ -53,6 +53,8 @@ def parse_args():
     p.add_argument("--redis-url", required=True, help="redis://[:password@]host:port/db (FLUSHDBed first)")
     p.add_argument("--jobs", type=int, default=20000, help="jobs per throughput scenario (default 20000)")
     p.add_argument("--pickup-samples", type=int, default=200, help="pickup latency samples (default 200)")
+    p.add_argument("--warmup-jobs", type=int, default=2000,
+                   help="noops drained, unmeasured, before the end-to-end measurement (default 2000)")
     p.add_argument(
         "--workers",
         type=int,
@@ -92,15 +94,18 @@ class CeleryWorker:
     """`celery -A tasks worker` in its own process group, started and stopped
     by this script. Ready = the worker_ready signal wrote its file (see tasks.py)."""
 
-    def __init__(self, redis_url, concurrency, e2e_jobs):
+    def __init__(self, redis_url, concurrency, e2e_jobs, warmup_jobs):
         self.tmpdir = tempfile.mkdtemp(prefix="celery-bench-")
         self.ready_file = os.path.join(self.tmpdir, "ready")
+        self.warm_file = os.path.join(self.tmpdir, "warm-done")
         self.done_file = os.path.join(self.tmpdir, "e2e-done")
         env = dict(
             os.environ,
             BENCH_REDIS_URL=redis_url,
+            BENCH_WARM_JOBS=str(warmup_jobs),
             BENCH_E2E_JOBS=str(e2e_jobs),
             BENCH_READY_FILE=self.ready_file,
+            BENCH_WARM_FILE=self.warm_file,
             BENCH_DONE_FILE=self.done_file,
         )
         cmd = [
@@ -115,25 +120,26 @@ class CeleryWorker:
         )
 
     def wait_ready(self, timeout=60.0):
-        deadline = time.monotonic() + timeout
-        while not os.path.exists(self.ready_file):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"celery worker exited early with code {self.proc.returncode}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("celery worker not ready in time")
-            time.sleep(0.05)
+        self._wait_file(self.ready_file, timeout, "celery worker not ready in time", 0.05)
+
+    def wait_warm_done(self, timeout):
+        """Waits until the warm-up's noops have run (tasks.py writes the file)."""
+        self._wait_file(self.warm_file, timeout, "the warm-up drain did not finish in time", 0.01)
 
     def wait_e2e_done(self, timeout):
         """Wall-clock time at which the last noop finished (written by tasks.py)."""
+        self._wait_file(self.done_file, timeout, "end-to-end run did not finish in time", 0.002)
+        with open(self.done_file) as f:
+            return float(f.read())
+
+    def _wait_file(self, path, timeout, failure, pause):
         deadline = time.monotonic() + timeout
-        while not os.path.exists(self.done_file):
+        while not os.path.exists(path):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited early with code {self.proc.returncode}")
             if time.monotonic() > deadline:
-                raise RuntimeError("end-to-end run did not finish in time")
-            time.sleep(0.002)
-        with open(self.done_file) as f:
-            return float(f.read())
+                raise RuntimeError(failure)
+            time.sleep(pause)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -185,10 +191,16 @@ def probe_once(r, tasks, seq, reply_key):
     return (float(started) - submitted) * 1000.0
 
 
-def scenario_e2e(r, tasks, worker, n):
+def scenario_e2e(r, tasks, worker, n, warmup):
     """Producer (this process, apply_async loop) and the running worker at the
     same time; rate = N / (first enqueue → last noop finished). Commands are
-    counted over the same window."""
+    counted over the same window. First, unmeasured, the same with `warmup`
+    noops, as TaskManager and the other peers warm up in the same run."""
+    if warmup:
+        for _ in range(warmup):
+            tasks.noop.apply_async()
+        worker.wait_warm_done(timeout=max(120.0, warmup / 50.0))
+        log(f"e2e: warm-up of {warmup} jobs drained")
     calls_before = command_calls(r)
     t0 = time.time()
     for _ in range(n):
@@ -245,11 +257,11 @@ def main():
     enqueue_one, mem_per_job = scenario_enqueue_one_and_memory(r, tasks, n)
     log(f"enqueue one: {enqueue_one:.0f}/s, memory per queued job: {mem_per_job:.0f} B")
 
-    worker = CeleryWorker(args.redis_url, args.workers, n)
+    worker = CeleryWorker(args.redis_url, args.workers, n, args.warmup_jobs)
     try:
         worker.wait_ready()
         probe_once(r, tasks, -100, "bench:pickup-replies")  # the worker consumes
-        e2e, commands_per_job = scenario_e2e(r, tasks, worker, n)
+        e2e, commands_per_job = scenario_e2e(r, tasks, worker, n, args.warmup_jobs)
         log(f"e2e: {e2e:.0f}/s, {commands_per_job:.2f} commands/job")
         p50, p95, p99 = scenario_pickup(r, tasks, args.pickup_samples)
         log(f"pickup: p50 {p50:.2f} ms, p95 {p95:.2f} ms, p99 {p99:.2f} ms")

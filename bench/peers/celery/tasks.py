@@ -5,9 +5,12 @@ This module is imported twice: by the producer (bench.py) and by the
 settings from environment variables that bench.py sets:
 
   BENCH_REDIS_URL    broker (and result backend) URL, e.g. redis://127.0.0.1:6399/0
-  BENCH_E2E_JOBS     worker only: how many `bench.noop` runs mark the end of
-                     the end-to-end scenario
-  BENCH_DONE_FILE    worker only: file written once, when that many noops ran
+  BENCH_WARM_JOBS    worker only: how many `bench.noop` runs the unmeasured
+                     warm-up drain is (0: none)
+  BENCH_E2E_JOBS     worker only: how many `bench.noop` runs after those mark
+                     the end of the end-to-end scenario
+  BENCH_WARM_FILE    worker only: file written once, when the warm-up ran
+  BENCH_DONE_FILE    worker only: file written once, when the measured ones ran
   BENCH_READY_FILE   worker only: file written once the worker consumes
 
 No Redis command is added to the no-op task itself: the end of the
@@ -65,8 +68,10 @@ def probe(seq, reply_key):
 # The worker's main process creates a shared-memory counter in `worker_init`,
 # before the prefork pool forks its children; every child inherits it. Each
 # child bumps it in `task_postrun` after a `bench.noop` run, and the child
-# whose bump reaches BENCH_E2E_JOBS writes the wall-clock time of that moment
-# to BENCH_DONE_FILE (once). bench.py waits for that file. No Redis involved.
+# whose bump reaches BENCH_WARM_JOBS + BENCH_E2E_JOBS writes the wall-clock
+# time of that moment to BENCH_DONE_FILE (once); the one that reaches
+# BENCH_WARM_JOBS writes BENCH_WARM_FILE. bench.py waits for those files. No
+# Redis involved.
 
 _done_counter = None
 
@@ -92,7 +97,12 @@ def _count_noop(sender=None, **_kwargs):
         _done_counter.value += 1
         count = _done_counter.value
         now = time.time()
-    if count == int(os.environ.get("BENCH_E2E_JOBS", "0")):
+    warm = int(os.environ.get("BENCH_WARM_JOBS", "0"))
+    if count == warm:
+        warm_file = os.environ.get("BENCH_WARM_FILE")
+        if warm_file:
+            _write_atomically(warm_file, f"{now!r}\n")
+    if count == warm + int(os.environ.get("BENCH_E2E_JOBS", "0")):
         done_file = os.environ.get("BENCH_DONE_FILE")
         if done_file:
             _write_atomically(done_file, f"{now!r}\n")

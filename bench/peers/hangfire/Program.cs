@@ -43,7 +43,7 @@ public static class Program
     }
 }
 
-public sealed record BenchOptions(string Redis, int Jobs, int PickupSamples, int Threads, int Workers)
+public sealed record BenchOptions(string Redis, int Jobs, int PickupSamples, int Threads, int Workers, int WarmupJobs)
 {
     /// <summary>
     /// 20 workers: Hangfire's own default on a 2-core box would be min(5 x cores, 20) = 10; 20 is its
@@ -53,12 +53,12 @@ public sealed record BenchOptions(string Redis, int Jobs, int PickupSamples, int
 
     public const string Usage =
         "usage: HangfirePeer --redis <StackExchange.Redis connection string> [--jobs N=20000] " +
-        "[--pickup-samples M=200] [--threads T=4] [--workers W=20]";
+        "[--pickup-samples M=200] [--threads T=4] [--workers W=20] [--warmup-jobs N=500]";
 
     public static BenchOptions Parse(string[] args)
     {
         string? redis = null;
-        int jobs = 20000, samples = 200, threads = 4, workers = DefaultWorkers;
+        int jobs = 20000, samples = 200, threads = 4, workers = DefaultWorkers, warmup = 500;
         for (var i = 0; i < args.Length; i++)
         {
             var name = args[i];
@@ -74,6 +74,7 @@ public sealed record BenchOptions(string Redis, int Jobs, int PickupSamples, int
                 case "--pickup-samples": samples = PositiveInt(name, value); break;
                 case "--threads": threads = PositiveInt(name, value); break;
                 case "--workers": workers = PositiveInt(name, value); break;
+                case "--warmup-jobs": warmup = PositiveInt(name, value); break;
                 default: throw new ArgumentException($"unknown argument {name}");
             }
         }
@@ -81,7 +82,7 @@ public sealed record BenchOptions(string Redis, int Jobs, int PickupSamples, int
         {
             throw new ArgumentException("--redis is required");
         }
-        return new BenchOptions(redis, jobs, samples, threads, workers);
+        return new BenchOptions(redis, jobs, samples, threads, workers, warmup);
     }
 
     private static int PositiveInt(string name, string value) =>
@@ -142,7 +143,6 @@ public sealed class Bench(BenchOptions options)
 {
     private const string Prefix = RedisStorageOptions.DefaultPrefix;
     private const int ClientWarmupJobs = 500;
-    private const int ServerWarmupJobs = 500;
     private const int PickupWarmup = 5;
 
     private readonly BenchOptions _options = options;
@@ -214,8 +214,9 @@ public sealed class Bench(BenchOptions options)
         double? p50 = null, p95 = null, p99 = null;
         using (var server = new BackgroundJobServer(serverOptions, storage))
         {
-            // Ready: every worker has had the chance to fetch and perform, then let it settle.
-            var warmupJobs = Math.Max(_options.Workers * 2, ServerWarmupJobs);
+            // Ready: every worker has had the chance to fetch and perform (the warm-up drain, as long
+            // as TaskManager's and the other peers' in the same run), then let it settle.
+            var warmupJobs = Math.Max(_options.Workers * 2, _options.WarmupJobs);
             var warm = Jobs.ArmCompletion(warmupJobs);
             for (var i = 0; i < warmupJobs; i++)
             {
