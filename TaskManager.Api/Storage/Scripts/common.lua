@@ -6,6 +6,9 @@
 -- reads a stored value back.
 local function tenant_of(stored) return stored or DEFAULT_TENANT end
 
+-- Nor an 'attempt' while it is 0 (see create_task): attempt_of reads a stored value back, as a number.
+local function attempt_of(stored) return tonumber(stored) or 0 end
+
 -- Splits a comma list.
 local function split(list)
   local items = {}
@@ -152,7 +155,7 @@ local function event_state_of(id, attempt, rp, w)
       local f = redis.call('HMGET', task_key(id), 'attempt', 'rp', 'w')
       attempt, rp, w = f[1], f[2], f[3]
     end
-    st = {attempt = attempt or '0', rp = rp, w = w}
+    st = {attempt = attempt_of(attempt), rp = rp, w = w}
     event_state[id] = st
   end
   return st
@@ -201,7 +204,7 @@ local function move_index(id, ttype, from, to, tenant, attempt)
   if to == 'succeeded' then
     wake_followers(id, event_state_of(id))
   else
-    emit(id, 'status', attempt or '0', '{"status":"' .. to .. '"}')
+    emit(id, 'status', attempt_of(attempt), '{"status":"' .. to .. '"}')
   end
 end
 
@@ -238,7 +241,7 @@ end
 -- One attempt of a task's history, as JSON: its number, worker, start and end (ms), outcome and
 -- error (a JSON object, or '' for none).
 local function attempt_entry(attempt, worker, started, ended, outcome, error_json)
-  return '{"attempt":' .. (attempt or '0') ..
+  return '{"attempt":' .. attempt_of(attempt) ..
     ',"worker_id":' .. (worker and cjson.encode(worker) or 'null') ..
     ',"started_at":' .. (started or 'null') ..
     ',"ended_at":' .. (ended or 'null') ..
@@ -318,7 +321,7 @@ end
 -- has attempts left ('scheduled', or 'queued' when `immediate`), else `final_status`.
 local function failure_target(tk, retryable, final_status, immediate)
   local f = redis.call('HMGET', tk, 'attempt', 'max_attempts')
-  if retryable and tonumber(f[1] or 0) < tonumber(f[2]) then
+  if retryable and attempt_of(f[1]) < tonumber(f[2]) then
     if immediate then return 'queued' end
     return 'scheduled'
   end
@@ -331,7 +334,7 @@ local function move_after_failure(id, tk, ttype, from, to, delays, now)
   if to == 'queued' then
     requeue(id, tk, ttype, from, now)
   elseif to == 'scheduled' then
-    local attempt = tonumber(redis.call('HGET', tk, 'attempt') or 0)
+    local attempt = attempt_of(redis.call('HGET', tk, 'attempt'))
     local due = now + tonumber(delays[attempt] or delays[#delays] or 0)
     redis.call('HSET', tk, 'status', 'scheduled', 'retry_at', due)
     redis.call('ZADD', SCHEDULED, due, id)
@@ -625,7 +628,7 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
     observe('wait', pick.type, wait_ms)
     taken = taken + 1
     local token = token_base .. ':' .. taken
-    local attempt = tonumber(f[6] or 0) + 1
+    local attempt = attempt_of(f[6]) + 1
     local deadline = now + tonumber(f[5]) * 1000
     -- 'rp': this attempt's 'running' event is implied, not stored (see emit in common.lua).
     redis.call('HSET', tk, 'status', 'running', 'worker', worker, 'token', token,

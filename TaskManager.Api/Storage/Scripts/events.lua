@@ -13,7 +13,7 @@ local f = redis.call('HMGET', tk, 'status', 'attempt', 'rp', 'w')
 if f[1] and ARGV[4] == '1' and f[4] ~= '1' then redis.call('HSET', tk, 'w', '1') end
 local key = events_key(id)
 local n = redis.call('LLEN', key)
-local out = {n, f[1] or '', f[2] or '0', f[3] or '', ''}
+local out = {n, f[1] or '', tostring(attempt_of(f[2])), f[3] or '', ''}
 if f[1] == 'succeeded' and n > 0 then out[5] = redis.call('LINDEX', key, -1) end
 if tonumber(ARGV[2]) < n and tonumber(ARGV[3]) >= tonumber(ARGV[2]) then
   for _, e in ipairs(redis.call('LRANGE', key, ARGV[2], ARGV[3])) do out[#out + 1] = e end
