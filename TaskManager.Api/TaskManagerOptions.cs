@@ -4,7 +4,7 @@ using TaskManager.Api.Domain;
 namespace TaskManager.Api;
 
 /// <summary>Settings under <c>TaskManager:</c> (environment: <c>TaskManager__*</c>).</summary>
-public sealed class TaskManagerOptions
+public sealed class TaskManagerOptions : IValidatableObject
 {
     public const string Section = "TaskManager";
 
@@ -14,13 +14,16 @@ public sealed class TaskManagerOptions
 
     /// <summary>
     /// Prefix of every TaskManager key. The braces are a Redis Cluster hash tag: all keys of one
-    /// deployment land in one slot, so one Lua script may touch any of them.
+    /// deployment land in one slot, so one script may touch any of them on the node that owns it.
     /// </summary>
     [Required, RegularExpression(@"^\{[A-Za-z0-9_.-]+\}:$", ErrorMessage = "TaskManager:KeyPrefix must look like '{name}:'.")]
     public string KeyPrefix { get; set; } = "{tm}:";
 
-    /// <summary>Hangfire's own key prefix, apart from TaskManager's.</summary>
-    [Required]
+    /// <summary>
+    /// Hangfire's own key prefix, apart from TaskManager's. Its braces are a hash tag too: Hangfire
+    /// changes several keys in one transaction, which a Redis Cluster allows only within one slot.
+    /// </summary>
+    [Required, RegularExpression(@"^\{[A-Za-z0-9_.-]+\}:$", ErrorMessage = "TaskManager:HangfirePrefix must look like '{name}:'.")]
     public string HangfirePrefix { get; set; } = "{tm-hangfire}:";
 
     /// <summary>A worker silent for longer than this loses its tasks.</summary>
@@ -81,6 +84,16 @@ public sealed class TaskManagerOptions
     /// <summary>A retry overdue by this long (its Hangfire job lost) is queued by the safety sweep, in seconds.</summary>
     [Range(1, 3600)]
     public int RetryGraceSeconds { get; set; } = 10;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // Hangfire's keys have names like TaskManager's ('queue:default'): one prefix each keeps them apart.
+        if (string.Equals(KeyPrefix, HangfirePrefix, StringComparison.Ordinal))
+        {
+            yield return new ValidationResult("TaskManager:KeyPrefix and TaskManager:HangfirePrefix must differ.",
+                [nameof(KeyPrefix), nameof(HangfirePrefix)]);
+        }
+    }
 
     public RetryPolicy Retry => new(TimeSpan.FromSeconds(RetryBaseSeconds), RetryFactor, TimeSpan.FromSeconds(RetryMaxSeconds), RetryJitter);
 

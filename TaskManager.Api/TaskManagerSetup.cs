@@ -3,6 +3,7 @@ using Hangfire;
 using OpenTelemetry.Metrics;
 using Microsoft.Extensions.Options;
 using Scalar.AspNetCore;
+using TaskManager.Api.Coordination;
 using TaskManager.Api.Endpoints;
 using TaskManager.Api.Observability;
 using TaskManager.Api.Scheduling;
@@ -30,45 +31,15 @@ public static class TaskManagerSetup
             .ValidateOnStart();
         var options = builder.Configuration.GetSection(TaskManagerOptions.Section).Get<TaskManagerOptions>() ?? new();
 
-        if (string.IsNullOrWhiteSpace(builder.Configuration.GetConnectionString("redis")))
-        {
-            throw new InvalidOperationException(
-                "No Redis connection string: set ConnectionStrings__redis (for example 'localhost:6379,password=...'), or run the AppHost.");
-        }
-        // Redis command spans only where traces are exported (see ConfigureOpenTelemetry).
-        var traced = Microsoft.Extensions.Hosting.Extensions.HasOtlpExporter(builder.Configuration);
-        builder.AddRedisClient("redis", configureSettings: settings => settings.DisableTracing = !traced, configureOptions: redis =>
-        {
-            // Start and keep retrying while Redis is away; requests meanwhile answer 503.
-            redis.AbortOnConnectFail = false;
-            // Socket reads on .NET's thread pool rather than the library's own dedicated threads,
-            // which on a small machine spin and contend with the request threads.
-            redis.SocketManager = StackExchange.Redis.SocketManager.ThreadPool;
-        });
-
+        builder.AddRedisStorage(options);
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton(new RedisKeys(options.KeyPrefix));
-        builder.Services.AddSingleton<LuaScripts>();
-        builder.Services.AddSingleton<RedisTaskStore>();
-        builder.Services.AddSingleton<ITaskQueue>(sp => sp.GetRequiredService<RedisTaskStore>());
-        builder.Services.AddSingleton<ITaskInspector>(sp => sp.GetRequiredService<RedisTaskStore>());
-        builder.Services.AddSingleton<IWorkerRegistry>(sp => sp.GetRequiredService<RedisTaskStore>());
-        builder.Services.AddSingleton<ISchedulerStore>(sp => sp.GetRequiredService<RedisTaskStore>());
-        builder.Services.AddSingleton<IQueueControl>(sp => sp.GetRequiredService<RedisTaskStore>());
-        builder.Services.AddTaskScheduling(options);
+        builder.Services.AddTaskScheduling(options, StorageSetup.HangfireStorage);
         builder.Services.AddSingleton<FleetGauges>();
         builder.Services.AddSingleton<TaskTelemetry>();
 
         if (options.Role == "api")
         {
-            builder.Services.AddSingleton<LeaseNotifier>();
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<LeaseNotifier>());
-            builder.Services.AddSingleton<WorkerCapabilitiesCache>();
-            builder.Services.AddSingleton<CancelSignals>();
-            builder.Services.AddSingleton<TaskEventSignals>();
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<CancelSignals>());
-            builder.Services.AddSingleton<IdleHeartbeats>();
-            builder.Services.AddHostedService(sp => sp.GetRequiredService<IdleHeartbeats>());
+            builder.Services.AddCoordination();
             builder.Services.ConfigureHttpJsonOptions(json =>
             {
                 json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;

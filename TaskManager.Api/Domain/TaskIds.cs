@@ -49,4 +49,10 @@ public static class TaskIds
         bytes[8] = (byte)(0x80 | (bytes[8] & 0x3F));
         return Convert.ToHexStringLower(bytes);
     }
+
+    /// <summary>True for a task id as <see cref="New"/> makes them: 32 lowercase hex digits.</summary>
+    public static bool IsTaskId(string? id) => id is { Length: 32 } && id.All(char.IsAsciiHexDigitLower);
+
+    /// <summary>True for a worker id: <c>w_</c> and 32 lowercase hex digits.</summary>
+    public static bool IsWorkerId(string? id) => id is { Length: 34 } && id.StartsWith("w_", StringComparison.Ordinal) && IsTaskId(id[2..]);
 }

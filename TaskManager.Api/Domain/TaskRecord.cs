@@ -88,14 +88,19 @@ public static class QueueOrder
     private const long EpochMs = 1_704_067_200_000;
 
     /// <summary>
-    /// The queue score (lowest is leased first) as a Lua function, <c>queue_score(priority,
-    /// created_ms)</c>, for the scripts: they score a task when they queue it, from its priority
-    /// and creation time, so the task's hash need not keep the score. One priority step is worth
-    /// 10^13 ms (about 300 years) of age, so priority always wins; the largest score stays below
-    /// 2^53, where doubles are exact, and it is written out in whole digits.
+    /// What one priority step is worth in the score: 10^13 ms of age (about 300 years), so priority
+    /// always wins; the largest score stays below 2^53, where doubles are exact.
     /// </summary>
-    internal static string LuaFunction() =>
+    public const long PriorityBand = 10_000_000_000_000;
+
+    /// <summary>
+    /// The same for the scripts: <c>PRIORITY_BAND</c> and <c>queue_score(priority, created_ms)</c>,
+    /// the score (lowest is leased first) written out in whole digits. The scripts score a task when they queue it, from its
+    /// priority and creation time, so the task's hash need not keep the score.
+    /// </summary>
+    internal static string LuaDefinitions() =>
+        $"local PRIORITY_BAND = {PriorityBand}\n" +
         "local function queue_score(priority, created_ms)\n" +
-        $"  return string.format('%.0f', ({TaskLimits.MaxPriority} - tonumber(priority)) * 1e13 + (tonumber(created_ms) - {EpochMs}))\n" +
+        $"  return string.format('%.0f', ({TaskLimits.MaxPriority} - tonumber(priority)) * PRIORITY_BAND + (tonumber(created_ms) - {EpochMs}))\n" +
         "end\n";
 }

@@ -19,7 +19,7 @@ public static class TaskState
 
     /// <summary>
     /// The state machine as data: for each state, the states it may move to. Final states move
-    /// nowhere. The Lua scripts receive this same table (see <c>Storage/LuaScripts</c>), so the
+    /// nowhere. The Lua scripts receive this same table (see <c>Storage/LuaLibrary</c>), so the
     /// rules live in one place.
     /// </summary>
     public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Transitions =

@@ -1,28 +1,31 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
-using StackExchange.Redis;
+using TaskManager.Api.Domain;
 
 namespace TaskManager.Api.Endpoints;
 
 /// <summary>
 /// Turns exceptions into RFC 9457 ProblemDetails: bad requests that the framework detects
-/// (unreadable JSON, an oversized body) keep their 4xx; Redis being unreachable is a 503 with
-/// Retry-After. Anything else is a bug and is logged as one.
+/// (unreadable JSON, an oversized body) keep their 4xx; any error of the store is a 503 naming
+/// its cause, with Retry-After where it passes. Anything else is a bug and is logged as one.
 /// </summary>
-public sealed partial class ErrorHandling(IProblemDetailsService problems, ILogger<ErrorHandling> logger) : IExceptionHandler
+public sealed partial class ErrorHandling(IProblemDetailsService problems, IStoreHealth store, ILogger<ErrorHandling> logger) : IExceptionHandler
 {
     public const int RetryAfterSeconds = 1;
 
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
     {
+        var fault = store.Describe(exception);
         var (status, title, detail) = exception switch
         {
             BadHttpRequestException bad => (bad.StatusCode, "The request is not valid.", Describe(bad)),
             JsonException json => (StatusCodes.Status400BadRequest, "The request is not valid.", json.Message),
-            RedisConnectionException or RedisTimeoutException or ObjectDisposedException { ObjectName: "ConnectionMultiplexer" } =>
-                (StatusCodes.Status503ServiceUnavailable, "The task store is unavailable.", "Redis cannot be reached; retry shortly."),
-            RedisServerException server when server.Message.StartsWith("LOADING", StringComparison.Ordinal) =>
-                (StatusCodes.Status503ServiceUnavailable, "The task store is starting.", "Redis is loading its data; retry shortly."),
+            _ when fault is not null => (StatusCodes.Status503ServiceUnavailable, fault.Kind switch
+            {
+                StoreFaultKind.Unavailable => "The task store is unavailable.",
+                StoreFaultKind.Starting => "The task store is starting.",
+                _ => "The task store refused the request.",
+            }, fault.Detail),
             OperationCanceledException when context.RequestAborted.IsCancellationRequested =>
                 (499, "The client closed the request.", null),
             _ => (StatusCodes.Status500InternalServerError, "An unexpected error occurred.", null),

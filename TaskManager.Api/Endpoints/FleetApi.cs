@@ -1,17 +1,14 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using TaskManager.Api.Domain;
 using TaskManager.Api.Security;
-using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
 
 /// <summary>The worker fleet at a glance: health and stats, one entry per worker; and the admin drain.</summary>
 public static class FleetApi
 {
-    /// <summary>The most workers listed; dead ones drop out after <c>DeadWorkerRetentionMinutes</c>.</summary>
-    public const int MaxWorkers = 10_000;
-
     public static RouteGroupBuilder MapFleetApi(this IEndpointRouteBuilder app)
     {
         // Read-only fleet facts with no tenant's data: any client key may read them.
@@ -54,7 +51,7 @@ public static class FleetApi
     private static async Task<Ok<FleetHealthDto>> Health(IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
     {
         var now = time.GetUtcNow();
-        var workers = (await registry.ListWorkersAsync(MaxWorkers)).Select(w => HealthOf(w, now, options.Value)).ToArray();
+        var workers = (await registry.ListWorkersAsync(WorkerStatuses.MaxListed)).Select(w => HealthOf(w, now, options.Value)).ToArray();
         var counts = WorkerStatuses.All.ToDictionary(s => s, s => workers.Count(w => w.Status == s));
         return TypedResults.Ok(new FleetHealthDto(counts, workers));
     }
@@ -62,14 +59,14 @@ public static class FleetApi
     private static async Task<Ok<FleetStatsDto>> Stats(IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
     {
         var now = time.GetUtcNow();
-        var workers = (await registry.ListWorkersAsync(MaxWorkers)).Select(w =>
+        var workers = (await registry.ListWorkersAsync(WorkerStatuses.MaxListed)).Select(w =>
         {
             using var info = JsonDocument.Parse(w.InfoJson);
             using var state = JsonDocument.Parse(w.StateJson ?? w.InfoJson);
             return new WorkerStatsDto(
                 w.Id,
                 w.Name,
-                StatusOf(w, now, options.Value),
+                WorkerStatuses.Of(w, now, options.Value),
                 w.TaskTypes,
                 Member(info.RootElement, "backends"),
                 Member(state.RootElement, "models") ?? new RawJson("[]"),
@@ -88,49 +85,20 @@ public static class FleetApi
     private static async Task<Results<Ok<WorkerHealthDto>, ProblemHttpResult>> Drain(
         string id, IWorkerRegistry registry, IOptions<TaskManagerOptions> options, TimeProvider time)
     {
-        if (!Ids.IsWorkerId(id) || !await registry.DrainAsync(id))
+        if (!TaskIds.IsWorkerId(id) || !await registry.DrainAsync(id))
         {
             return Problems.WorkerNotFound(id);
         }
         var now = time.GetUtcNow();
-        var worker = (await registry.ListWorkersAsync(MaxWorkers)).FirstOrDefault(w => w.Id == id);
+        var worker = (await registry.ListWorkersAsync(WorkerStatuses.MaxListed)).FirstOrDefault(w => w.Id == id);
         return worker is null ? Problems.WorkerNotFound(id) : TypedResults.Ok(HealthOf(worker, now, options.Value));
     }
 
     private static WorkerHealthDto HealthOf(WorkerRecord worker, DateTimeOffset now, TaskManagerOptions options) =>
-        new(worker.Id, worker.Name, StatusOf(worker, now, options), worker.LastSeen, Math.Round((now - worker.LastSeen).TotalSeconds, 1), worker.Running);
-
-    /// <summary>
-    /// Derived from the last heartbeat, never stored: healthy until <c>WorkerStaleSeconds</c> of
-    /// silence, then stale, dead after <c>WorkerDeadSeconds</c>. A draining worker that still
-    /// answers is draining.
-    /// </summary>
-    public static string StatusOf(WorkerRecord worker, DateTimeOffset now, TaskManagerOptions options)
-    {
-        var silent = now - worker.LastSeen;
-        if (silent > TimeSpan.FromSeconds(options.WorkerDeadSeconds))
-        {
-            return WorkerStatuses.Dead;
-        }
-        if (worker.Draining)
-        {
-            return WorkerStatuses.Draining;
-        }
-        return silent > TimeSpan.FromSeconds(options.WorkerStaleSeconds) ? WorkerStatuses.Stale : WorkerStatuses.Healthy;
-    }
+        new(worker.Id, worker.Name, WorkerStatuses.Of(worker, now, options), worker.LastSeen, Math.Round((now - worker.LastSeen).TotalSeconds, 1), worker.Running);
 
     private static RawJson? Member(JsonElement root, string name) =>
         root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null
             ? new RawJson(value.GetRawText())
             : null;
-}
-
-public static class WorkerStatuses
-{
-    public const string Healthy = "healthy";
-    public const string Stale = "stale";
-    public const string Dead = "dead";
-    public const string Draining = "draining";
-
-    public static readonly IReadOnlyList<string> All = [Healthy, Stale, Dead, Draining];
 }

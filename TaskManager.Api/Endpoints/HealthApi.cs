@@ -1,6 +1,5 @@
-using System.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
-using StackExchange.Redis;
+using TaskManager.Api.Domain;
 
 namespace TaskManager.Api.Endpoints;
 
@@ -14,19 +13,15 @@ public static class HealthApi
 
     public sealed record HealthReport(string Status, RedisHealth Redis);
 
-    private static async Task<Results<Ok<HealthReport>, JsonHttpResult<HealthReport>>> Check(IConnectionMultiplexer redis, HttpContext context)
+    private static async Task<Results<Ok<HealthReport>, JsonHttpResult<HealthReport>>> Check(IStoreHealth store, HttpContext context)
     {
-        var clock = Stopwatch.StartNew();
-        try
+        var health = await store.CheckAsync(TimeSpan.FromSeconds(2));
+        if (health.Up)
         {
-            await redis.GetDatabase().PingAsync().WaitAsync(TimeSpan.FromSeconds(2));
-            return TypedResults.Ok(new HealthReport("healthy", new RedisHealth("up", clock.Elapsed.TotalMilliseconds, null)));
+            return TypedResults.Ok(new HealthReport("healthy", new RedisHealth("up", health.LatencyMs, null)));
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or ObjectDisposedException)
-        {
-            context.Response.Headers.RetryAfter = ErrorHandling.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return TypedResults.Json(new HealthReport("unhealthy", new RedisHealth("down", null, ex.Message)),
-                statusCode: StatusCodes.Status503ServiceUnavailable);
-        }
+        context.Response.Headers.RetryAfter = ErrorHandling.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return TypedResults.Json(new HealthReport("unhealthy", new RedisHealth("down", null, health.Error)),
+            statusCode: StatusCodes.Status503ServiceUnavailable);
     }
 }

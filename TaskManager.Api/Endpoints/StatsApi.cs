@@ -3,7 +3,6 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
 using TaskManager.Api.Security;
-using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
 
@@ -62,8 +61,8 @@ public static class StatsApi
             : [user.Tenant()];
         var snapshot = await inspector.ReadStatsAsync(tenants.Distinct().ToArray());
         var now = time.GetUtcNow();
-        var workers = (await registry.ListWorkersAsync(FleetApi.MaxWorkers))
-            .GroupBy(w => FleetApi.StatusOf(w, now, options.Value))
+        var workers = (await registry.ListWorkersAsync(WorkerStatuses.MaxListed))
+            .GroupBy(w => WorkerStatuses.Of(w, now, options.Value))
             .ToDictionary(g => g.Key, g => g.Count());
         return TypedResults.Ok(Build(snapshot, workers));
     }

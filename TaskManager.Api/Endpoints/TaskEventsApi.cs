@@ -2,9 +2,9 @@ using System.Security.Claims;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.AspNetCore.Http.HttpResults;
+using TaskManager.Api.Coordination;
 using TaskManager.Api.Domain;
 using TaskManager.Api.Security;
-using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
 

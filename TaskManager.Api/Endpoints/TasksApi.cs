@@ -3,10 +3,10 @@ using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using TaskManager.Api.Coordination;
 using TaskManager.Api.Domain;
 using TaskManager.Api.Observability;
 using TaskManager.Api.Security;
-using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
 
@@ -47,8 +47,7 @@ public static class TasksApi
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
         SubmitTaskBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
-        ClaimsPrincipal user, HttpContext context, ITaskQueue queue, LeaseNotifier notifier, TaskTelemetry telemetry,
-        ILogger<TaskTelemetry> logger)
+        ClaimsPrincipal user, HttpContext context, LeaseBroker broker, TaskTelemetry telemetry, ILogger<TaskTelemetry> logger)
     {
         if (idempotencyKey is not null &&
             (idempotencyKey.Length is 0 or > MaxIdempotencyKeyLength || idempotencyKey.Any(c => c < 0x21 || c > 0x7e)))
@@ -60,22 +59,9 @@ public static class TasksApi
         // what befalls the task later appear in the same trace.
         using var span = TaskTelemetry.Source.StartActivity("task.submit");
         span?.SetTag("task.type", request.Type);
-        // A lease waiting on this replica for such a task gets it from this call's own script.
-        var hand = notifier.Claim(request.Type, request.Model);
-        SubmitResult result;
-        try
-        {
-            result = await queue.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
-                idempotencyKey, idempotencyKey is null ? null : Fingerprint(request),
-                hand is null ? null : new WaitingLease(hand.WorkerId, hand.MaxTasks));
-        }
-        catch
-        {
-            // The lease looks for work again.
-            hand?.Give(null);
-            throw;
-        }
-        hand?.Give(result.Handed);
+        // A lease waiting on this replica for such a task gets it from this call's own store call.
+        var result = await broker.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
+            idempotencyKey, idempotencyKey is null ? null : Fingerprint(request));
         span?.SetTag("task.id", result.Task?.Id);
         if (result.Kind == SubmitKind.Created)
         {
@@ -167,7 +153,7 @@ public static class TasksApi
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Cancel(
         string id, ClaimsPrincipal user, ITaskQueue queue, ITaskInspector inspector, TaskTelemetry telemetry)
     {
-        if (!Ids.IsTaskId(id))
+        if (!TaskIds.IsTaskId(id))
         {
             return Problems.TaskNotFound(id);
         }
@@ -186,7 +172,7 @@ public static class TasksApi
 
     private static async Task<Results<NoContent, ProblemHttpResult>> Delete(string id, ClaimsPrincipal user, ITaskQueue queue)
     {
-        if (!Ids.IsTaskId(id))
+        if (!TaskIds.IsTaskId(id))
         {
             return Problems.TaskNotFound(id);
         }
@@ -242,7 +228,7 @@ public static class TasksApi
             {
                 errors["limit"] = [$"must be a whole number from 1 to {MaxPageSize}."];
             }
-            if (!string.IsNullOrEmpty(Cursor) && !Ids.IsTaskId(Cursor))
+            if (!string.IsNullOrEmpty(Cursor) && !TaskIds.IsTaskId(Cursor))
             {
                 errors["cursor"] = ["is not a cursor this API returned."];
             }

@@ -26,13 +26,3 @@ public sealed class ValidationFilter : IEndpointFilter
         return await next(context);
     }
 }
-
-/// <summary>Checks used by several endpoints.</summary>
-public static class Ids
-{
-    /// <summary>Task ids are UUIDv7s in 32 lowercase hex digits.</summary>
-    public static bool IsTaskId(string? id) => id is { Length: 32 } && id.All(char.IsAsciiHexDigitLower);
-
-    /// <summary>Worker ids are <c>w_</c> and 32 lowercase hex digits.</summary>
-    public static bool IsWorkerId(string? id) => id is { Length: 34 } && id.StartsWith("w_", StringComparison.Ordinal) && IsTaskId(id[2..]);
-}

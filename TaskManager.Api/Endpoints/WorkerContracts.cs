@@ -56,7 +56,7 @@ public sealed record HeartbeatRequest(IReadOnlyList<RunningTask>? Running, IRead
     {
         var errors = new Dictionary<string, string[]>();
         if (Running is { Count: > RegisterWorkerRequest.MaxCapacity } ||
-            Running?.Any(r => r is null || !Ids.IsTaskId(r.TaskId) || string.IsNullOrEmpty(r.LeaseToken)) == true)
+            Running?.Any(r => r is null || !TaskIds.IsTaskId(r.TaskId) || string.IsNullOrEmpty(r.LeaseToken)) == true)
         {
             errors["running"] = ["must list the running tasks, each with a task_id and its lease_token."];
         }
@@ -221,7 +221,7 @@ public sealed record CompleteBatchRequest(IReadOnlyList<CompletedResult>? Result
                     errors[$"results[{i}]"] = ["must be an object."];
                     continue;
                 }
-                if (!Ids.IsTaskId(r.TaskId))
+                if (!TaskIds.IsTaskId(r.TaskId))
                 {
                     errors[$"results[{i}].task_id"] = ["must be a task id."];
                 }

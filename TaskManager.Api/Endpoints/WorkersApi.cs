@@ -4,8 +4,8 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
 using TaskManager.Api.Observability;
+using TaskManager.Api.Coordination;
 using TaskManager.Api.Security;
-using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Endpoints;
 
@@ -58,151 +58,56 @@ public static class WorkersApi
     }
 
     /// <summary>
-    /// Records the heartbeat and answers the tasks to stop. With <c>wait_seconds</c>, a heartbeat
-    /// with nothing to stop is held (a long poll) until one of the worker's tasks must stop or the
-    /// time is up, then answered afresh: a cancel reaches the worker at once. It is held at most
-    /// half a lease while the worker runs tasks (their leases must be extended in time), and up to
-    /// <c>MaxLeaseWaitSeconds</c> while it runs nothing: then the API keeps the worker alive
-    /// (<see cref="IdleHeartbeats"/>), and a task leased to it, or a drain, answers it at once.
+    /// Records the heartbeat and answers the tasks to stop; with <c>wait_seconds</c>, a long poll
+    /// (see <see cref="WorkerHeartbeats"/>).
     /// </summary>
     private static async Task<Results<Ok<HeartbeatResponse>, ProblemHttpResult>> Heartbeat(
         string workerId,
         [FromQuery(Name = "wait_seconds")] int? waitSeconds,
         HeartbeatRequest body,
-        IWorkerRegistry workers,
-        CancelSignals signals,
-        IdleHeartbeats idle,
-        IOptions<TaskManagerOptions> options,
+        WorkerHeartbeats heartbeats,
         CancellationToken aborted)
     {
-        if (!Ids.IsWorkerId(workerId))
+        if (!TaskIds.IsWorkerId(workerId))
         {
             return Problems.WorkerNotFound(workerId);
         }
         if (waitSeconds is < 0 or > MaxWaitSeconds)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.",
-                detail: $"wait_seconds must be from 0 to {MaxWaitSeconds}.");
+            return Problems.Invalid("wait_seconds", $"must be from 0 to {MaxWaitSeconds}.");
         }
-        var state = WorkerStateOf(body.Gpus, body.Models);
         var running = (body.Running ?? []).Select(r => (r.TaskId!, r.LeaseToken!)).ToArray();
-
-        using var listener = signals.Listen(workerId);
-        var beat = await workers.HeartbeatAsync(workerId, state, running, holdIfIdle: running.Length == 0 && waitSeconds > 0);
-        if (beat is { Stop.Count: 0, Drain: false } && waitSeconds > 0)
-        {
-            var o = options.Value;
-            var wait = TimeSpan.FromSeconds(Math.Min(waitSeconds.Value, beat.Idle ? o.MaxLeaseWaitSeconds : o.LeaseTtlSeconds / 2));
-            using var hold = beat.Idle ? idle.Hold(workerId) : null;
-            if (await listener.WaitAsync(wait, aborted))
-            {
-                beat = await workers.HeartbeatAsync(workerId, state, running);
-            }
-        }
+        var beat = await heartbeats.BeatAsync(workerId, WorkerStateOf(body.Gpus, body.Models), running,
+            TimeSpan.FromSeconds(waitSeconds ?? 0), aborted);
         return beat is null ? Problems.WorkerNotFound(workerId) : TypedResults.Ok(new HeartbeatResponse(beat.Stop, beat.Drain));
     }
 
-    /// <summary>
-    /// Tries a lease; when nothing fits, waits for a notification (not a polling loop) and tries
-    /// again, until <c>wait_seconds</c> pass. The waiter is registered before each try, so a task
-    /// queued between the try and the wait still wakes it.
-    /// </summary>
+    /// <summary>A long poll for up to <c>max_tasks</c> tasks (see <see cref="LeaseBroker.LeaseAsync"/>); 204 when the time ran out.</summary>
     private static async Task<Results<Ok<LeaseResponse>, NoContent, ProblemHttpResult>> Lease(
         string workerId,
         [FromQuery(Name = "wait_seconds")] int? waitSeconds,
         [FromBody] LeaseRequest? body,
-        ITaskQueue queue,
-        LeaseNotifier notifier,
-        WorkerCapabilitiesCache capabilities,
-        TaskTelemetry telemetry,
+        LeaseBroker broker,
         IOptions<TaskManagerOptions> options,
-        TimeProvider time,
         CancellationToken aborted)
     {
-        if (!Ids.IsWorkerId(workerId))
+        if (!TaskIds.IsWorkerId(workerId))
         {
             return Problems.WorkerNotFound(workerId);
         }
         if (waitSeconds is < 0 or > MaxWaitSeconds)
         {
-            return TypedResults.Problem(statusCode: StatusCodes.Status400BadRequest, title: "The request is not valid.",
-                detail: $"wait_seconds must be from 0 to {MaxWaitSeconds}.");
+            return Problems.Invalid("wait_seconds", $"must be from 0 to {MaxWaitSeconds}.");
         }
         var wait = TimeSpan.FromSeconds(Math.Min(waitSeconds ?? 0, options.Value.MaxLeaseWaitSeconds));
-        var deadline = time.GetUtcNow() + wait;
-        var maxTasks = body?.MaxTasks ?? 1;
-
-        while (true)
+        var result = await broker.LeaseAsync(workerId, body?.MaxTasks ?? 1, wait, aborted);
+        if (result.UnknownWorker)
         {
-            var (types, models) = capabilities.Get(workerId);
-            using var waiter = notifier.Register(types, models, workerId, maxTasks);
-            var result = await queue.LeaseAsync(workerId, maxTasks);
-            if (Answer(result) is { } answer)
-            {
-                return answer;
-            }
-
-            var remaining = deadline - time.GetUtcNow();
-            if (remaining <= TimeSpan.Zero)
-            {
-                return TypedResults.NoContent();
-            }
-            var wake = await waiter.WaitAsync(remaining, aborted);
-            if (wake is null)
-            {
-                return TypedResults.NoContent();
-            }
-            // A submission on this replica leased this worker its task in its own script call.
-            if (wake.Hand is not null && await wake.Hand.Answer is { } handed && Answer(handed) is { } given)
-            {
-                return given;
-            }
-            // Woken for a type this worker does not serve (its types were not known yet): pass it on.
-            if (!result.WorkerTypes.Contains(wake.Type))
-            {
-                notifier.Notify(wake.Type);
-            }
+            return Problems.WorkerNotFound(workerId);
         }
-
-        // The answer to give for a lease's result, or null to wait on.
-        Results<Ok<LeaseResponse>, NoContent, ProblemHttpResult>? Answer(LeaseResult result)
-        {
-            if (result.UnknownWorker)
-            {
-                return Problems.WorkerNotFound(workerId);
-            }
-            Leased(workerId, result, notifier, capabilities, telemetry);
-            if (result.Tasks.Count == 0)
-            {
-                return null;
-            }
-            return TypedResults.Ok(new LeaseResponse(result.Tasks.Select(LeasedTaskDto.From).ToArray()));
-        }
-    }
-
-    /// <summary>What every lease does with its answer: learns the worker's types and models, wakes the
-    /// workers it left tasks for, passes the wake-up on when work remains, and counts the waits.</summary>
-    private static void Leased(string workerId, LeaseResult result, LeaseNotifier notifier, WorkerCapabilitiesCache capabilities,
-        TaskTelemetry telemetry)
-    {
-        capabilities.Set(workerId, result.WorkerTypes, result.WorkerModels);
-        // Tasks left for a worker that has their model loaded: wake that worker.
-        foreach (var (type, model) in result.LeftForOthers)
-        {
-            notifier.Notify(type, model);
-        }
-        // Work this lease left behind wakes the next waiter.
-        if (result.Tasks.Count > 0 && result.MoreQueued)
-        {
-            foreach (var type in result.WorkerTypes)
-            {
-                notifier.Notify(type);
-            }
-        }
-        foreach (var task in result.Tasks)
-        {
-            telemetry.Waited(task.Type, task.WaitMs);
-        }
+        return result.Tasks.Count == 0
+            ? TypedResults.NoContent()
+            : TypedResults.Ok(new LeaseResponse(result.Tasks.Select(LeasedTaskDto.From).ToArray()));
     }
 
     /// <summary>
@@ -212,17 +117,17 @@ public static class WorkersApi
     /// stop the others.
     /// </summary>
     private static async Task<Results<Ok<CompleteBatchResponse>, ProblemHttpResult>> CompleteBatch(
-        string workerId, CompleteBatchRequest body, ITaskQueue queue, LeaseNotifier notifier, WorkerCapabilitiesCache capabilities,
-        TaskTelemetry telemetry, TimeProvider time, ILogger<TaskTelemetry> logger)
+        string workerId, CompleteBatchRequest body, LeaseBroker broker, TaskTelemetry telemetry, TimeProvider time,
+        ILogger<TaskTelemetry> logger)
     {
-        if (!Ids.IsWorkerId(workerId))
+        if (!TaskIds.IsWorkerId(workerId))
         {
             return Problems.WorkerNotFound(workerId);
         }
         var results = body.Results ?? [];
-        var (outcomes, lease) = await queue.CompleteManyAsync(
+        var (outcomes, lease) = await broker.CompleteManyAsync(workerId,
             results.Select(r => new CompletedTask(r.TaskId!, r.LeaseToken!, r.OutputJson()!, r.Chunks, r.Logs)).ToArray(),
-            body.MaxTasks is > 0 ? workerId : null, body.MaxTasks ?? 0);
+            body.MaxTasks ?? 0);
         var answers = new CompleteBatchItem[results.Count];
         for (var i = 0; i < results.Count; i++)
         {
@@ -239,12 +144,6 @@ public static class WorkersApi
                 answers[i] = new CompleteBatchItem(r.TaskId!, problem.Status!.Value, outcome.Status, problem.Detail);
             }
         }
-        // The results are stored whatever the lease found; a worker the API has forgotten gets no
-        // new tasks here and learns to register again from its next heartbeat.
-        if (lease is { UnknownWorker: false })
-        {
-            Leased(workerId, lease, notifier, capabilities, telemetry);
-        }
         return TypedResults.Ok(new CompleteBatchResponse(answers, lease?.Tasks.Select(LeasedTaskDto.From).ToArray() ?? []));
     }
 
@@ -252,7 +151,7 @@ public static class WorkersApi
         string workerId, string taskId, string name, [FromQuery(Name = "lease_token")] string? leaseToken,
         HttpRequest request, ITaskQueue queue, IOptions<TaskManagerOptions> options)
     {
-        if (!Ids.IsTaskId(taskId))
+        if (!TaskIds.IsTaskId(taskId))
         {
             return Problems.TaskNotFound(taskId);
         }
@@ -371,71 +270,4 @@ public static class WorkersApi
                 ("task.id", taskId), ("task.attempt", outcome.Attempt?.Number), ("task.status", outcome.Status));
         }
     }
-}
-
-/// <summary>
-/// The task types each worker serves and the models it has loaded, learnt from its leases, so
-/// that a waiting lease is woken only for work it can take, and first for its models. Unknown
-/// workers wait on every type until their first lease.
-/// </summary>
-/// <remarks>
-/// Every worker id that leases here gets an entry, and a worker that restarts registers under a new
-/// id: the entries of workers that stopped leasing are dropped, so the cache stays as large as the
-/// live fleet. A live worker leases at least once per <c>MaxLeaseWaitSeconds</c> (its long poll
-/// ends), far inside <see cref="Forget"/>; one dropped all the same only waits on every type
-/// again until its next lease.
-/// </remarks>
-public sealed class WorkerCapabilitiesCache(TimeProvider time)
-{
-    /// <summary>How long an entry lasts without a lease from its worker.</summary>
-    internal static readonly TimeSpan Forget = TimeSpan.FromMinutes(10);
-
-    /// <summary>The fewest new workers between two looks for old entries.</summary>
-    internal const int MinSweepSize = 1024;
-
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Entry> known = new(StringComparer.Ordinal);
-    private readonly Lock sweeping = new();
-    private int added; // new workers since the last sweep
-    private int sweepAfter = MinSweepSize;
-
-    public (IReadOnlyList<string> Types, IReadOnlyList<string> Models) Get(string workerId) =>
-        known.TryGetValue(workerId, out var e) ? (e.Types, e.Models) : (TaskTypes.All, []);
-
-    public void Set(string workerId, IReadOnlyList<string> types, IReadOnlyList<string> models)
-    {
-        var entry = new Entry(types, models, time.GetTimestamp());
-        // A known worker (every lease but its first) is one write, as before. A sweep runs once as
-        // many new workers came as the cache held after the last one (amortised; never Count on
-        // this path, which takes every lock of the dictionary).
-        if (known.ContainsKey(workerId) || !known.TryAdd(workerId, entry))
-        {
-            known[workerId] = entry;
-        }
-        else if (Interlocked.Increment(ref added) >= Volatile.Read(ref sweepAfter))
-        {
-            Sweep();
-        }
-    }
-
-    private void Sweep()
-    {
-        lock (sweeping)
-        {
-            if (Volatile.Read(ref added) < sweepAfter)
-            {
-                return;
-            }
-            foreach (var (id, entry) in known)
-            {
-                if (time.GetElapsedTime(entry.LeasedAt) > Forget)
-                {
-                    known.TryRemove(new KeyValuePair<string, Entry>(id, entry));
-                }
-            }
-            Volatile.Write(ref added, 0);
-            Volatile.Write(ref sweepAfter, Math.Max(MinSweepSize, known.Count));
-        }
-    }
-
-    private sealed record Entry(IReadOnlyList<string> Types, IReadOnlyList<string> Models, long LeasedAt);
 }

@@ -1,14 +1,12 @@
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
-using TaskManager.Api.Endpoints;
-using TaskManager.Api.Storage;
 
 namespace TaskManager.Api.Observability;
 
 /// <summary>
-/// Queue depths and live workers for the observable gauges, read from Redis every few seconds in
-/// the background: a metrics export never waits on Redis, and Redis sees one read per period.
+/// Queue depths and live workers for the observable gauges, read from the store every few seconds in
+/// the background: a metrics export never waits on the store, and the store sees one read per period.
 /// Only while the gauges are collected (an exporter read them in the last <see cref="Watched"/>):
 /// with no exporter, or none that reads them, nothing is read at all (reading the fleet costs a
 /// read of every worker). A first collection wakes the refresh, so the next one is current.
@@ -84,12 +82,12 @@ public sealed partial class FleetGauges(IServiceProvider services, TimeProvider 
                 depths = TaskTypes.All.Select(t => new Measurement<long>(stats.QueueDepths.GetValueOrDefault(t),
                     new KeyValuePair<string, object?>("type", t))).ToArray();
                 var now = time.GetUtcNow();
-                var byStatus = (await registry.ListWorkersAsync(FleetApi.MaxWorkers)).GroupBy(w => FleetApi.StatusOf(w, now, options))
+                var byStatus = (await registry.ListWorkersAsync(WorkerStatuses.MaxListed)).GroupBy(w => WorkerStatuses.Of(w, now, options))
                     .ToDictionary(g => g.Key, g => g.Count());
                 workers = WorkerStatuses.All.Select(s => new Measurement<long>(byStatus.GetValueOrDefault(s),
                     new KeyValuePair<string, object?>("status", s))).ToArray();
             }
-            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+            catch (Exception ex) when (services.GetRequiredService<IStoreHealth>().Describe(ex) is not null)
             {
                 LogUnavailable(logger, ex.Message);
             }

@@ -1,26 +1,22 @@
 using Hangfire;
-using Hangfire.Redis.StackExchange;
-using StackExchange.Redis;
 
 namespace TaskManager.Api.Scheduling;
 
 /// <summary>
-/// Hangfire on the same Redis under its own prefix. Both roles get the storage (the api role for
+/// Hangfire, on the job storage the store provides. Both roles get the storage (the api role for
 /// the dashboard at <c>/hangfire</c>); only the scheduler role runs the Hangfire server. Hangfire
 /// stays off the hot path: nothing in submit, lease or complete calls it.
 /// </summary>
 public static class HangfireSetup
 {
-    public static IServiceCollection AddTaskScheduling(this IServiceCollection services, TaskManagerOptions options)
+    public static IServiceCollection AddTaskScheduling(this IServiceCollection services, TaskManagerOptions options,
+        Func<IServiceProvider, JobStorage> storage)
     {
         services.AddHangfire((provider, config) => config
             .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
             .UseSimpleAssemblyNameTypeSerializer()
             .UseRecommendedSerializerSettings()
-            .UseRedisStorage(provider.GetRequiredService<IConnectionMultiplexer>(), new RedisStorageOptions
-            {
-                Prefix = options.HangfirePrefix,
-            }));
+            .UseStorage(storage(provider)));
 
         if (options.Role == "scheduler")
         {

@@ -1,5 +1,5 @@
 using Hangfire;
-using TaskManager.Api.Storage;
+using TaskManager.Api.Domain;
 
 namespace TaskManager.Api.Scheduling;
 

@@ -1,7 +1,8 @@
 using Hangfire;
 using Hangfire.Server;
 using Microsoft.Extensions.Options;
-using TaskManager.Api.Storage;
+using TaskManager.Api.Domain;
+using TaskManager.Api.Observability;
 
 namespace TaskManager.Api.Scheduling;
 
@@ -14,7 +15,7 @@ namespace TaskManager.Api.Scheduling;
 public sealed partial class SchedulerProcess(
     ISchedulerStore store,
     IBackgroundJobClient jobs,
-    Observability.TaskTelemetry telemetry,
+    TaskTelemetry telemetry,
     TimeProvider time,
     IOptions<TaskManagerOptions> options,
     ILogger<SchedulerProcess> logger) : IBackgroundProcess
@@ -42,9 +43,9 @@ public sealed partial class SchedulerProcess(
         await DrainAsync(() => store.SweepOverdueRetriesAsync(Batch), id => LogMoved(logger, "overdue retry", id, "queued"));
 
         // Retention and dead workers change slowly: once a minute is enough.
-        if (DateTimeOffset.UtcNow >= nextUpkeep)
+        if (time.GetUtcNow() >= nextUpkeep)
         {
-            nextUpkeep = DateTimeOffset.UtcNow.AddMinutes(1);
+            nextUpkeep = time.GetUtcNow().AddMinutes(1);
             while (await store.SweepRetentionAsync(Batch) == Batch)
             {
             }
@@ -60,7 +61,7 @@ public sealed partial class SchedulerProcess(
         LogMoved(logger, what, moved.TaskId, moved.Status);
         telemetry.Moved(moved.Type, moved.Status);
         var now = time.GetUtcNow();
-        Observability.TaskTelemetry.RecordSpan(what, moved.TraceParent, now, now, ("task.id", moved.TaskId), ("task.status", moved.Status));
+        TaskTelemetry.RecordSpan(what, moved.TraceParent, now, now, ("task.id", moved.TaskId), ("task.status", moved.Status));
     }
 
     private async Task ApplyAsync(OutboxEntry entry)

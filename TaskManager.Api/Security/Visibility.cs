@@ -1,6 +1,6 @@
 using System.Security.Claims;
 using TaskManager.Api.Domain;
-using TaskManager.Api.Storage;
+
 
 namespace TaskManager.Api.Security;
 
@@ -11,5 +11,5 @@ public static class Visibility
 
     /// <summary>The task, when it exists and the caller may see it; else null (a 404).</summary>
     public static async Task<TaskRecord?> GetVisibleAsync(this ITaskInspector inspector, string id, ClaimsPrincipal user) =>
-        Endpoints.Ids.IsTaskId(id) && await inspector.GetAsync(id) is { } task && user.CanSee(task) ? task : null;
+        TaskIds.IsTaskId(id) && await inspector.GetAsync(id) is { } task && user.CanSee(task) ? task : null;
 }

@@ -1,122 +1,177 @@
+using System.Text;
+
 namespace TaskManager.Api.Storage;
 
 /// <summary>
-/// Every Redis key and channel TaskManager uses, built in this one class. The Lua scripts get the
-/// same names through <see cref="LuaDefinitions"/>, so C# and Lua cannot drift apart.
+/// Every Redis key and channel TaskManager uses, each declared once here as a template. C# builds
+/// keys from them, and the Lua scripts get the same templates as constants and functions
+/// (<see cref="LuaDefinitions"/>), so the two cannot drift apart.
 /// </summary>
 /// <remarks>
-/// <list type="bullet">
-/// <item><c>task:{id}</c> hash: one task. Besides its fields, <c>rp</c> (<c>1</c>: the current
-/// attempt's <c>running</c> event is implied, not stored yet) and <c>w</c> (<c>1</c>: an event
-/// stream follows it, so its events are published). It stores nothing another field or the key
-/// says (see create_task in common.lua): no id, no <c>attempt</c> while it is 0, no <c>tenant</c>
-/// for the default one, no <c>queued_at</c> until a retry queues it again, no queue score (the
-/// scripts derive it from <c>priority</c> and <c>created</c>; tasks stored before kept it in
-/// <c>qs</c>, which is still read).</item>
-/// <item><c>queue:{type}</c> sorted set: queued task ids, scored by priority then age (lowest first).</item>
-/// <item><c>idx:{tenant}:{status}:{type}</c> sorted set, all scores 0: a tenant's task ids by status
-/// and type, ordered by id, which is a UUIDv7 and so sorts by creation time. Listing merges these;
-/// a tenant's queued count (its cap) is the sum of its queued sets.</item>
-/// <item><c>idem:{tenant}:{key}</c> string: <c>task id|request hash</c> of an Idempotency-Key, for 24 hours.</item>
-/// <item><c>leases</c> sorted set: running task ids by lease expiry (ms).</item>
-/// <item><c>deadlines</c> sorted set: running task ids by attempt deadline (ms).</item>
-/// <item><c>scheduled</c> sorted set: task ids waiting for a retry, by due time (ms).</item>
-/// <item><c>finished</c> sorted set: final task ids by completion time (ms), for retention.</item>
-/// <item><c>attempts:{id}</c> list: one JSON object per ended attempt of a task, but for the one
-/// that succeeded, which is read from the task's hash.</item>
-/// <item><c>outbox</c> list: work for the scheduler's Hangfire client (<c>schedule|id|attempt|due</c>,
-/// <c>delete|id</c>), so that request handlers never call Hangfire.</item>
-/// <item><c>evlist:{id}</c> list: the task's status changes, progress, output chunks and log
-/// lines, in order, as <c>kind|attempt|data</c>; an event's place (1, 2, ...) is its server-sent
-/// event id. Event 0, the submission's <c>queued</c>, a pending <c>running</c> and <c>succeeded</c>
-/// are implied by the task's hash, not stored (see emit in common.lua). (Before, a stream at
-/// <c>events:{id}</c>, which Redis 7.0 gives 4 KB each; deletion still removes one left from then.)
-/// <c>ev:{id}</c> pub/sub channel: published with each event of a followed task, to wake its
-/// followers on any API replica.</item>
-/// <item><c>artifacts:{id}</c> hash (name to content type) and <c>artifact:{id}:{name}</c> strings:
-/// a task's binary outputs.</item>
-/// <item><c>paused</c> set: task types whose queue is paused.</item>
-/// <item><c>stats:totals</c> hash (<c>{type}:{status}</c> and <c>{type}:submitted</c> to counts),
-/// <c>stats:min:{minute}</c> hashes (tasks finished in that minute, kept 20 minutes), and
-/// <c>stats:wait:{type}</c> / <c>stats:run:{type}</c> hashes (histogram bucket index to count,
-/// plus <c>count</c> and <c>sum</c> in ms): the statistics, kept up as tasks move.</item>
-/// <item><c>worker:{id}</c> hash and <c>workers</c> sorted set (by last heartbeat, ms);
-/// <c>model:{name}</c> set: the workers that have that model loaded.</item>
-/// <item><c>notify</c> pub/sub channel: a task type, published when work of that type is queued.</item>
-/// <item><c>cancels</c> pub/sub channel: a worker id, published when one of its tasks must stop.</item>
-/// </list>
+/// Every key starts with the deployment's prefix, whose braces are a Redis Cluster hash tag: all
+/// of one deployment's keys live in one slot, so a script may touch any of them on the node that
+/// owns it. The layout is described in docs/architecture.md ("Storage layout").
 /// </remarks>
 public sealed class RedisKeys(string prefix)
 {
+    // Templates: literal text with {holes}; a hole's name is the Lua function's parameter.
+    internal static readonly KeyTemplate TaskT = new("task_key", "task:{id}");
+    internal static readonly KeyTemplate QueueT = new("queue_key", "queue:{ttype}");
+    internal static readonly KeyTemplate IndexT = new("index_key", "idx:{tenant}:{status}:{ttype}");
+    internal static readonly KeyTemplate IdempotencyT = new("idem_key", "idem:{tenant}:{key}");
+    internal static readonly KeyTemplate LeasesT = new("LEASES", "leases");
+    internal static readonly KeyTemplate DeadlinesT = new("DEADLINES", "deadlines");
+    internal static readonly KeyTemplate ScheduledT = new("SCHEDULED", "scheduled");
+    internal static readonly KeyTemplate FinishedT = new("FINISHED", "finished");
+    internal static readonly KeyTemplate AttemptsT = new("attempts_key", "attempts:{id}");
+    internal static readonly KeyTemplate OutboxT = new("OUTBOX", "outbox");
+    internal static readonly KeyTemplate EventsT = new("events_key", "evlist:{id}");
+    internal static readonly KeyTemplate ArtifactsT = new("artifacts_key", "artifacts:{id}");
+    internal static readonly KeyTemplate ArtifactT = new("artifact_key", "artifact:{id}:{name}");
+    internal static readonly KeyTemplate ModelWorkersT = new("model_key", "model:{model}");
+    internal static readonly KeyTemplate PausedT = new("PAUSED", "paused");
+    internal static readonly KeyTemplate WorkerT = new("worker_key", "worker:{id}");
+    internal static readonly KeyTemplate WorkersT = new("WORKERS", "workers");
+    internal static readonly KeyTemplate StatsTotalsT = new("STATS_TOTALS", "stats:totals");
+    internal static readonly KeyTemplate StatsMinuteT = new("stats_minute_key", "stats:min:{minute}");
+    internal static readonly KeyTemplate HistogramT = new("histogram_key", "stats:{kind}:{ttype}");
+    internal static readonly KeyTemplate NotifyChannelT = new("NOTIFY", "notify");
+    internal static readonly KeyTemplate CancelChannelT = new("CANCELS", "cancels");
+    internal static readonly KeyTemplate EventChannelT = new("event_channel", "ev:{id}");
+
+    private static readonly KeyTemplate[] All =
+    [
+        TaskT, QueueT, IndexT, IdempotencyT, LeasesT, DeadlinesT, ScheduledT, FinishedT, AttemptsT, OutboxT, EventsT,
+        ArtifactsT, ArtifactT, ModelWorkersT, PausedT, WorkerT, WorkersT, StatsTotalsT, StatsMinuteT, HistogramT,
+        NotifyChannelT, CancelChannelT, EventChannelT,
+    ];
+
     public string Prefix { get; } = prefix;
 
-    public string Task(string id) => $"{Prefix}task:{id}";
+    /// <summary><c>task:{id}</c> hash: one task (its fields: docs/architecture.md).</summary>
+    public string Task(string id) => TaskT.Build(Prefix, id);
 
-    public string Queue(string type) => $"{Prefix}queue:{type}";
+    /// <summary><c>queue:{type}</c> sorted set: queued task ids by priority, then age (lowest first).</summary>
+    public string Queue(string type) => QueueT.Build(Prefix, type);
 
-    public string Index(string tenant, string status, string type) => $"{Prefix}idx:{tenant}:{status}:{type}";
+    /// <summary><c>idx:{tenant}:{status}:{type}</c> sorted set, scores 0: a tenant's task ids by status and type, ordered by id (creation).</summary>
+    public string Index(string tenant, string status, string type) => IndexT.Build(Prefix, tenant, status, type);
 
-    public string Idempotency(string tenant, string key) => $"{Prefix}idem:{tenant}:{key}";
+    /// <summary><c>idem:{tenant}:{key}</c> string: <c>task id|request hash</c> of an Idempotency-Key.</summary>
+    public string Idempotency(string tenant, string key) => IdempotencyT.Build(Prefix, tenant, key);
 
-    public string Leases => $"{Prefix}leases";
+    /// <summary>Running task ids by lease expiry (ms).</summary>
+    public string Leases => LeasesT.Build(Prefix);
 
-    public string Deadlines => $"{Prefix}deadlines";
+    /// <summary>Running task ids by attempt deadline (ms).</summary>
+    public string Deadlines => DeadlinesT.Build(Prefix);
 
-    public string Scheduled => $"{Prefix}scheduled";
+    /// <summary>Task ids waiting for a retry, by due time (ms).</summary>
+    public string Scheduled => ScheduledT.Build(Prefix);
 
-    public string Finished => $"{Prefix}finished";
+    /// <summary>Final task ids by completion time (ms), for retention.</summary>
+    public string Finished => FinishedT.Build(Prefix);
 
-    public string Attempts(string id) => $"{Prefix}attempts:{id}";
+    /// <summary>One JSON object per ended attempt of a task, but the one that succeeded (the task's hash describes it).</summary>
+    public string Attempts(string id) => AttemptsT.Build(Prefix, id);
 
-    public string Outbox => $"{Prefix}outbox";
+    /// <summary>Work for the scheduler's Hangfire client: <c>schedule|id|attempt|due</c>, <c>delete|id</c>.</summary>
+    public string Outbox => OutboxT.Build(Prefix);
 
-    public string CancelChannel => $"{Prefix}cancels";
+    /// <summary>A task's stored events, <c>kind|attempt|data</c>; an event's place is its id.</summary>
+    public string Events(string id) => EventsT.Build(Prefix, id);
 
-    public string Events(string id) => $"{Prefix}evlist:{id}";
+    public string Artifacts(string id) => ArtifactsT.Build(Prefix, id);
 
-    public string EventChannel(string id) => $"{Prefix}ev:{id}";
+    public string Artifact(string id, string name) => ArtifactT.Build(Prefix, id, name);
 
-    public string Artifacts(string id) => $"{Prefix}artifacts:{id}";
+    /// <summary>The workers that have a model loaded.</summary>
+    public string ModelWorkers(string model) => ModelWorkersT.Build(Prefix, model);
 
-    public string Artifact(string id, string name) => $"{Prefix}artifact:{id}:{name}";
+    public string Paused => PausedT.Build(Prefix);
 
-    public string ModelWorkers(string model) => $"{Prefix}model:{model}";
+    public string Worker(string id) => WorkerT.Build(Prefix, id);
 
-    public string Paused => $"{Prefix}paused";
+    /// <summary>Worker ids by last heartbeat (ms).</summary>
+    public string Workers => WorkersT.Build(Prefix);
 
-    public string Worker(string id) => $"{Prefix}worker:{id}";
+    /// <summary>All-time counts: <c>{type}:{status}</c> and <c>{type}:submitted</c>.</summary>
+    public string StatsTotals => StatsTotalsT.Build(Prefix);
 
-    public string Workers => $"{Prefix}workers";
+    /// <summary>Pub/sub: a task type (<c>type|model</c>), published when work of that type is queued.</summary>
+    public string NotifyChannel => NotifyChannelT.Build(Prefix);
 
-    public string NotifyChannel => $"{Prefix}notify";
+    /// <summary>Pub/sub: a worker id, published when one of its tasks must stop or it has news.</summary>
+    public string CancelChannel => CancelChannelT.Build(Prefix);
 
-    /// <summary>The same names as Lua functions and constants, prepended to every script.</summary>
-    public string LuaDefinitions() => $$"""
-        local PREFIX = '{{Prefix}}'
-        local LEASES = '{{Leases}}'
-        local DEADLINES = '{{Deadlines}}'
-        local WORKERS = '{{Workers}}'
-        local NOTIFY = '{{NotifyChannel}}'
-        local SCHEDULED = '{{Scheduled}}'
-        local FINISHED = '{{Finished}}'
-        local OUTBOX = '{{Outbox}}'
-        local CANCELS = '{{CancelChannel}}'
-        local PAUSED = '{{Paused}}'
-        local STATS_TOTALS = '{{Prefix}}stats:totals'
-        local function stats_minute_key(minute) return PREFIX .. 'stats:min:' .. minute end
-        local function histogram_key(kind, t) return PREFIX .. 'stats:' .. kind .. ':' .. t end
-        local function task_key(id) return PREFIX .. 'task:' .. id end
-        local function queue_key(t) return PREFIX .. 'queue:' .. t end
-        local function index_key(tenant, s, t) return PREFIX .. 'idx:' .. tenant .. ':' .. s .. ':' .. t end
-        local function idem_key(tenant, key) return PREFIX .. 'idem:' .. tenant .. ':' .. key end
-        local function worker_key(id) return PREFIX .. 'worker:' .. id end
-        local function attempts_key(id) return PREFIX .. 'attempts:' .. id end
-        local function events_key(id) return PREFIX .. 'evlist:' .. id end
-        local function old_events_key(id) return PREFIX .. 'events:' .. id end
-        local function event_channel(id) return PREFIX .. 'ev:' .. id end
-        local function artifacts_key(id) return PREFIX .. 'artifacts:' .. id end
-        local function artifact_key(id, name) return PREFIX .. 'artifact:' .. id .. ':' .. name end
-        local function model_key(m) return PREFIX .. 'model:' .. m end
+    /// <summary>Pub/sub: published with each event of a task that someone follows.</summary>
+    public string EventChannel(string id) => EventChannelT.Build(Prefix, id);
 
-        """;
+    /// <summary>Every template as Lua: a constant for a fixed key, a function of the holes for the others.</summary>
+    public string LuaDefinitions()
+    {
+        var lua = new StringBuilder("local PREFIX = ").Append(Lua.Quote(Prefix)).Append('\n');
+        foreach (var template in All)
+        {
+            template.AppendLua(lua);
+        }
+        return lua.ToString();
+    }
+}
+
+/// <summary>
+/// One key family: text after the prefix with named holes, like <c>idx:{tenant}:{status}:{ttype}</c>,
+/// and the Lua name it goes by (upper case for a fixed key, else a function of the holes).
+/// </summary>
+internal sealed class KeyTemplate
+{
+    private readonly string[] literals; // literal text before each hole, then after the last
+    private readonly string[] holes;
+
+    public KeyTemplate(string luaName, string template)
+    {
+        LuaName = luaName;
+        var parts = template.Split('{', '}');
+        literals = parts.Where((_, i) => i % 2 == 0).ToArray();
+        holes = parts.Where((_, i) => i % 2 == 1).ToArray();
+    }
+
+    public string LuaName { get; }
+
+    public string Build(string prefix) => Holes(0) ? string.Concat(prefix, literals[0]) : "";
+
+    public string Build(string prefix, string a) => Holes(1) ? string.Concat(prefix, literals[0], a, literals[1]) : "";
+
+    public string Build(string prefix, string a, string b) =>
+        Holes(2) ? string.Concat(string.Concat(prefix, literals[0], a, literals[1]), b, literals[2]) : "";
+
+    public string Build(string prefix, string a, string b, string c) =>
+        Holes(3) ? string.Concat(string.Concat(prefix, literals[0], a, literals[1]), string.Concat(b, literals[2], c, literals[3])) : "";
+
+    private bool Holes(int count) => holes.Length == count
+        ? true
+        : throw new ArgumentException($"The key {LuaName} takes {holes.Length} values, not {count}.");
+
+    public void AppendLua(StringBuilder lua)
+    {
+        if (holes.Length == 0)
+        {
+            lua.Append("local ").Append(LuaName).Append(" = PREFIX .. ").Append(Lua.Quote(literals[0])).Append('\n');
+            return;
+        }
+        lua.Append("local function ").Append(LuaName).Append('(').AppendJoin(", ", holes).Append(") return PREFIX");
+        for (var i = 0; i < holes.Length; i++)
+        {
+            if (literals[i].Length > 0)
+            {
+                lua.Append(" .. ").Append(Lua.Quote(literals[i]));
+            }
+            lua.Append(" .. ").Append(holes[i]);
+        }
+        if (literals[^1].Length > 0)
+        {
+            lua.Append(" .. ").Append(Lua.Quote(literals[^1]));
+        }
+        lua.Append(" end\n");
+    }
 }

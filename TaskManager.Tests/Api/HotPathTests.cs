@@ -186,7 +186,7 @@ public sealed class HotPathTests(RedisServer redis) : IClassFixture<RedisServer>
     /// <summary>The API logs when a lease starts waiting (Debug), so that a test can submit after.</summary>
     private static readonly Dictionary<string, string> WaitingLogged = new()
     {
-        ["Logging__LogLevel__TaskManager.Api.Storage.LeaseNotifier"] = "Debug",
+        ["Logging__LogLevel__TaskManager.Api.Coordination.LeaseWaiters"] = "Debug",
     };
 
     private static Task WaitingAsync(ApiProcess api, string workerId) =>

@@ -18,8 +18,7 @@ public sealed class StatsCostTests(RedisServer redis, ITestOutputHelper output) 
     {
         await redis.FlushAsync();
         await using var api = await ApiProcess.StartAsync(redis);
-        var keys = new RedisKeys("{tm}:");
-        var store = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), TimeProvider.System, Options.Create(new TaskManagerOptions()));
+        var store = TestStore.Create(redis.Connection, "{tm}:", TimeProvider.System);
 
         await SeedFinalTasksAsync(store, 100);
         var (smallCommands, smallMs) = await MeasureAsync(api);
@@ -58,14 +57,14 @@ public sealed class StatsCostTests(RedisServer redis, ITestOutputHelper output) 
     }
 
     /// <summary>Submits and cancels tasks through the real scripts, many at a time.</summary>
-    private static async Task SeedFinalTasksAsync(RedisTaskStore store, int count)
+    private static async Task SeedFinalTasksAsync(TestStore store, int count)
     {
         var request = new TaskRequest(TaskTypes.Tts, """{"text":"x"}""", null, 5, 300, 3, null, null);
         var options = new ParallelOptions { MaxDegreeOfParallelism = 64 };
         await Parallel.ForEachAsync(Enumerable.Range(0, count), options, async (_, _) =>
         {
-            var submitted = await store.SubmitAsync(request, null, Credentials.TenantA);
-            await store.CancelAsync(submitted.Id);
+            var submitted = await store.Queue.SubmitAsync(request, null, Credentials.TenantA);
+            await store.Queue.CancelAsync(submitted.Id);
         });
     }
 }

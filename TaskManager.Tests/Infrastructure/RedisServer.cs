@@ -9,7 +9,7 @@ namespace TaskManager.Tests.Infrastructure;
 /// A real <c>redis-server</c> on a free loopback port with a password, started for a test class
 /// (or collection) and stopped after it. Tests call <see cref="FlushAsync"/> to start empty.
 /// </summary>
-public sealed class RedisServer : IAsyncLifetime
+public sealed class RedisServer : ITestRedis
 {
     private Process? process;
     private string? dataDirectory;
@@ -24,6 +24,12 @@ public sealed class RedisServer : IAsyncLifetime
 
     public IDatabase Db => Connection.GetDatabase();
 
+    public IEnumerable<IServer> Primaries => TestRedis.Primaries(Connection);
+
+    public Task FlushAsync() => TestRedis.OnEveryPrimaryAsync(Connection, "FLUSHALL");
+
+    public Task FlushFunctionsAsync() => TestRedis.OnEveryPrimaryAsync(Connection, "FUNCTION", "FLUSH");
+
     public async Task InitializeAsync()
     {
         var executable = FindRedisServer() ?? throw new InvalidOperationException(
@@ -35,17 +41,24 @@ public sealed class RedisServer : IAsyncLifetime
     }
 
     /// <summary>Starts (or restarts, on the same data directory and port) the server.</summary>
-    public async Task StartAsync(string? executable = null)
+    public async Task StartAsync(string? executable = null) =>
+        process = await LaunchAsync(executable ?? FindRedisServer()!, Port, Password, dataDirectory!);
+
+    /// <summary>
+    /// Starts a <c>redis-server</c> on loopback at <paramref name="port"/> with a password and AOF
+    /// (<c>everysec</c>, as the AppHost runs it) in <paramref name="directory"/>, with
+    /// <paramref name="extra"/> arguments, and waits until it accepts connections.
+    /// </summary>
+    internal static async Task<Process> LaunchAsync(string executable, int port, string password, string directory, params string[] extra)
     {
-        executable ??= FindRedisServer()!;
-        process = Process.Start(new ProcessStartInfo(executable)
+        var start = new ProcessStartInfo(executable)
         {
             ArgumentList =
             {
-                "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
                 "--bind", "127.0.0.1",
-                "--requirepass", Password,
-                "--dir", dataDirectory!,
+                "--requirepass", password,
+                "--dir", directory,
                 "--appendonly", "yes",
                 "--appendfsync", "everysec",
                 "--save", "",
@@ -53,17 +66,22 @@ public sealed class RedisServer : IAsyncLifetime
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
-        })!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        };
+        foreach (var argument in extra)
+        {
+            start.ArgumentList.Add(argument);
+        }
+        var started = Process.Start(start)!;
+        started.OutputDataReceived += (_, _) => { };
+        started.ErrorDataReceived += (_, _) => { };
+        started.BeginOutputReadLine();
+        started.BeginErrorReadLine();
         await Wait.UntilAsync(async () =>
         {
             try
             {
                 using var probe = new TcpClient();
-                await probe.ConnectAsync(IPAddress.Loopback, Port);
+                await probe.ConnectAsync(IPAddress.Loopback, port);
                 return true;
             }
             catch (SocketException)
@@ -71,6 +89,7 @@ public sealed class RedisServer : IAsyncLifetime
                 return false;
             }
         }, TimeSpan.FromSeconds(10), "redis-server to accept connections");
+        return started;
     }
 
     /// <summary>Kills the server abruptly, as a crash would.</summary>
@@ -79,8 +98,6 @@ public sealed class RedisServer : IAsyncLifetime
         process?.Kill();
         process?.WaitForExit();
     }
-
-    public Task FlushAsync() => Db.ExecuteAsync("FLUSHALL");
 
     public async Task DisposeAsync()
     {

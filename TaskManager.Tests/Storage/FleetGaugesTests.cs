@@ -13,21 +13,21 @@ namespace TaskManager.Tests.Storage;
 /// The fleet gauges (queue depth, live workers) against a real Redis: read only while an exporter
 /// collects them, and current soon after the first collection.
 /// </summary>
-[Trait("Category", "Storage")]
-public sealed class FleetGaugesTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
+public abstract class FleetGaugesTests<TRedis>(TRedis redis) : IClassFixture<TRedis>, IAsyncLifetime
+    where TRedis : class, ITestRedis
 {
-    private RedisTaskStore store = null!;
+    private TestStore store = null!;
     private ServiceProvider services = null!;
     private FleetGauges gauges = null!;
 
     public async Task InitializeAsync()
     {
         await redis.FlushAsync();
-        var keys = new RedisKeys("{gauges}:");
-        store = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), TimeProvider.System, Options.Create(new TaskManagerOptions()));
+        store = TestStore.Create(redis.Connection, "{gauges}:", TimeProvider.System);
         services = new ServiceCollection()
-            .AddSingleton<ITaskInspector>(store)
-            .AddSingleton<IWorkerRegistry>(store)
+            .AddSingleton<ITaskInspector>(store.Inspector)
+            .AddSingleton<IWorkerRegistry>(store.Workers)
+            .AddSingleton<IStoreHealth>(new RedisHealth(redis.Connection, store.Keys))
             .AddSingleton(Options.Create(new TaskManagerOptions()))
             .BuildServiceProvider();
         gauges = new FleetGauges(services, TimeProvider.System, NullLogger<FleetGauges>.Instance);
@@ -44,10 +44,10 @@ public sealed class FleetGaugesTests(RedisServer redis) : IClassFixture<RedisSer
     [Fact]
     public async Task Gauges_AreEmptyUntilCollected_ThenReportTheQueueAndTheFleet()
     {
-        await store.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Tts], "{}"));
+        await store.Workers.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Tts], "{}"));
         for (var i = 0; i < 3; i++)
         {
-            await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, 300, 3, null, null, null), null);
+            await store.Queue.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, 300, 3, null, null, null), null);
         }
 
         // Nothing is read before a collection asks (the first answer is what was last read: nothing).
@@ -63,3 +63,7 @@ public sealed class FleetGaugesTests(RedisServer redis) : IClassFixture<RedisSer
         Assert.Equal(1, healthy);
     }
 }
+
+/// <summary>The tests above on one Redis.</summary>
+[Trait("Category", "Storage")]
+public sealed class FleetGaugesOnOneRedis(RedisServer redis) : FleetGaugesTests<RedisServer>(redis);

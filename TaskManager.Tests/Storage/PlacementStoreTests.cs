@@ -8,17 +8,16 @@ using TaskManager.Tests.Infrastructure;
 namespace TaskManager.Tests.Storage;
 
 /// <summary>The lease script's choice: what a worker can run, and in which order, against a real Redis.</summary>
-[Trait("Category", "Storage")]
-public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
+public abstract class PlacementStoreTests<TRedis>(TRedis redis) : IClassFixture<TRedis>, IAsyncLifetime
+    where TRedis : class, ITestRedis
 {
     private readonly FakeTimeProvider clock = new(new DateTimeOffset(2026, 3, 1, 12, 0, 0, TimeSpan.Zero));
-    private RedisTaskStore store = null!;
+    private TestStore store = null!;
 
     public async Task InitializeAsync()
     {
         await redis.FlushAsync();
-        var keys = new RedisKeys("{place}:");
-        store = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), clock, Options.Create(new TaskManagerOptions()));
+        store = TestStore.Create(redis.Connection, "{place}:", clock);
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
@@ -35,7 +34,7 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         var order = new List<string>();
         for (var i = 0; i < 4; i++)
         {
-            order.Add((await store.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
+            order.Add((await store.Queue.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
         }
 
         // Priority 9 first, though its model is not loaded; then, at priority 5, the tasks that need
@@ -51,12 +50,12 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         var wrongGpu = await SubmitAsync(requirements: new TaskRequirements(null, "H100"));
         var fits = await SubmitAsync(requirements: new TaskRequirements(16_000, "l4"));
 
-        var leased = await store.LeaseAsync(worker, 3);
+        var leased = await store.Queue.LeaseAsync(worker, 3);
 
         Assert.Equal([fits.Id], leased.Tasks.Select(t => t.TaskId));
-        Assert.Equal(TaskState.Queued, (await store.GetAsync(tooBig.Id))!.Status);
-        Assert.Contains("40000 MB", (await store.GetAsync(tooBig.Id))!.WaitingReason);
-        Assert.Contains("H100", (await store.GetAsync(wrongGpu.Id))!.WaitingReason);
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(tooBig.Id))!.Status);
+        Assert.Contains("40000 MB", (await store.Inspector.GetAsync(tooBig.Id))!.WaitingReason);
+        Assert.Contains("H100", (await store.Inspector.GetAsync(wrongGpu.Id))!.WaitingReason);
     }
 
     [Fact]
@@ -70,12 +69,10 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
             await SubmitAsync(requirements: new TaskRequirements(40_000, null));
         }
         var fits = await SubmitAsync();
-        var keys = new RedisKeys("{place}:");
-        var shallow = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), clock,
-            Options.Create(new TaskManagerOptions { LeaseScanDepth = 16 }));
+        var shallow = TestStore.Create(redis.Connection, "{place}:", clock, new TaskManagerOptions { LeaseScanDepth = 16 });
 
-        Assert.Empty((await shallow.LeaseAsync(worker, 1)).Tasks);
-        var leased = await store.LeaseAsync(worker, 1);
+        Assert.Empty((await shallow.Queue.LeaseAsync(worker, 1)).Tasks);
+        var leased = await store.Queue.LeaseAsync(worker, 1);
 
         Assert.Equal([fits.Id], leased.Tasks.Select(t => t.TaskId));
         Assert.True(leased.MoreQueued); // the 20 left may fit another worker: the wake-up is passed on
@@ -87,7 +84,7 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         var worker = await RegisterAsync();
         var tasks = new[] { await SubmitAsync(), await SubmitAsync(), await SubmitAsync() };
 
-        var leased = await store.LeaseAsync(worker, 3);
+        var leased = await store.Queue.LeaseAsync(worker, 3);
 
         Assert.Equal(tasks.Select(t => t.Id), leased.Tasks.Select(t => t.TaskId));
         Assert.False(leased.MoreQueued);
@@ -100,11 +97,11 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         await RegisterAsync(models: ["llama"]);
         var task = await SubmitAsync(model: "llama");
 
-        var result = await store.LeaseAsync(without, 1);
+        var result = await store.Queue.LeaseAsync(without, 1);
 
         Assert.Empty(result.Tasks);
         Assert.Equal([("llm", "llama")], result.LeftForOthers);
-        Assert.Equal(TaskState.Queued, (await store.GetAsync(task.Id))!.Status);
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(task.Id))!.Status);
     }
 
     [Fact]
@@ -115,10 +112,10 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         await SubmitAsync();
         await SubmitAsync();
         // Both of its two slots are taken.
-        Assert.Equal(2, (await store.LeaseAsync(busy, 2)).Tasks.Count);
+        Assert.Equal(2, (await store.Queue.LeaseAsync(busy, 2)).Tasks.Count);
         var task = await SubmitAsync(model: "llama");
 
-        Assert.Equal([task.Id], (await store.LeaseAsync(without, 1)).Tasks.Select(t => t.TaskId));
+        Assert.Equal([task.Id], (await store.Queue.LeaseAsync(without, 1)).Tasks.Select(t => t.TaskId));
     }
 
     [Fact]
@@ -127,11 +124,11 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         var worker = await RegisterAsync();
         await SubmitAsync();
 
-        Assert.True(await store.DrainAsync(worker));
+        Assert.True(await store.Workers.DrainAsync(worker));
 
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
-        Assert.True((await store.HeartbeatAsync(worker, new WorkerState("{}", 0, [], []), []))!.Drain);
-        Assert.False(await store.DrainAsync("w_" + Guid.NewGuid().ToString("N")));
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
+        Assert.True((await store.Workers.HeartbeatAsync(worker, new WorkerState("{}", 0, [], []), []))!.Drain);
+        Assert.False(await store.Workers.DrainAsync("w_" + Guid.NewGuid().ToString("N")));
     }
 
     [Fact]
@@ -140,25 +137,29 @@ public sealed class PlacementStoreTests(RedisServer redis) : IClassFixture<Redis
         var worker = await RegisterAsync();
         var ok = await SubmitAsync();
         var bad = await SubmitAsync(maxAttempts: 1);
-        var leased = (await store.LeaseAsync(worker, 2)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
-        Assert.Equal(2, (await store.ListWorkersAsync(10)).Single().Running);
+        var leased = (await store.Queue.LeaseAsync(worker, 2)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
+        Assert.Equal(2, (await store.Workers.ListWorkersAsync(10)).Single().Running);
 
-        await store.CompleteAsync(ok.Id, leased[ok.Id], "{}");
-        await store.FailAsync(bad.Id, leased[bad.Id], """{"code":"x","message":"y"}""", retryable: false, FailureKind.Error);
+        await store.Queue.CompleteAsync(ok.Id, leased[ok.Id], "{}");
+        await store.Queue.FailAsync(bad.Id, leased[bad.Id], """{"code":"x","message":"y"}""", retryable: false, FailureKind.Error);
 
-        var stats = (await store.ListWorkersAsync(10)).Single();
+        var stats = (await store.Workers.ListWorkersAsync(10)).Single();
         Assert.Equal((0, 1L, 1L), (stats.Running, stats.Completed, stats.Failed));
     }
 
     private Task<string> RegisterAsync(string[]? models = null, (string Name, long Free)[]? gpus = null)
     {
         var state = new WorkerState("{}", gpus?.Max(g => g.Free) ?? 0, gpus?.Select(g => g.Name).ToArray() ?? [], models ?? []);
-        return store.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Llm], "{}", Capacity: 2, State: state));
+        return store.Workers.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Llm], "{}", Capacity: 2, State: state));
     }
 
     private async Task<TaskRecord> SubmitAsync(int priority = 5, string? model = null, TaskRequirements? requirements = null, int maxAttempts = 3)
     {
         clock.Advance(TimeSpan.FromMilliseconds(1));
-        return (await store.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", model, priority, 300, maxAttempts, null, null, requirements), null)).Task!;
+        return (await store.Queue.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", model, priority, 300, maxAttempts, null, null, requirements), null)).Task!;
     }
 }
+
+/// <summary>The tests above on one Redis.</summary>
+[Trait("Category", "Storage")]
+public sealed class PlacementStoreOnOneRedis(RedisServer redis) : PlacementStoreTests<RedisServer>(redis);

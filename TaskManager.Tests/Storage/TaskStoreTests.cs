@@ -10,12 +10,12 @@ using TaskManager.Tests.Infrastructure;
 namespace TaskManager.Tests.Storage;
 
 /// <summary>
-/// <see cref="RedisTaskStore"/> against a real Redis that each test starts empty, with a fake
+/// The Redis storage against a real Redis that each test starts empty, with a fake
 /// clock: the state changes of the task lifecycle, leasing order, reports with stale tokens,
 /// heartbeats, deletion and cursor paging.
 /// </summary>
-[Trait("Category", "Storage")]
-public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
+public abstract class TaskStoreTests<TRedis>(TRedis redis) : IClassFixture<TRedis>, IAsyncLifetime
+    where TRedis : class, ITestRedis
 {
     private const string Prefix = "{test}:";
     private static readonly DateTimeOffset Start = new(2026, 3, 1, 12, 0, 0, TimeSpan.Zero);
@@ -23,12 +23,12 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     private readonly FakeTimeProvider clock = new(Start);
     private readonly RedisKeys keys = new(Prefix);
     private readonly TaskManagerOptions options = new();
-    private RedisTaskStore store = null!;
+    private TestStore store = null!;
 
     public async Task InitializeAsync()
     {
         await redis.FlushAsync();
-        store = new RedisTaskStore(redis.Connection, keys, new LuaScripts(keys), clock, Options.Create(options));
+        store = TestStore.Create(redis.Connection, Prefix, clock, options);
     }
 
     public Task DisposeAsync() => Task.CompletedTask;
@@ -40,13 +40,13 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         // As after a restart without persistence: Redis has the data's keys but no functions.
         var before = await SubmitAsync();
-        await redis.Connection.GetDatabase().ExecuteAsync("FUNCTION", "FLUSH");
+        await redis.FlushFunctionsAsync();
 
         var after = await SubmitAsync();
 
-        Assert.Equal(TaskState.Queued, (await store.GetAsync(after.Id))!.Status);
-        Assert.Equal(2, (await store.LeaseAsync(await RegisterAsync("llm"), 5)).Tasks.Count);
-        Assert.NotNull(await store.GetAsync(before.Id));
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(after.Id))!.Status);
+        Assert.Equal(2, (await store.Queue.LeaseAsync(await RegisterAsync("llm"), 5)).Tasks.Count);
+        Assert.NotNull(await store.Inspector.GetAsync(before.Id));
     }
 
     [Fact]
@@ -55,7 +55,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var first = await SubmitAsync(model: "tiny-llama", metadata: """{"user":"u1"}""");
         var second = await SubmitAsync();
 
-        var got = await store.GetAsync(second.Id);
+        var got = await store.Inspector.GetAsync(second.Id);
 
         Assert.NotNull(got);
         Assert.Equal(second.Id, got.Id);
@@ -68,7 +68,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Equal(Input, got.InputJson);
         Assert.Null(got.StartedAt);
         Assert.Null(got.WorkerId);
-        var firstGot = await store.GetAsync(first.Id);
+        var firstGot = await store.Inspector.GetAsync(first.Id);
         Assert.Equal(1, firstGot!.QueuePosition);
         Assert.Equal("tiny-llama", firstGot.Model);
         Assert.Equal("""{"user":"u1"}""", firstGot.MetadataJson);
@@ -78,7 +78,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     public async Task AQueuedTask_StoresNoFieldThatAnotherAlreadySays_AndReadsAsBefore()
     {
         var task = await SubmitAsync();
-        var acme = (await store.SubmitAsync(new TaskRequest("llm", Input, null, 5, 300, 3, null, null), null, tenant: "acme")).Task!;
+        var acme = (await store.Queue.SubmitAsync(new TaskRequest("llm", Input, null, 5, 300, 3, null, null), null, tenant: "acme")).Task!;
         var db = redis.Connection.GetDatabase();
 
         // The key names the id; attempt 0, the default tenant, the time it was queued (its
@@ -87,11 +87,11 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Empty(stored.Intersect(["id", "attempt", "tenant", "queued_at", "qs"]));
         Assert.Equal("acme", (string?)await db.HashGetAsync(keys.Task(acme.Id), "tenant"));
 
-        var got = (await store.GetAsync(task.Id))!;
+        var got = (await store.Inspector.GetAsync(task.Id))!;
         Assert.Equal((task.Id, 0, Tenants.Default, 1L), (got.Id, got.Attempt, got.Tenant, got.QueuePosition));
-        Assert.Equal("acme", (await store.GetAsync(acme.Id))!.Tenant);
-        Assert.Contains(task.Id, (await store.ListAsync(Query())).Items.Select(t => t.Id));
-        var leased = (await store.LeaseAsync(await RegisterAsync("llm"), 1)).Tasks.Single();
+        Assert.Equal("acme", (await store.Inspector.GetAsync(acme.Id))!.Tenant);
+        Assert.Contains(task.Id, (await store.Inspector.ListAsync(Query())).Items.Select(t => t.Id));
+        var leased = (await store.Queue.LeaseAsync(await RegisterAsync("llm"), 1)).Tasks.Single();
         Assert.Equal((task.Id, 1), (leased.TaskId, leased.Attempt));
     }
 
@@ -100,16 +100,16 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var retried = await SubmitAsync(priority: 5);
-        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
         var younger = await SubmitAsync(priority: 5);
         var urgent = await SubmitAsync(priority: 9);
         var lowest = await SubmitAsync(priority: 0);
-        await store.FailAsync(retried.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        await store.Queue.FailAsync(retried.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
 
-        Assert.True(await store.RequeueAsync(retried.Id, 1));
+        Assert.True(await store.Scheduler.RequeueAsync(retried.Id, 1));
 
-        Assert.Equal(2, (await store.GetAsync(retried.Id))!.QueuePosition);
-        Assert.Equal([urgent.Id, retried.Id, younger.Id, lowest.Id], (await store.LeaseAsync(worker, 4)).Tasks.Select(t => t.TaskId));
+        Assert.Equal(2, (await store.Inspector.GetAsync(retried.Id))!.QueuePosition);
+        Assert.Equal([urgent.Id, retried.Id, younger.Id, lowest.Id], (await store.Queue.LeaseAsync(worker, 4)).Tasks.Select(t => t.TaskId));
     }
 
     [Fact]
@@ -131,19 +131,19 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         await db.SortedSetAddAsync(keys.Index(Tenants.Default, TaskState.Queued, "llm"), id, 0);
         var later = await SubmitAsync();
 
-        var got = (await store.GetAsync(id))!;
+        var got = (await store.Inspector.GetAsync(id))!;
         Assert.Equal((id, TaskState.Queued, 0, 1L), (got.Id, got.Status, got.Attempt, got.QueuePosition));
-        Assert.Equal([later.Id, id], (await store.ListAsync(Query())).Items.Select(t => t.Id));
-        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal([later.Id, id], (await store.Inspector.ListAsync(Query())).Items.Select(t => t.Id));
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
         Assert.Equal((id, 1), (first.TaskId, first.Attempt));
-        await store.FailAsync(id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
-        Assert.True(await store.RequeueAsync(id, 1));
-        Assert.Equal([id, later.Id], (await store.LeaseAsync(worker, 2)).Tasks.Select(t => t.TaskId));
+        await store.Queue.FailAsync(id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        Assert.True(await store.Scheduler.RequeueAsync(id, 1));
+        Assert.Equal([id, later.Id], (await store.Queue.LeaseAsync(worker, 2)).Tasks.Select(t => t.TaskId));
     }
 
     [Fact]
     public async Task Get_OfAnUnknownTask_IsNull() =>
-        Assert.Null(await store.GetAsync(Guid.CreateVersion7().ToString("N")));
+        Assert.Null(await store.Inspector.GetAsync(Guid.CreateVersion7().ToString("N")));
 
     [Fact]
     public async Task Submit_StampsCreatedAtFromTheClock()
@@ -153,7 +153,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var task = await SubmitAsync();
 
         Assert.Equal(clock.GetUtcNow(), task.CreatedAt);
-        Assert.Equal(clock.GetUtcNow(), (await store.GetAsync(task.Id))!.CreatedAt);
+        Assert.Equal(clock.GetUtcNow(), (await store.Inspector.GetAsync(task.Id))!.CreatedAt);
     }
 
     [Fact]
@@ -162,15 +162,17 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var worker = await RegisterAsync("llm");
         var done = await SubmitAsync();
         await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.CompleteAsync(leased.TaskId, leased.LeaseToken, "{}");
-        await store.DeleteAsync(done.Id);
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.CompleteAsync(leased.TaskId, leased.LeaseToken, "{}");
+        await store.Queue.DeleteAsync(done.Id);
 
-        var server = redis.Connection.GetServer(redis.Connection.GetEndPoints()[0]);
         var all = new List<string>();
-        await foreach (var key in server.KeysAsync(pattern: "*"))
+        foreach (var server in redis.Primaries)
         {
-            all.Add(key!);
+            await foreach (var key in server.KeysAsync(pattern: "*"))
+            {
+                all.Add(key!);
+            }
         }
 
         Assert.NotEmpty(all);
@@ -192,11 +194,11 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var order = new List<string>();
         for (var i = 0; i < 5; i++)
         {
-            order.Add((await store.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
+            order.Add((await store.Queue.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
         }
 
         Assert.Equal([highNew.Id, highNewest.Id, midOld.Id, midNew.Id, lowOld.Id], order);
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
     }
 
     [Fact]
@@ -207,11 +209,11 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var submitted = new List<string>();
         for (var i = 0; i < 10; i++)
         {
-            var task = await store.SubmitAsync(new TaskRequest("llm", Input, null, 5, 300, 3, null, null), traceParent: null);
+            var task = await store.Queue.SubmitAsync(new TaskRequest("llm", Input, null, 5, 300, 3, null, null), traceParent: null);
             submitted.Add(task.Id);
         }
 
-        var leased = (await store.LeaseAsync(worker, 10)).Tasks.Select(t => t.TaskId);
+        var leased = (await store.Queue.LeaseAsync(worker, 10)).Tasks.Select(t => t.TaskId);
 
         Assert.Equal(submitted, leased);
     }
@@ -223,12 +225,12 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var llm = await SubmitAsync(type: "llm", priority: 9);
         var tts = await SubmitAsync(type: "tts", priority: 0);
 
-        var lease = await store.LeaseAsync(ttsWorker, 5);
+        var lease = await store.Queue.LeaseAsync(ttsWorker, 5);
 
         Assert.False(lease.UnknownWorker);
         Assert.Equal(["tts"], lease.WorkerTypes);
         Assert.Equal([tts.Id], lease.Tasks.Select(t => t.TaskId));
-        Assert.Equal(TaskState.Queued, (await store.GetAsync(llm.Id))!.Status);
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(llm.Id))!.Status);
     }
 
     [Fact]
@@ -240,8 +242,8 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
             await SubmitAsync();
         }
 
-        var first = await store.LeaseAsync(worker, 3);
-        var second = await store.LeaseAsync(worker, 3);
+        var first = await store.Queue.LeaseAsync(worker, 3);
+        var second = await store.Queue.LeaseAsync(worker, 3);
 
         Assert.Equal(3, first.Tasks.Count);
         Assert.True(first.MoreQueued);
@@ -259,7 +261,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         clock.Advance(TimeSpan.FromSeconds(7));
         var leasedAt = clock.GetUtcNow();
 
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
         Assert.Equal(task.Id, leased.TaskId);
         Assert.Equal("llm", leased.Type);
@@ -271,7 +273,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         Assert.Equal("tiny-llama", leased.Model);
         Assert.Equal("""{"k":1}""", leased.MetadataJson);
         Assert.False(string.IsNullOrEmpty(leased.LeaseToken));
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Running, got!.Status);
         Assert.Equal(1, got.Attempt);
         Assert.Equal(worker, got.WorkerId);
@@ -284,7 +286,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         await SubmitAsync();
 
-        var lease = await store.LeaseAsync("w_" + Guid.NewGuid().ToString("N"), 1);
+        var lease = await store.Queue.LeaseAsync("w_" + Guid.NewGuid().ToString("N"), 1);
 
         Assert.True(lease.UnknownWorker);
         Assert.Empty(lease.Tasks);
@@ -297,13 +299,13 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var outcome = await store.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"hi"}""");
+        var outcome = await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"hi"}""");
 
         Assert.True(outcome.Ok);
         Assert.Equal(TaskState.Succeeded, outcome.Status);
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Succeeded, got!.Status);
         Assert.Equal("""{"text":"hi"}""", got.OutputJson);
         Assert.Equal(1.0, got.Progress);
@@ -315,14 +317,14 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        var before = await store.GetAsync(task.Id);
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        var before = await store.Inspector.GetAsync(task.Id);
 
-        var outcome = await store.CompleteAsync(task.Id, leased.LeaseToken + "x", """{"text":"forged"}""");
+        var outcome = await store.Queue.CompleteAsync(task.Id, leased.LeaseToken + "x", """{"text":"forged"}""");
 
         Assert.Equal(StoreError.StaleLease, outcome.Error);
         Assert.Equal(TaskState.Running, outcome.Status);
-        AssertSameTask(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.Inspector.GetAsync(task.Id));
     }
 
     [Fact]
@@ -330,17 +332,17 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        Assert.Equal(TaskState.Scheduled, (await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error)).Status);
-        Assert.True(await store.RequeueAsync(task.Id, 1));
-        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        var before = await store.GetAsync(task.Id);
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal(TaskState.Scheduled, (await store.Queue.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error)).Status);
+        Assert.True(await store.Scheduler.RequeueAsync(task.Id, 1));
+        var second = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        var before = await store.Inspector.GetAsync(task.Id);
 
-        var outcome = await store.CompleteAsync(task.Id, first.LeaseToken, """{"text":"late"}""");
+        var outcome = await store.Queue.CompleteAsync(task.Id, first.LeaseToken, """{"text":"late"}""");
 
         Assert.Equal(StoreError.StaleLease, outcome.Error);
-        AssertSameTask(before, await store.GetAsync(task.Id));
-        Assert.True((await store.CompleteAsync(task.Id, second.LeaseToken, "{}")).Ok);
+        AssertSameTask(before, await store.Inspector.GetAsync(task.Id));
+        Assert.True((await store.Queue.CompleteAsync(task.Id, second.LeaseToken, "{}")).Ok);
     }
 
     [Fact]
@@ -348,13 +350,13 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.CompleteAsync(task.Id, leased.LeaseToken, """{"n":1}""");
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, """{"n":1}""");
 
-        var again = await store.CompleteAsync(task.Id, leased.LeaseToken, """{"n":2}""");
+        var again = await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, """{"n":2}""");
 
         Assert.Equal(StoreError.StaleLease, again.Error);
-        Assert.Equal("""{"n":1}""", (await store.GetAsync(task.Id))!.OutputJson);
+        Assert.Equal("""{"n":1}""", (await store.Inspector.GetAsync(task.Id))!.OutputJson);
     }
 
     [Fact]
@@ -362,9 +364,9 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var id = Guid.CreateVersion7().ToString("N");
 
-        Assert.Equal(StoreError.NotFound, (await store.CompleteAsync(id, "t", "{}")).Error);
-        Assert.Equal(StoreError.NotFound, (await store.FailAsync(id, "t", Error("x"), true, FailureKind.Error)).Error);
-        Assert.Equal(StoreError.NotFound, (await store.ReportProgressAsync(id, "t", 0.5, null)).Error);
+        Assert.Equal(StoreError.NotFound, (await store.Queue.CompleteAsync(id, "t", "{}")).Error);
+        Assert.Equal(StoreError.NotFound, (await store.Queue.FailAsync(id, "t", Error("x"), true, FailureKind.Error)).Error);
+        Assert.Equal(StoreError.NotFound, (await store.Queue.ReportProgressAsync(id, "t", 0.5, null)).Error);
     }
 
     // ---- fail and retry ----
@@ -374,31 +376,31 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 3);
-        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
         var failedAt = clock.GetUtcNow();
 
-        var outcome = await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        var outcome = await store.Queue.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
 
         Assert.Equal(TaskState.Scheduled, outcome.Status);
-        var scheduled = await store.GetAsync(task.Id);
+        var scheduled = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Scheduled, scheduled!.Status);
         // The default backoff after attempt 1 is 1 s, plus or minus 20 %.
         var wait = scheduled.RetryAt!.Value - failedAt;
         Assert.InRange(wait.TotalMilliseconds, 800, 1200);
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
-        var outbox = Assert.Single(await store.TakeOutboxAsync(10));
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
+        var outbox = Assert.Single(await store.Scheduler.TakeOutboxAsync(10));
         Assert.Equal((false, task.Id, 1, scheduled.RetryAt.Value), (outbox.Delete, outbox.TaskId, outbox.Attempt, outbox.Due));
         var history = Assert.Single(scheduled.AttemptsJson!);
         Assert.Contains("\"outcome\":\"failed\"", history);
 
-        Assert.True(await store.RequeueAsync(task.Id, 1));
-        var queued = await store.GetAsync(task.Id);
+        Assert.True(await store.Scheduler.RequeueAsync(task.Id, 1));
+        var queued = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Queued, queued!.Status);
         Assert.Equal(1, queued.QueuePosition);
         Assert.Equal(1, queued.Attempt);
         Assert.Null(queued.CompletedAt);
         Assert.Equal("oom", JsonDocument.Parse(queued.ErrorJson!).RootElement.GetProperty("code").GetString());
-        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var second = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
         Assert.Equal(task.Id, second.TaskId);
         Assert.Equal(2, second.Attempt);
         Assert.NotEqual(first.LeaseToken, second.LeaseToken);
@@ -409,19 +411,19 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 2);
-        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
-        await store.RequeueAsync(task.Id, 1);
-        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        await store.Scheduler.RequeueAsync(task.Id, 1);
+        var second = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var outcome = await store.FailAsync(task.Id, second.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        var outcome = await store.Queue.FailAsync(task.Id, second.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
 
         Assert.Equal(TaskState.Failed, outcome.Status);
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Failed, got!.Status);
         Assert.Equal(2, got.Attempt);
         Assert.NotNull(got.CompletedAt);
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
     }
 
     [Fact]
@@ -429,13 +431,13 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 5);
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("invalid_input"), retryable: false, FailureKind.Error);
+        var outcome = await store.Queue.FailAsync(task.Id, leased.LeaseToken, Error("invalid_input"), retryable: false, FailureKind.Error);
 
         Assert.Equal(TaskState.Failed, outcome.Status);
-        Assert.Equal(TaskState.Failed, (await store.GetAsync(task.Id))!.Status);
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        Assert.Equal(TaskState.Failed, (await store.Inspector.GetAsync(task.Id))!.Status);
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
     }
 
     [Theory]
@@ -445,12 +447,12 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 1);
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable, FailureKind.Timeout);
+        var outcome = await store.Queue.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable, FailureKind.Timeout);
 
         Assert.Equal(TaskState.TimedOut, outcome.Status);
-        Assert.Equal(TaskState.TimedOut, (await store.GetAsync(task.Id))!.Status);
+        Assert.Equal(TaskState.TimedOut, (await store.Inspector.GetAsync(task.Id))!.Status);
     }
 
     [Fact]
@@ -458,9 +460,9 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 2);
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable: true, FailureKind.Timeout);
+        var outcome = await store.Queue.FailAsync(task.Id, leased.LeaseToken, Error("timeout"), retryable: true, FailureKind.Timeout);
 
         Assert.Equal(TaskState.Scheduled, outcome.Status);
     }
@@ -470,13 +472,13 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        var before = await store.GetAsync(task.Id);
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        var before = await store.Inspector.GetAsync(task.Id);
 
-        var outcome = await store.FailAsync(task.Id, "not-" + leased.LeaseToken, Error("x"), retryable: false, FailureKind.Error);
+        var outcome = await store.Queue.FailAsync(task.Id, "not-" + leased.LeaseToken, Error("x"), retryable: false, FailureKind.Error);
 
         Assert.Equal(StoreError.StaleLease, outcome.Error);
-        AssertSameTask(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.Inspector.GetAsync(task.Id));
     }
 
     // ---- progress ----
@@ -486,15 +488,15 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var ok = await store.ReportProgressAsync(task.Id, leased.LeaseToken, 0.25, "step 1/4");
-        var stale = await store.ReportProgressAsync(task.Id, "old", 0.75, "forged");
+        var ok = await store.Queue.ReportProgressAsync(task.Id, leased.LeaseToken, 0.25, "step 1/4");
+        var stale = await store.Queue.ReportProgressAsync(task.Id, "old", 0.75, "forged");
 
         Assert.True(ok.Ok);
         Assert.Equal(TaskState.Running, ok.Status);
         Assert.Equal(StoreError.StaleLease, stale.Error);
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(0.25, got!.Progress);
         Assert.Equal("step 1/4", got.ProgressMessage);
     }
@@ -509,20 +511,20 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         // A queued task stores no events at all: its first event, queued, is known without them.
         Assert.False(await redis.Db.KeyExistsAsync(keys.Events(task.Id)));
         Assert.Equal([("0", "status", """{"status":"queued"}""")],
-            (await store.ReadEventsAsync(task.Id, null, 100)).Select(e => (e.Id, e.Kind, e.DataJson)));
+            (await store.Inspector.ReadEventsAsync(task.Id, null, 100)).Select(e => (e.Id, e.Kind, e.DataJson)));
 
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.ReportProgressAsync(task.Id, leased.LeaseToken, 0.5, null, chunks: ["Hel", "lo"], logs: ["a line"]);
-        await store.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"Hello"}""");
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.ReportProgressAsync(task.Id, leased.LeaseToken, 0.5, null, chunks: ["Hel", "lo"], logs: ["a line"]);
+        await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"Hello"}""");
 
-        var all = await store.ReadEventsAsync(task.Id, null, 100);
+        var all = await store.Inspector.ReadEventsAsync(task.Id, null, 100);
         Assert.Equal(["0", "1", "2", "3", "4", "5", "6"], all.Select(e => e.Id));
         Assert.Equal(["status", "status", "progress", "chunk", "chunk", "log", "status"], all.Select(e => e.Kind));
         Assert.Equal([0, 1, 1, 1, 1, 1, 1], all.Select(e => e.Attempt));
         Assert.Equal("""{"status":"succeeded"}""", all[^1].DataJson);
-        Assert.Equal(["4", "5"], (await store.ReadEventsAsync(task.Id, "3", 2)).Select(e => e.Id));
-        Assert.Equal(["1", "2"], (await store.ReadEventsAsync(task.Id, null, 3)).Skip(1).Select(e => e.Id));
-        Assert.Empty(await store.ReadEventsAsync(task.Id, "6", 100));
+        Assert.Equal(["4", "5"], (await store.Inspector.ReadEventsAsync(task.Id, "3", 2)).Select(e => e.Id));
+        Assert.Equal(["1", "2"], (await store.Inspector.ReadEventsAsync(task.Id, null, 3)).Skip(1).Select(e => e.Id));
+        Assert.Empty(await store.Inspector.ReadEventsAsync(task.Id, "6", 100));
     }
 
     [Fact]
@@ -531,15 +533,15 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var worker = await RegisterAsync("llm");
         var quiet = await SubmitAsync();
         var talkative = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 2)).Tasks;
+        var leased = (await store.Queue.LeaseAsync(worker, 2)).Tasks;
 
         // A leased task stores no event: its 'running' is read from it, as event 1.
         Assert.Equal([("0", "queued"), ("1", "running")], await StatusesAsync(quiet.Id));
-        await store.CompleteAsync(quiet.Id, leased[0].LeaseToken, "{}");
+        await store.Queue.CompleteAsync(quiet.Id, leased[0].LeaseToken, "{}");
         Assert.Equal([("0", "queued"), ("1", "running"), ("2", "succeeded")], await StatusesAsync(quiet.Id));
         Assert.False(await redis.Db.KeyExistsAsync(keys.Events(quiet.Id)));
         // The attempt that succeeded is read from the task too.
-        var history = Assert.Single((await store.GetAsync(quiet.Id))!.AttemptsJson!);
+        var history = Assert.Single((await store.Inspector.GetAsync(quiet.Id))!.AttemptsJson!);
         using (var attempt = JsonDocument.Parse(history))
         {
             Assert.Equal("succeeded", attempt.RootElement.GetProperty("outcome").GetString());
@@ -550,12 +552,12 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
         // A follower that saw the implied 'running' as event 1 reads on from there once the
         // attempt stores its first chunk: 'running' is stored at the place it was shown.
-        var seen = await store.ReadEventsAsync(talkative.Id, null, 100);
+        var seen = await store.Inspector.ReadEventsAsync(talkative.Id, null, 100);
         Assert.Equal("1", seen[^1].Id);
-        await store.ReportProgressAsync(talkative.Id, leased[1].LeaseToken, null, null, chunks: ["Hi"]);
-        var next = await store.ReadEventsAsync(talkative.Id, "1", 100);
+        await store.Queue.ReportProgressAsync(talkative.Id, leased[1].LeaseToken, null, null, chunks: ["Hi"]);
+        var next = await store.Inspector.ReadEventsAsync(talkative.Id, "1", 100);
         Assert.Equal([("2", "chunk")], next.Select(e => (e.Id, e.Kind)));
-        Assert.Equal("1", (await store.ReadEventsAsync(talkative.Id, null, 100)).Single(e => e.DataJson.Contains("running")).Id);
+        Assert.Equal("1", (await store.Inspector.ReadEventsAsync(talkative.Id, null, 100)).Single(e => e.DataJson.Contains("running")).Id);
     }
 
     [Fact]
@@ -563,26 +565,26 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var first = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
-        Assert.True(await store.RequeueAsync(task.Id, 1));
-        var second = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        var whileRunning = await store.ReadEventsAsync(task.Id, null, 100);
-        await store.CompleteAsync(task.Id, second.LeaseToken, "{}");
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.FailAsync(task.Id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
+        Assert.True(await store.Scheduler.RequeueAsync(task.Id, 1));
+        var second = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        var whileRunning = await store.Inspector.ReadEventsAsync(task.Id, null, 100);
+        await store.Queue.CompleteAsync(task.Id, second.LeaseToken, "{}");
 
-        var events = await store.ReadEventsAsync(task.Id, null, 100);
+        var events = await store.Inspector.ReadEventsAsync(task.Id, null, 100);
         Assert.Equal(
             [("0", 0, "queued"), ("1", 1, "running"), ("2", 1, "scheduled"), ("3", 1, "queued"), ("4", 2, "running"), ("5", 2, "succeeded")],
             events.Select(e => (e.Id, e.Attempt, JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString()!)));
         // A follower that read while attempt 2 ran saw its 'running' under the same id.
         Assert.Equal(("4", 2), (whileRunning[^1].Id, whileRunning[^1].Attempt));
-        var outcomes = (await store.GetAsync(task.Id))!.AttemptsJson!
+        var outcomes = (await store.Inspector.GetAsync(task.Id))!.AttemptsJson!
             .Select(a => JsonDocument.Parse(a).RootElement.GetProperty("outcome").GetString());
         Assert.Equal(["failed", "succeeded"], outcomes);
     }
 
     private async Task<(string Id, string Status)[]> StatusesAsync(string taskId) =>
-        (await store.ReadEventsAsync(taskId, null, 100)).Where(e => e.Kind == "status")
+        (await store.Inspector.ReadEventsAsync(taskId, null, 100)).Where(e => e.Kind == "status")
             .Select(e => (e.Id, JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString()!)).ToArray();
 
     // ---- cancel ----
@@ -594,14 +596,14 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var task = await SubmitAsync();
         clock.Advance(TimeSpan.FromSeconds(2));
 
-        var outcome = await store.CancelAsync(task.Id);
+        var outcome = await store.Queue.CancelAsync(task.Id);
 
         Assert.Equal(TaskState.Canceled, outcome.Status);
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Canceled, got!.Status);
         Assert.Null(got.QueuePosition);
         Assert.Equal(clock.GetUtcNow(), got.CompletedAt);
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
     }
 
     [Fact]
@@ -609,17 +611,17 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
 
-        var cancel = await store.CancelAsync(task.Id);
+        var cancel = await store.Queue.CancelAsync(task.Id);
         Assert.Equal(TaskState.Canceling, cancel.Status);
-        Assert.Equal(TaskState.Canceling, (await store.GetAsync(task.Id))!.Status);
-        Assert.True((await store.ReportProgressAsync(task.Id, leased.LeaseToken, 0.5, null)) is { Ok: true, Status: TaskState.Canceling });
+        Assert.Equal(TaskState.Canceling, (await store.Inspector.GetAsync(task.Id))!.Status);
+        Assert.True((await store.Queue.ReportProgressAsync(task.Id, leased.LeaseToken, 0.5, null)) is { Ok: true, Status: TaskState.Canceling });
 
-        var complete = await store.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"late"}""");
+        var complete = await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, """{"text":"late"}""");
 
         Assert.Equal(TaskState.Canceled, complete.Status);
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(TaskState.Canceled, got!.Status);
         Assert.Null(got.OutputJson);
         Assert.NotNull(got.CompletedAt);
@@ -630,13 +632,13 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync(maxAttempts: 3);
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.CancelAsync(task.Id);
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.CancelAsync(task.Id);
 
-        var outcome = await store.FailAsync(task.Id, leased.LeaseToken, Error("canceled"), retryable: true, FailureKind.Canceled);
+        var outcome = await store.Queue.FailAsync(task.Id, leased.LeaseToken, Error("canceled"), retryable: true, FailureKind.Canceled);
 
         Assert.Equal(TaskState.Canceled, outcome.Status);
-        Assert.Empty((await store.LeaseAsync(worker, 1)).Tasks);
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
     }
 
     [Fact]
@@ -644,10 +646,10 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        await store.LeaseAsync(worker, 1);
-        await store.CancelAsync(task.Id);
+        await store.Queue.LeaseAsync(worker, 1);
+        await store.Queue.CancelAsync(task.Id);
 
-        var again = await store.CancelAsync(task.Id);
+        var again = await store.Queue.CancelAsync(task.Id);
 
         Assert.True(again.Ok);
         Assert.Equal(TaskState.Canceling, again.Status);
@@ -658,20 +660,20 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
-        var before = await store.GetAsync(task.Id);
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+        var before = await store.Inspector.GetAsync(task.Id);
 
-        var outcome = await store.CancelAsync(task.Id);
+        var outcome = await store.Queue.CancelAsync(task.Id);
 
         Assert.Equal(StoreError.Conflict, outcome.Error);
         Assert.Equal(TaskState.Succeeded, outcome.Status);
-        AssertSameTask(before, await store.GetAsync(task.Id));
+        AssertSameTask(before, await store.Inspector.GetAsync(task.Id));
     }
 
     [Fact]
     public async Task Cancel_OfAnUnknownTask_IsNotFound() =>
-        Assert.Equal(StoreError.NotFound, (await store.CancelAsync(Guid.CreateVersion7().ToString("N"))).Error);
+        Assert.Equal(StoreError.NotFound, (await store.Queue.CancelAsync(Guid.CreateVersion7().ToString("N"))).Error);
 
     // ---- heartbeat ----
 
@@ -682,12 +684,12 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var keep = await SubmitAsync();
         var canceled = await SubmitAsync();
         var retried = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 3)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
-        await store.CancelAsync(canceled.Id);
+        var leased = (await store.Queue.LeaseAsync(worker, 3)).Tasks.ToDictionary(t => t.TaskId, t => t.LeaseToken);
+        await store.Queue.CancelAsync(canceled.Id);
         // The retried task waits for its retry: the token this worker holds is no longer current.
-        await store.FailAsync(retried.Id, leased[retried.Id], Error("oom"), retryable: true, FailureKind.Error);
+        await store.Queue.FailAsync(retried.Id, leased[retried.Id], Error("oom"), retryable: true, FailureKind.Error);
 
-        var stop = (await store.HeartbeatAsync(worker, NoGpus, [(keep.Id, leased[keep.Id]), (canceled.Id, leased[canceled.Id]), (retried.Id, leased[retried.Id])]))?.Stop;
+        var stop = (await store.Workers.HeartbeatAsync(worker, NoGpus, [(keep.Id, leased[keep.Id]), (canceled.Id, leased[canceled.Id]), (retried.Id, leased[retried.Id])]))?.Stop;
 
         Assert.NotNull(stop);
         Assert.Equal([canceled.Id, retried.Id], stop.Order(StringComparer.Ordinal).ToArray(), StringComparer.Ordinal);
@@ -698,10 +700,10 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
-        await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, "{}");
 
-        var stop = (await store.HeartbeatAsync(worker, NoGpus, [(task.Id, leased.LeaseToken)]))?.Stop;
+        var stop = (await store.Workers.HeartbeatAsync(worker, NoGpus, [(task.Id, leased.LeaseToken)]))?.Stop;
 
         Assert.Equal([task.Id], stop!);
     }
@@ -711,10 +713,10 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
         clock.Advance(TimeSpan.FromSeconds(10));
 
-        var stop = (await store.HeartbeatAsync(worker, NoGpus, [(task.Id, leased.LeaseToken)]))?.Stop;
+        var stop = (await store.Workers.HeartbeatAsync(worker, NoGpus, [(task.Id, leased.LeaseToken)]))?.Stop;
 
         Assert.Empty(stop!);
         var expiry = await redis.Db.SortedSetScoreAsync(keys.Leases, task.Id);
@@ -723,7 +725,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
     [Fact]
     public async Task Heartbeat_OfAnUnknownWorker_IsNull() =>
-        Assert.Null(await store.HeartbeatAsync("w_" + Guid.NewGuid().ToString("N"), NoGpus, []));
+        Assert.Null(await store.Workers.HeartbeatAsync("w_" + Guid.NewGuid().ToString("N"), NoGpus, []));
 
     // ---- delete ----
 
@@ -732,15 +734,15 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
     {
         var task = await SubmitAsync();
         var other = await SubmitAsync();
-        await store.CancelAsync(task.Id);
+        await store.Queue.CancelAsync(task.Id);
 
-        var outcome = await store.DeleteAsync(task.Id);
+        var outcome = await store.Queue.DeleteAsync(task.Id);
 
         Assert.True(outcome.Ok);
-        Assert.Null(await store.GetAsync(task.Id));
+        Assert.Null(await store.Inspector.GetAsync(task.Id));
         var all = await ListAllAsync(limit: 100);
         Assert.Equal([other.Id], all.Select(t => t.Id));
-        Assert.Empty((await store.ListAsync(Query(statuses: [TaskState.Canceled]))).Items);
+        Assert.Empty((await store.Inspector.ListAsync(Query(statuses: [TaskState.Canceled]))).Items);
     }
 
     [Fact]
@@ -749,22 +751,22 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var worker = await RegisterAsync("llm");
         var queued = await SubmitAsync();
         var running = await SubmitAsync(priority: 9);
-        await store.LeaseAsync(worker, 1);
+        await store.Queue.LeaseAsync(worker, 1);
 
-        var deleteQueued = await store.DeleteAsync(queued.Id);
-        var deleteRunning = await store.DeleteAsync(running.Id);
+        var deleteQueued = await store.Queue.DeleteAsync(queued.Id);
+        var deleteRunning = await store.Queue.DeleteAsync(running.Id);
 
         Assert.Equal(StoreError.Conflict, deleteQueued.Error);
         Assert.Equal(TaskState.Queued, deleteQueued.Status);
         Assert.Equal(StoreError.Conflict, deleteRunning.Error);
         Assert.Equal(TaskState.Running, deleteRunning.Status);
-        Assert.Equal(TaskState.Queued, (await store.GetAsync(queued.Id))!.Status);
-        Assert.Equal(TaskState.Running, (await store.GetAsync(running.Id))!.Status);
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(queued.Id))!.Status);
+        Assert.Equal(TaskState.Running, (await store.Inspector.GetAsync(running.Id))!.Status);
     }
 
     [Fact]
     public async Task Delete_OfAnUnknownTask_IsNotFound() =>
-        Assert.Equal(StoreError.NotFound, (await store.DeleteAsync(Guid.CreateVersion7().ToString("N"))).Error);
+        Assert.Equal(StoreError.NotFound, (await store.Queue.DeleteAsync(Guid.CreateVersion7().ToString("N"))).Error);
 
     // ---- list ----
 
@@ -777,7 +779,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
             ids.Add((await SubmitAsync(type: type)).Id);
         }
 
-        var page = await store.ListAsync(Query());
+        var page = await store.Inspector.ListAsync(Query());
 
         Assert.Equal(Enumerable.Reverse(ids), page.Items.Select(t => t.Id));
         Assert.Null(page.NextCursor);
@@ -791,11 +793,11 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var llmCanceled = await SubmitAsync(type: "llm");
         var sdRunning = await SubmitAsync(type: "sd");
         var ttsQueued = await SubmitAsync(type: "tts");
-        await store.CancelAsync(llmCanceled.Id);
-        await store.LeaseAsync(worker, 1);
+        await store.Queue.CancelAsync(llmCanceled.Id);
+        await store.Queue.LeaseAsync(worker, 1);
 
         async Task<string[]> Ids(string[] statuses, string[] types) =>
-            (await store.ListAsync(Query(statuses, types))).Items.Select(t => t.Id).ToArray();
+            (await store.Inspector.ListAsync(Query(statuses, types))).Items.Select(t => t.Id).ToArray();
 
         Assert.Equal([ttsQueued.Id, llmQueued.Id], await Ids([TaskState.Queued], TaskTypes.All.ToArray()));
         Assert.Equal([llmCanceled.Id, llmQueued.Id], await Ids(TaskState.All.ToArray(), ["llm"]));
@@ -817,16 +819,16 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
             // Spread the tasks over several status indexes, which the listing merges.
             if (i % 7 == 0)
             {
-                await store.CancelAsync(task.Id);
+                await store.Queue.CancelAsync(task.Id);
             }
         }
-        await store.LeaseAsync(worker, 5);
+        await store.Queue.LeaseAsync(worker, 5);
 
         var pages = new List<TaskPage>();
         string? cursor = null;
         do
         {
-            var page = await store.ListAsync(Query(limit: 10, cursor: cursor));
+            var page = await store.Inspector.ListAsync(Query(limit: 10, cursor: cursor));
             pages.Add(page);
             cursor = page.NextCursor;
             Assert.True(pages.Count <= 10, "The cursor never ended.");
@@ -846,8 +848,8 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
             await SubmitAsync();
         }
 
-        var first = await store.ListAsync(Query(limit: 10));
-        var second = await store.ListAsync(Query(limit: 10, cursor: first.NextCursor));
+        var first = await store.Inspector.ListAsync(Query(limit: 10));
+        var second = await store.Inspector.ListAsync(Query(limit: 10, cursor: first.NextCursor));
 
         Assert.NotNull(first.NextCursor);
         Assert.Equal(10, second.Items.Count);
@@ -863,12 +865,12 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var task = await SubmitAsync();
         var created = clock.GetUtcNow();
         clock.Advance(TimeSpan.FromMilliseconds(1500));
-        var leased = (await store.LeaseAsync(worker, 1)).Tasks.Single();
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
         clock.Advance(TimeSpan.FromMilliseconds(2500));
 
-        await store.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+        await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, "{}");
 
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
         Assert.Equal(created, got!.CreatedAt);
         Assert.Equal(created.AddMilliseconds(1500), got.StartedAt);
         Assert.Equal(created.AddMilliseconds(4000), got.CompletedAt);
@@ -882,10 +884,10 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         var worker = await RegisterAsync("llm");
         var task = await SubmitAsync();
         clock.Advance(TimeSpan.FromMilliseconds(750));
-        await store.LeaseAsync(worker, 1);
+        await store.Queue.LeaseAsync(worker, 1);
         clock.Advance(TimeSpan.FromSeconds(30));
 
-        var got = await store.GetAsync(task.Id);
+        var got = await store.Inspector.GetAsync(task.Id);
 
         Assert.Equal(750, got!.WaitMs);
         Assert.Null(got.RunMs);
@@ -902,11 +904,11 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         // Task ids are UUIDv7s, whose order is by millisecond: one millisecond between submissions
         // gives each task its own creation time, as tasks submitted over HTTP have.
         clock.Advance(TimeSpan.FromMilliseconds(1));
-        return (await store.SubmitAsync(new TaskRequest(type, Input, model, priority, timeout, maxAttempts, metadata, null), traceParent: null)).Task!;
+        return (await store.Queue.SubmitAsync(new TaskRequest(type, Input, model, priority, timeout, maxAttempts, metadata, null), traceParent: null)).Task!;
     }
 
     private Task<string> RegisterAsync(params string[] types) =>
-        store.RegisterAsync(new WorkerRegistration("test-worker", types, """{"capacity":1}"""));
+        store.Workers.RegisterAsync(new WorkerRegistration("test-worker", types, """{"capacity":1}"""));
 
     private static string Error(string code) => JsonSerializer.Serialize(new { code, message = "test" });
 
@@ -919,7 +921,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
         string? cursor = null;
         do
         {
-            var page = await store.ListAsync(Query(limit: limit, cursor: cursor));
+            var page = await store.Inspector.ListAsync(Query(limit: limit, cursor: cursor));
             all.AddRange(page.Items);
             cursor = page.NextCursor;
         }
@@ -938,3 +940,7 @@ public sealed class TaskStoreTests(RedisServer redis) : IClassFixture<RedisServe
 
     private static readonly WorkerState NoGpus = new("{}", 0, [], []);
 }
+
+/// <summary>The tests above on one Redis.</summary>
+[Trait("Category", "Storage")]
+public sealed class TaskStoreOnOneRedis(RedisServer redis) : TaskStoreTests<RedisServer>(redis);

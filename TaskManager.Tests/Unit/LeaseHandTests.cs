@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
-using TaskManager.Api.Storage;
+using TaskManager.Api.Coordination;
 
 namespace TaskManager.Tests.Unit;
 
@@ -13,7 +13,7 @@ namespace TaskManager.Tests.Unit;
 public sealed class LeaseHandTests
 {
     // Claims and wake-ups never touch Redis.
-    private readonly LeaseNotifier notifier = new(null!, new RedisKeys("test:"), NullLogger<LeaseNotifier>.Instance);
+    private readonly LeaseWaiters notifier = new(null!, new LongPoll(TimeProvider.System), NullLogger<LeaseWaiters>.Instance);
 
     [Fact]
     public async Task AWaitingLease_IsClaimed_AndItsWaitEndsWithTheHand()

@@ -96,7 +96,7 @@ public sealed partial class TaskStateTests
     [Fact]
     public void LuaTransitionsTable_ReflectsTaskStateTransitions()
     {
-        var lua = LuaScripts.TransitionsTable();
+        var lua = LuaLibrary.TransitionsTable();
 
         Assert.StartsWith("local TRANSITIONS = {", lua, StringComparison.Ordinal);
         var parsed = LuaEntry().Matches(lua).ToDictionary(
@@ -113,24 +113,16 @@ public sealed partial class TaskStateTests
     [Fact]
     public void TheScriptLibrary_CarriesTheTransitionsTable_AndRegistersEveryScript()
     {
-        var scripts = new LuaScripts(new RedisKeys("{unit}:"));
-        string[] all =
-        [
-            scripts.Submit, scripts.Lease, scripts.Complete, scripts.Fail, scripts.Progress, scripts.Cancel,
-            scripts.Delete, scripts.Get, scripts.List, scripts.Register, scripts.Heartbeat,
-        ];
+        var library = new LuaLibrary(new RedisKeys("{unit}:"));
 
-        Assert.Contains(LuaScripts.TransitionsTable(), scripts.Library, StringComparison.Ordinal);
-        Assert.StartsWith($"#!lua name={scripts.LibraryName}\n", scripts.Library, StringComparison.Ordinal);
-        Assert.All(all, function => Assert.Contains($"redis.register_function('{function}'", scripts.Library, StringComparison.Ordinal));
-        // Every script the API calls (each property but the library's own two) is in the library.
-        var called = typeof(LuaScripts).GetProperties()
-            .Where(p => p.PropertyType == typeof(string) && p.Name is not (nameof(LuaScripts.Library) or nameof(LuaScripts.LibraryName)))
-            .Select(p => (string)p.GetValue(scripts)!).ToArray();
-        Assert.Equal(28, called.Length);
-        Assert.All(called, function => Assert.Contains($"redis.register_function('{function}'", scripts.Library, StringComparison.Ordinal));
+        Assert.Contains(LuaLibrary.TransitionsTable(), library.Text, StringComparison.Ordinal);
+        Assert.StartsWith($"#!lua name={library.Name}\n", library.Text, StringComparison.Ordinal);
+        // Every script the API calls is a function of the library, under its own name.
+        var functions = Enum.GetValues<Script>().Select(library.FunctionOf).ToArray();
+        Assert.Equal(28, functions.Distinct().Count());
+        Assert.All(functions, function => Assert.Contains($"redis.register_function('{function}'", library.Text, StringComparison.Ordinal));
         // Another prefix is another library, so two deployments on one Redis never share one.
-        Assert.NotEqual(scripts.LibraryName, new LuaScripts(new RedisKeys("{other}:")).LibraryName);
+        Assert.NotEqual(library.Name, new LuaLibrary(new RedisKeys("{other}:")).Name);
     }
 
     // One entry per line: `  running = {canceling = true, failed = true},`

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using TaskManager.Api.Domain;
-using TaskManager.Api.Endpoints;
+using TaskManager.Api.Coordination;
 
 namespace TaskManager.Tests.Unit;
 

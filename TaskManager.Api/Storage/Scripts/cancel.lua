@@ -1,31 +1,36 @@
 -- Cancels a task. Queued or scheduled: canceled at once (a pending retry job is deleted through
--- the outbox). Running: 'canceling', and its worker is told on the cancels channel.
--- KEYS: none; touches task:{id}, queue:{type}, scheduled, idx:*, finished, outbox; publishes on cancels.
+-- the outbox). Running: 'canceling', and its worker is told on the cancels channel; the task ends
+-- canceled when the worker reports, or when its deadline or lease runs out.
+-- KEYS[1] task:{id}
 -- ARGV[1] task id   ARGV[2] now (ms)   ARGV[3] the caller's tenant ('*': any)
--- Returns: {'ok', status after, type, status before} | {'not_found'} (also another tenant's task) |
---   {'conflict', status}.
-local id = ARGV[1]
-local tk = task_key(id)
-local f = redis.call('HMGET', tk, 'status', 'type', 'worker')
-local status, ttype = f[1], f[2]
-if not status or not tenant_allows(tk, ARGV[3]) then return {'not_found'} end
-if status == 'canceling' then return {'ok', status, ttype, status} end
+-- Also touches: queue:{type}, scheduled, outbox, idx:*, finished, evlist:{id}, stats:*; publishes
+--   on cancels, and on ev:{id} when the task is followed.
+-- Returns REPLY.OUTCOME: 'ok' with the status after, 'not_found' (also another tenant's task) or
+--   'conflict' with the status.
+local id, now = ARGV[1], tonumber(ARGV[2])
+local tk = KEYS[1]
+local t = read_fields(tk, 'status', 'type', 'worker', 'tenant', 'attempt', 'rp', 'w')
+if not t.status or not tenant_allows(t.tenant, ARGV[3]) then return reply(REPLY.OUTCOME, {code = 'not_found'}) end
+if t.status == 'canceling' then return reply(REPLY.OUTCOME, {code = 'ok', status = t.status, type = t.type}) end
 
-local to
-if status == 'running' then to = 'canceling' else to = 'canceled' end
-if not can_move(status, to) then return {'conflict', status} end
+local to = 'canceled'
+if t.status == 'running' then to = 'canceling' end
+if not can_move(t.status, to) then return reply(REPLY.OUTCOME, {code = 'conflict', status = t.status}) end
 
+event_state_of(id, t)
 if to == 'canceling' then
-  redis.call('HSET', tk, 'status', to, 'cancel_requested', ARGV[2])
-  move_index(id, ttype, status, to)
-  redis.call('PUBLISH', CANCELS, f[3])
+  call('HSET', tk, 'status', to, 'cancel_requested', now)
+  call('PUBLISH', CANCELS, t.worker)
 else
-  if status == 'scheduled' then
-    redis.call('ZREM', SCHEDULED, id)
-    redis.call('RPUSH', OUTBOX, 'delete|' .. id)
+  if t.status == 'scheduled' then
+    call('ZREM', SCHEDULED, id)
+    call('RPUSH', OUTBOX, 'delete|' .. id)
   else
-    redis.call('ZREM', queue_key(ttype), id)
+    call('ZREM', queue_key(t.type), id)
   end
-  finish(id, tk, ttype, status, to, ARGV[2])
+  store_final(id, tk, to, now)
+  count_finished(t.type, to, now)
 end
-return {'ok', to, ttype, status}
+move_listing(id, t.type, t.status, to, tenant_of(t.tenant))
+emit_status(id, to)
+return reply(REPLY.OUTCOME, {code = 'ok', status = to, type = t.type})

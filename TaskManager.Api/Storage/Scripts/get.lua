@@ -1,30 +1,31 @@
 -- Reads one task, with its attempt history. A queued task also gets its 1-based position in its
 -- type's queue and, when no live worker could run it now, why (the waiting reason).
--- KEYS: none; reads task:{id}, attempts:{id}, queue:{type}, workers, worker:{id}.
+-- KEYS[1] task:{id}
 -- ARGV[1] task id   ARGV[2] workers heard from since this time (ms) count as live
--- Returns: {task hash as a flat field/value list (with 'queue_position' and 'waiting_reason'
---   added) or an empty list, its attempt history (JSON objects)}.
+-- Also reads: attempts:{id}, queue:{type}, paused, workers, worker:{id}.
+-- Returns REPLY.TASK_READ: task (the hash as a flat field/value list, with 'queue_position' and
+--   'waiting_reason' added; empty when there is no task), attempts (JSON objects).
 local id = ARGV[1]
 local h = task_hash(id)
 local f = {}
 for i = 1, #h, 2 do f[h[i]] = h[i + 1] end
 
 if f.status == 'queued' then
-  local rank = redis.call('ZRANK', queue_key(f.type), id)
+  local rank = call('ZRANK', queue_key(f.type), id)
   if rank then
     h[#h + 1] = 'queue_position'
     h[#h + 1] = tostring(rank + 1)
   end
   -- Why no live worker takes it. Bounded by the number of live workers, not of tasks.
   local serving, most_free, gpu_match, undrained = 0, -1, 0, 0
-  for _, wid in ipairs(redis.call('ZRANGEBYSCORE', WORKERS, ARGV[2], '+inf', 'LIMIT', 0, 10000)) do
-    local w = redis.call('HMGET', worker_key(wid), 'types', 'gpu_free_mb', 'gpu_names', 'draining')
-    if w[1] and string.find(',' .. w[1] .. ',', ',' .. f.type .. ',', 1, true) then
+  for _, wid in ipairs(call('ZRANGEBYSCORE', WORKERS, ARGV[2], '+inf', 'LIMIT', 0, 10000)) do
+    local w = read_fields(worker_key(wid), 'types', 'gpu_free_mb', 'gpu_names', 'draining')
+    if w.types and string.find(',' .. w.types .. ',', ',' .. f.type .. ',', 1, true) then
       serving = serving + 1
-      if w[4] ~= '1' then
+      if w.draining ~= '1' then
         undrained = undrained + 1
-        local free = tonumber(w[2]) or 0
-        if not f.req_gpu or string.find(w[3] or '', string.lower(f.req_gpu), 1, true) then
+        local free = tonumber(w.gpu_free_mb) or 0
+        if not f.req_gpu or string.find(w.gpu_names or '', string.lower(f.req_gpu), 1, true) then
           gpu_match = gpu_match + 1
           if free > most_free then most_free = free end
         end
@@ -32,7 +33,7 @@ if f.status == 'queued' then
     end
   end
   local reason
-  if redis.call('SISMEMBER', PAUSED, f.type) == 1 then
+  if call('SISMEMBER', PAUSED, f.type) == 1 then
     reason = 'The ' .. f.type .. ' queue is paused.'
   elseif serving == 0 then
     reason = 'No live worker serves ' .. f.type .. ' tasks.'
@@ -48,10 +49,9 @@ if f.status == 'queued' then
     h[#h + 1] = reason
   end
 end
-local attempts = redis.call('LRANGE', attempts_key(id), 0, -1)
--- The attempt that succeeded is not stored (see record_attempt in common.lua): it is the last,
--- described by the hash. (A task finished before that rule has it stored already.)
-if f.status == 'succeeded' and not (attempts[#attempts] and string.find(attempts[#attempts], '"outcome":"succeeded"', 1, true)) then
-  attempts[#attempts + 1] = attempt_entry(f.attempt or '1', f.worker, f.started, f.completed, 'succeeded', '')
+local attempts = call('LRANGE', attempts_key(id), 0, -1)
+-- The attempt that succeeded is not stored (see append_attempt): it is the last, described by the hash.
+if f.status == 'succeeded' then
+  attempts[#attempts + 1] = attempt_entry(f.attempt, f.worker, f.started, f.completed, 'succeeded', '')
 end
-return {h, attempts}
+return reply(REPLY.TASK_READ, {task = h, attempts = attempts})

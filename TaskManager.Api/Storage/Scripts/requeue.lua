@@ -1,13 +1,11 @@
--- Ends a retry's wait: a scheduled task goes back to its queue. Run by the Hangfire retry job,
--- and by the scheduler's safety sweep for a retry whose job never ran.
--- KEYS: none; touches task:{id}, scheduled, queue:{type}, idx:*; publishes on notify.
--- ARGV[1] task id   ARGV[2] the attempt the retry follows, or '' for any   ARGV[3] now (ms)
--- Returns: 1 when queued, 0 when the task is no longer waiting for that retry (canceled, gone).
-local id = ARGV[1]
-local tk = task_key(id)
-local f = redis.call('HMGET', tk, 'status', 'type', 'attempt')
-if f[1] ~= 'scheduled' or (ARGV[2] ~= '' and f[3] ~= ARGV[2]) then return 0 end
-assert_move('scheduled', 'queued')
-redis.call('ZREM', SCHEDULED, id)
-requeue(id, tk, f[2], 'scheduled', ARGV[3])
+-- Ends a retry's wait: a scheduled task goes back to its queue (end_retry_wait in
+-- lib/lifecycle.lua). Run by the Hangfire retry job.
+-- KEYS[1] task:{id}
+-- ARGV[1] task id   ARGV[2] the attempt the retry follows   ARGV[3] now (ms)
+-- Also touches: scheduled, queue:{type}, idx:*, evlist:{id}; publishes on notify, and on ev:{id}
+--   when the task is followed.
+-- Returns: 1 when queued, 0 when the task no longer waits for that retry (canceled, gone).
+local t = read_fields(KEYS[1], unpack(RETRY_FIELDS))
+if t.status ~= 'scheduled' or t.attempt ~= ARGV[2] then return 0 end
+end_retry_wait(ARGV[1], KEYS[1], t, tonumber(ARGV[3]))
 return 1

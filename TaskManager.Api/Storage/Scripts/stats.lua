@@ -1,43 +1,45 @@
--- Reads the statistics: stored tasks by tenant, status and type (index set sizes), queue depths,
--- paused types, all-time totals, the last 15 minutes of finishes, and the wait and run
--- histograms. Every read is O(1) or bounded by the number of types, statuses, tenants and
--- buckets: its cost does not grow with the number of tasks stored.
--- KEYS: none; reads idx:*, queue:{type}, paused, stats:*.
--- ARGV[1] now (ms)   ARGV[2] tenants (comma list)   ARGV[3] statuses (comma list)
--- Returns: {counts {status, type, n, ...}, depths {type, n, ...}, paused types, totals hash,
---   minutes {minutes ago, hash, ...} for 0..14, wait {type, hash, ...}, run {type, hash, ...}}.
-local counts = {}
-local tally = {}
-for tenant in string.gmatch(ARGV[2], '[^,]+') do
-  for s in string.gmatch(ARGV[3], '[^,]+') do
-    for _, t in ipairs(TASK_TYPES) do
-      local n = redis.call('ZCARD', index_key(tenant, s, t))
-      if n > 0 then tally[s .. '|' .. t] = (tally[s .. '|' .. t] or 0) + n end
-    end
+-- Reads the statistics: stored tasks by status and type for the listing indexes the caller names
+-- (its tenants'), queue depths, paused types, all-time totals, the last 15 minutes of finishes,
+-- and the wait and run histograms. Every read is O(1) or bounded by the number of types,
+-- statuses, tenants and buckets: its cost does not grow with the number of tasks stored.
+-- KEYS[1] stats:totals   KEYS[2 ..] idx:{tenant}:{status}:{type} of each tenant, status and type
+-- ARGV[1] now (ms)
+-- Also reads: queue:{type}, paused, stats:min:{minute}, stats:wait:{type}, stats:run:{type}.
+-- Returns REPLY.STATS: counts ({status, type, n, ...} over the indexes), depths ({type, n, ...}),
+--   paused types, totals (hash), minutes ({minutes ago, hash, ...} for 0..14), wait and run
+--   ({type, hash, ...}).
+local tally, order = {}, {}
+for i = 2, #KEYS do
+  local n = call('ZCARD', KEYS[i])
+  if n > 0 then
+    -- idx:{tenant}:{status}:{type}: the status and type are its last two parts (neither holds a ':').
+    local status, ttype = string.match(KEYS[i], ':([^:]+):([^:]+)$')
+    local key = status .. '|' .. ttype
+    if not tally[key] then tally[key] = {status, ttype, 0}; order[#order + 1] = key end
+    tally[key][3] = tally[key][3] + n
   end
 end
-for key, n in pairs(tally) do
-  local bar = string.find(key, '|', 1, true)
-  counts[#counts + 1] = string.sub(key, 1, bar - 1)
-  counts[#counts + 1] = string.sub(key, bar + 1)
-  counts[#counts + 1] = n
+local counts = {}
+for _, key in ipairs(order) do
+  for _, v in ipairs(tally[key]) do counts[#counts + 1] = v end
 end
 
 local depths, wait, run = {}, {}, {}
 for _, t in ipairs(TASK_TYPES) do
   depths[#depths + 1] = t
-  depths[#depths + 1] = redis.call('ZCARD', queue_key(t))
+  depths[#depths + 1] = call('ZCARD', queue_key(t))
   wait[#wait + 1] = t
-  wait[#wait + 1] = redis.call('HGETALL', histogram_key('wait', t))
+  wait[#wait + 1] = call('HGETALL', histogram_key('wait', t))
   run[#run + 1] = t
-  run[#run + 1] = redis.call('HGETALL', histogram_key('run', t))
+  run[#run + 1] = call('HGETALL', histogram_key('run', t))
 end
 
 local minutes = {}
 local current = math.floor(tonumber(ARGV[1]) / 60000)
 for ago = 0, 14 do
   minutes[#minutes + 1] = ago
-  minutes[#minutes + 1] = redis.call('HGETALL', stats_minute_key(current - ago))
+  minutes[#minutes + 1] = call('HGETALL', stats_minute_key(current - ago))
 end
 
-return {counts, depths, redis.call('SMEMBERS', PAUSED), redis.call('HGETALL', STATS_TOTALS), minutes, wait, run}
+return reply(REPLY.STATS, {counts = counts, depths = depths, paused = call('SMEMBERS', PAUSED),
+  totals = call('HGETALL', KEYS[1]), minutes = minutes, wait = wait, run = run})

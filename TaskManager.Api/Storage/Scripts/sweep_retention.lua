@@ -1,11 +1,11 @@
 -- Deletes final tasks older than the retention period, with all that is kept beside them.
--- KEYS: none; touches finished, task:{id}, attempts:{id}, evlist:{id}, events:{id} (the old stream), artifacts:{id}, idx:*.
+-- KEYS[1] finished
 -- ARGV[1] cutoff (ms): tasks finished before it go   ARGV[2] batch size
+-- Also touches: task:{id}, attempts:{id}, evlist:{id}, artifacts:{id}, artifact:{id}:*, idx:*.
 -- Returns: the number deleted.
-local ids = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
-  local tk = task_key(id)
-  local f = redis.call('HMGET', tk, 'status', 'type')
-  delete_task(id, tk, f[1], f[2])
+  local t = read_fields(task_key(id), 'status', 'type', 'tenant')
+  delete_task(id, t.status, t.type, t.tenant)
 end
 return #ids

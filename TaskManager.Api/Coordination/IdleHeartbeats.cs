@@ -1,17 +1,19 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Options;
+using TaskManager.Api.Domain;
 
-namespace TaskManager.Api.Storage;
+namespace TaskManager.Api.Coordination;
 
 /// <summary>
 /// The idle heartbeats this API replica holds. A worker that runs nothing may have its heartbeat
 /// held up to <c>MaxLeaseWaitSeconds</c> instead of one heartbeat interval; while it is held, its
-/// open request says it is alive, and this keeps its last heartbeat time current in Redis every
-/// interval, for all of them in one script call. A thousand idle workers then send a heartbeat
+/// open request says it is alive, and this keeps its last heartbeat time current in the store every
+/// interval, for all of them in one store call. A thousand idle workers then send a heartbeat
 /// each 55 s, not each 5 s. (A worker whose machine vanishes without closing its connection is
 /// taken for alive until its held heartbeat ends; it runs nothing, so no task waits on it.)
 /// </summary>
-public sealed partial class IdleHeartbeats(IServiceProvider services, IOptions<TaskManagerOptions> options, ILogger<IdleHeartbeats> logger)
+public sealed partial class IdleHeartbeats(IWorkerRegistry workers, IStoreHealth store, TimeProvider time, IOptions<TaskManagerOptions> options,
+    ILogger<IdleHeartbeats> logger)
     : BackgroundService
 {
     private readonly ConcurrentDictionary<string, int> held = new(StringComparer.Ordinal);
@@ -25,7 +27,7 @@ public sealed partial class IdleHeartbeats(IServiceProvider services, IOptions<T
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(Math.Max(1, options.Value.HeartbeatIntervalSeconds)));
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(Math.Max(1, options.Value.HeartbeatIntervalSeconds)), time);
         while (await Tick(timer, stoppingToken))
         {
             var ids = held.Keys.ToArray();
@@ -35,9 +37,9 @@ public sealed partial class IdleHeartbeats(IServiceProvider services, IOptions<T
             }
             try
             {
-                await services.GetRequiredService<IWorkerRegistry>().TouchWorkersAsync(ids);
+                await workers.TouchWorkersAsync(ids);
             }
-            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+            catch (Exception ex) when (store.Describe(ex) is not null)
             {
                 LogUnavailable(logger, ids.Length, ex.Message);
             }

@@ -1,50 +1,40 @@
-using StackExchange.Redis;
+using TaskManager.Api.Domain;
 
-namespace TaskManager.Api.Storage;
+namespace TaskManager.Api.Coordination;
 
 /// <summary>
-/// Wakes waiting lease long-polls when work arrives. Submissions publish the task type (and its
-/// model, <c>type|model</c>) on the notify channel from inside their Lua script, so every API
-/// replica hears of every task. Each notification wakes one local waiter: first one whose worker
+/// The leases waiting on this replica for work, woken when work arrives. The store signals the
+/// type (and model) of each task queued, in the call that queues it, so every API replica hears
+/// of every task (<see cref="ITaskSignals.OnWorkQueuedAsync"/>). Each notification wakes one local waiter: first one whose worker
 /// has the task's model loaded, else one that serves the type (not all of them: a thousand idle
-/// workers must not stampede Redis for one task). A waiter that leases a full hand while work
+/// workers must not stampede the store for one task). A waiter that leases a full hand while work
 /// remains, that skips a task another worker should take, or that was woken for nothing, passes
 /// the wake-up on.
 /// </summary>
 /// <remarks>
 /// A submission on this replica does better than a notification: it <see cref="Claim"/>s a lease
 /// that is waiting here and leases the task to that worker in its own script call. The lease's
-/// answer then comes from the submission's round trip, with no publish, no wake-up through Redis
-/// and no second script call (see submit.lua).
+/// answer then comes from the submission's round trip, with no signal, no wake-up through the store
+/// and no second call (see <see cref="LeaseBroker"/>).
 /// </remarks>
-public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKeys keys, ILogger<LeaseNotifier> logger)
+public sealed partial class LeaseWaiters(ITaskSignals signals, LongPoll longPoll, ILogger<LeaseWaiters> logger)
     : IHostedService
 {
     private readonly Lock gate = new();
-    private readonly ILogger<LeaseNotifier> log = logger;
+    private readonly ILogger<LeaseWaiters> log = logger;
+    private readonly LongPoll poll = longPoll;
     // Keys "t:{type}" and "m:{model}"; oldest waiter first.
     private readonly Dictionary<string, LinkedList<Waiter>> waiters = new(StringComparer.Ordinal);
-    private Action<RedisChannel, RedisValue>? handler;
+    private IAsyncDisposable? subscription;
 
-    public async Task StartAsync(CancellationToken cancellationToken)
-    {
-        // A handler, not a ChannelMessageQueue: notifications need no order among themselves
-        // (Notify takes the lock), and the queue's reading loop was one more hand-off between the
-        // publish and the waiting lease.
-        handler = (_, message) =>
-        {
-            var text = (string)message!;
-            var bar = text.IndexOf('|', StringComparison.Ordinal);
-            Notify(bar < 0 ? text : text[..bar], bar < 0 ? null : text[(bar + 1)..]);
-        };
-        await redis.GetSubscriber().SubscribeAsync(RedisChannel.Literal(keys.NotifyChannel), handler).ConfigureAwait(false);
-    }
+    public async Task StartAsync(CancellationToken cancellationToken) =>
+        subscription = await signals.OnWorkQueuedAsync(Notify).ConfigureAwait(false);
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (handler is not null)
+        if (subscription is not null)
         {
-            await redis.GetSubscriber().UnsubscribeAsync(RedisChannel.Literal(keys.NotifyChannel), handler).ConfigureAwait(false);
+            await subscription.DisposeAsync().ConfigureAwait(false);
         }
     }
 
@@ -171,7 +161,7 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
     /// and was not taken through <see cref="WaitAsync"/> is passed on to another waiter, so no
     /// notification is lost to a waiter that stopped listening.
     /// </summary>
-    public sealed class Waiter(LeaseNotifier owner, IReadOnlyList<string> types, string workerId, int maxTasks) : IDisposable
+    public sealed class Waiter(LeaseWaiters owner, IReadOnlyList<string> types, string workerId, int maxTasks) : IDisposable
     {
         private readonly TaskCompletionSource<Wake?> woken = new(TaskCreationOptions.RunContinuationsAsynchronously);
         private bool taken;
@@ -208,7 +198,7 @@ public sealed partial class LeaseNotifier(IConnectionMultiplexer redis, RedisKey
             }
             try
             {
-                await LongPoll.WaitAsync(woken.Task, timeout, cancellationToken).ConfigureAwait(false);
+                await owner.poll.WaitAsync(woken.Task, timeout, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException)
             {

@@ -1,29 +1,31 @@
-using StackExchange.Redis;
+using TaskManager.Api.Domain;
 
-namespace TaskManager.Api.Storage;
+namespace TaskManager.Api.Coordination;
 
 /// <summary>
 /// Lets an event stream follower wait for a task's next event: once a follower has marked the
 /// task followed (<see cref="ITaskInspector.ReadEventsAsync"/> with <c>follows</c>), every event
-/// script publishes on the task's <c>ev:{id}</c> channel, so a follower on any API replica wakes
-/// at once. A task nobody follows publishes nothing.
+/// of the task is signalled (<see cref="ITaskSignals.OnTaskEventAsync"/>), so a follower on any
+/// API replica wakes at once. A task nobody follows signals nothing.
 /// </summary>
-public sealed class TaskEventSignals(IConnectionMultiplexer redis, RedisKeys keys)
+public sealed class TaskEventSignals(ITaskSignals signals)
 {
+    /// <summary>Subscribe before reading, then wait: no event is missed in between.</summary>
     public async Task<Subscription> SubscribeAsync(string taskId)
     {
-        var subscription = new Subscription(redis.GetSubscriber(), RedisChannel.Literal(keys.EventChannel(taskId)));
-        await subscription.StartAsync().ConfigureAwait(false);
+        var subscription = new Subscription();
+        subscription.Source = await signals.OnTaskEventAsync(taskId, subscription.Signal).ConfigureAwait(false);
         return subscription;
     }
 
-    /// <summary>One follower's subscription. Subscribe before reading, then wait: no event is missed in between.</summary>
-    public sealed class Subscription(ISubscriber subscriber, RedisChannel channel) : IAsyncDisposable
+    /// <summary>One follower's subscription.</summary>
+    public sealed class Subscription : IAsyncDisposable
     {
         private readonly SemaphoreSlim signal = new(0, 1);
-        private Action<RedisChannel, RedisValue>? active;
 
-        private Action<RedisChannel, RedisValue> Handler => (_, _) =>
+        internal IAsyncDisposable? Source { get; set; }
+
+        internal void Signal()
         {
             // One pending signal is enough: the follower reads everything new when it wakes.
             if (signal.CurrentCount == 0)
@@ -37,12 +39,6 @@ public sealed class TaskEventSignals(IConnectionMultiplexer redis, RedisKeys key
                     // Another event signalled first.
                 }
             }
-        };
-
-        internal async Task StartAsync()
-        {
-            active = Handler;
-            await subscriber.SubscribeAsync(channel, active).ConfigureAwait(false);
         }
 
         /// <summary>True when an event arrived, false when the time ran out.</summary>
@@ -51,9 +47,9 @@ public sealed class TaskEventSignals(IConnectionMultiplexer redis, RedisKeys key
 
         public async ValueTask DisposeAsync()
         {
-            if (active is not null)
+            if (Source is not null)
             {
-                await subscriber.UnsubscribeAsync(channel, active).ConfigureAwait(false);
+                await Source.DisposeAsync().ConfigureAwait(false);
             }
             signal.Dispose();
         }

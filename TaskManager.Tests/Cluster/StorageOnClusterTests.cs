@@ -1,0 +1,19 @@
+using TaskManager.Tests.Infrastructure;
+using TaskManager.Tests.Storage;
+
+namespace TaskManager.Tests.Cluster;
+
+// The storage suite on a real Redis Cluster of three primaries: every test of each class, as on
+// one Redis.
+
+[Trait("Category", "Cluster")]
+public sealed class TaskStoreOnACluster(RedisCluster redis) : TaskStoreTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class PlacementStoreOnACluster(RedisCluster redis) : PlacementStoreTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class SchedulerStoreOnACluster(RedisCluster redis) : SchedulerStoreTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class FleetGaugesOnACluster(RedisCluster redis) : FleetGaugesTests<RedisCluster>(redis);
