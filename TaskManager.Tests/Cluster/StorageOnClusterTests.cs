@@ -17,3 +17,6 @@ public sealed class SchedulerStoreOnACluster(RedisCluster redis) : SchedulerStor
 
 [Trait("Category", "Cluster")]
 public sealed class FleetGaugesOnACluster(RedisCluster redis) : FleetGaugesTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class ReplyShapeOnACluster(RedisCluster redis) : ReplyShapeTests<RedisCluster>(redis);

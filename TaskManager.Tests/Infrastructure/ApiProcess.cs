@@ -18,8 +18,15 @@ public sealed class ApiProcess : IAsyncDisposable
     {
         this.process = process;
         BaseAddress = baseAddress;
-        Client = new HttpClient(new PartyKeyHandler(new HttpClientHandler())) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(60) };
+        Client = new HttpClient(new PartyKeyHandler(new ServerErrorRecorder(ServerErrors, new HttpClientHandler())))
+        {
+            BaseAddress = baseAddress,
+            Timeout = TimeSpan.FromSeconds(60),
+        };
     }
+
+    /// <summary>Every answer of 500 or more that <see cref="Client"/> received: "METHOD path -> status body".</summary>
+    public List<string> ServerErrors { get; } = [];
 
     public Uri BaseAddress { get; }
 
@@ -41,7 +48,7 @@ public sealed class ApiProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<ApiProcess> StartAsync(RedisServer redis, string role = "api", IDictionary<string, string>? environment = null)
+    public static async Task<ApiProcess> StartAsync(ITestRedis redis, string role = "api", IDictionary<string, string>? environment = null)
     {
         var port = RedisServer.FreePort();
         var start = new ProcessStartInfo("dotnet")
@@ -157,4 +164,22 @@ public static class Http
 
     public static Task<HttpResponseMessage> PostObjectAsync<T>(this HttpClient client, string path, T body) =>
         client.PostAsJsonAsync(path, body, Json);
+}
+
+/// <summary>Records every answer of 500 or more, so that a test can show none came.</summary>
+public sealed class ServerErrorRecorder(List<string> errors, HttpMessageHandler inner) : DelegatingHandler(inner)
+{
+    protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        var response = await base.SendAsync(request, cancellationToken);
+        if ((int)response.StatusCode >= 500)
+        {
+            var body = response.Content.Headers.ContentType?.MediaType == "text/event-stream" ? "" : await response.Content.ReadAsStringAsync(cancellationToken);
+            lock (errors)
+            {
+                errors.Add($"{request.Method} {request.RequestUri} -> {(int)response.StatusCode} {body}");
+            }
+        }
+        return response;
+    }
 }

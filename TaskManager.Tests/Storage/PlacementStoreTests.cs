@@ -147,6 +147,43 @@ public abstract class PlacementStoreTests<TRedis>(TRedis redis) : IClassFixture<
         Assert.Equal((0, 1L, 1L), (stats.Running, stats.Completed, stats.Failed));
     }
 
+    [Fact]
+    public async Task ALeaseOfSeveral_ReadsOnFromWhereItWas_AfterTakingTasksOutOfTheQueue()
+    {
+        // Tasks that fit and tasks that do not (more GPU memory than the worker has) take turns, so
+        // that a hand of three reads past its first page after taking two from it.
+        var worker = await RegisterAsync();
+        var fits = new List<string>();
+        for (var i = 0; i < 4; i++)
+        {
+            fits.Add((await SubmitAsync()).Id);
+            await SubmitAsync(requirements: new TaskRequirements(40_000, null));
+        }
+
+        var leased = await store.Queue.LeaseAsync(worker, 3);
+
+        Assert.Equal(fits[..3], leased.Tasks.Select(t => t.TaskId));
+        Assert.True(leased.MoreQueued);
+    }
+
+    [Fact]
+    public async Task QueueEntriesOfTasksThatAreGone_AreDropped_AndTheLeaseTakesTheTaskBehindThem()
+    {
+        var worker = await RegisterAsync();
+        var task = await SubmitAsync();
+        // Entries ahead of it whose tasks no longer exist (as a lost write could leave them).
+        var gone = new[] { TaskIds.New(clock.GetUtcNow()), TaskIds.New(clock.GetUtcNow()) };
+        foreach (var id in gone)
+        {
+            await redis.Db.SortedSetAddAsync(store.Keys.Queue(TaskTypes.Llm), id, 0);
+        }
+
+        var leased = await store.Queue.LeaseAsync(worker, 1);
+
+        Assert.Equal([task.Id], leased.Tasks.Select(t => t.TaskId));
+        Assert.Equal(0, await redis.Db.SortedSetLengthAsync(store.Keys.Queue(TaskTypes.Llm)));
+    }
+
     private Task<string> RegisterAsync(string[]? models = null, (string Name, long Free)[]? gpus = null)
     {
         var state = new WorkerState("{}", gpus?.Max(g => g.Free) ?? 0, gpus?.Select(g => g.Name).ToArray() ?? [], models ?? []);

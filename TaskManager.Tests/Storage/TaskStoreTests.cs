@@ -113,35 +113,6 @@ public abstract class TaskStoreTests<TRedis>(TRedis redis) : IClassFixture<TRedi
     }
 
     [Fact]
-    public async Task ATaskStoredWithTheEarlierFullHash_StillReads_LeasesAndGoesBackToItsPlace()
-    {
-        // As the scripts stored a task before its hash was trimmed: with its id, attempt, tenant,
-        // queued_at and queue score ('qs': priority 5's band, then its age since 2024).
-        var db = redis.Connection.GetDatabase();
-        var worker = await RegisterAsync("llm");
-        var id = TaskIds.New(clock.GetUtcNow());
-        var createdMs = clock.GetUtcNow().ToUnixTimeMilliseconds();
-        var created = createdMs.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var score = (40_000_000_000_000 + createdMs - 1_704_067_200_000).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        await db.HashSetAsync(keys.Task(id), [
-            new("id", id), new("type", "llm"), new("status", "queued"), new("priority", 5), new("created", created),
-            new("qs", score), new("input", Input), new("timeout", 300), new("max_attempts", 3), new("attempt", 0),
-            new("tenant", Tenants.Default), new("queued_at", created)]);
-        await db.SortedSetAddAsync(keys.Queue("llm"), id, double.Parse(score, System.Globalization.CultureInfo.InvariantCulture));
-        await db.SortedSetAddAsync(keys.Index(Tenants.Default, TaskState.Queued, "llm"), id, 0);
-        var later = await SubmitAsync();
-
-        var got = (await store.Inspector.GetAsync(id))!;
-        Assert.Equal((id, TaskState.Queued, 0, 1L), (got.Id, got.Status, got.Attempt, got.QueuePosition));
-        Assert.Equal([later.Id, id], (await store.Inspector.ListAsync(Query())).Items.Select(t => t.Id));
-        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
-        Assert.Equal((id, 1), (first.TaskId, first.Attempt));
-        await store.Queue.FailAsync(id, first.LeaseToken, Error("oom"), retryable: true, FailureKind.Error);
-        Assert.True(await store.Scheduler.RequeueAsync(id, 1));
-        Assert.Equal([id, later.Id], (await store.Queue.LeaseAsync(worker, 2)).Tasks.Select(t => t.TaskId));
-    }
-
-    [Fact]
     public async Task Get_OfAnUnknownTask_IsNull() =>
         Assert.Null(await store.Inspector.GetAsync(Guid.CreateVersion7().ToString("N")));
 

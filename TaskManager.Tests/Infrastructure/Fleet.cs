@@ -1,16 +1,15 @@
 using System.Text.Json;
-using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Infrastructure;
 
 /// <summary>
-/// A small deployment of real processes: redis-server (AOF), the API, the scheduler and Python
-/// workers, tuned for quick failure handling (short lease TTL and cancel grace).
+/// A small deployment of real processes: Redis (<typeparamref name="TRedis"/>: one redis-server or
+/// a cluster, with AOF), the API, the scheduler and Python workers, tuned for quick failure
+/// handling (short lease TTL and cancel grace).
 /// </summary>
-public sealed class FleetFixture : IAsyncLifetime
+public abstract class Fleet<TRedis> : IAsyncLifetime
+    where TRedis : ITestRedis, new()
 {
-    public const int CancelGraceSeconds = 1;
-
     public static readonly Dictionary<string, string> ServerSettings = new()
     {
         ["TaskManager__LeaseTtlSeconds"] = "3",
@@ -24,7 +23,7 @@ public sealed class FleetFixture : IAsyncLifetime
         ["TaskManager__WorkerDeadSeconds"] = "4",
     };
 
-    public RedisServer Redis { get; } = new();
+    public TRedis Redis { get; } = new();
 
     public ApiProcess Api { get; private set; } = null!;
 
@@ -47,7 +46,7 @@ public sealed class FleetFixture : IAsyncLifetime
         {
             ["TASKMANAGER_WORKER_NAME"] = name,
             ["TASKMANAGER_CAPACITY"] = capacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["TASKMANAGER_CANCEL_GRACE_SECONDS"] = CancelGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["TASKMANAGER_CANCEL_GRACE_SECONDS"] = Fleet.CancelGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
@@ -103,4 +102,17 @@ public sealed class FleetFixture : IAsyncLifetime
         }
         await Redis.DisposeAsync();
     }
+}
+
+/// <summary>The fleet on one redis-server.</summary>
+public sealed class FleetFixture : Fleet<RedisServer>;
+
+/// <summary>The fleet on a Redis Cluster of three primaries.</summary>
+public sealed class ClusterFleetFixture : Fleet<RedisCluster>;
+
+/// <summary>What every fleet shares.</summary>
+public static class Fleet
+{
+    /// <summary>How long a worker lets a task stop by itself before it kills the task's process.</summary>
+    public const int CancelGraceSeconds = 1;
 }

@@ -1,0 +1,82 @@
+using StackExchange.Redis;
+using TaskManager.Api.Domain;
+using TaskManager.Api.Storage;
+using TaskManager.Tests.Infrastructure;
+
+namespace TaskManager.Tests.Storage;
+
+/// <summary>
+/// What the scripts share with the C# is generated from it: run in Redis's own Lua, the prelude's
+/// key functions build the keys RedisKeys builds, its reply shapes list the fields the C# reads
+/// in the same order, and its task values sit where the C# puts them.
+/// </summary>
+[Trait("Category", "Storage")]
+public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisServer>
+{
+    private static readonly RedisKeys Keys = new("{gen}:");
+
+    private async Task<RedisResult> EvalAsync(string body) =>
+        await redis.Db.ScriptEvaluateAsync("local KEYS, ARGV\n" + LuaLibrary.Prelude(Keys) + body);
+
+    [Fact]
+    public async Task KeyFunctions_BuildTheKeysTheCSharpBuilds()
+    {
+        var lua = (string[])(await EvalAsync("""
+            return {task_key('t1'), queue_key('llm'), index_key('acme', 'queued', 'sd'), idem_key('acme', 'k'),
+              LEASES, DEADLINES, SCHEDULED, FINISHED, attempts_key('t1'), OUTBOX, events_key('t1'), artifacts_key('t1'),
+              artifact_key('t1', 'a.png'), model_key('m'), PAUSED, worker_key('w1'), WORKERS, STATS_TOTALS, NOTIFY, CANCELS,
+              event_channel('t1')}
+            """))!;
+
+        Assert.Equal(
+        [
+            Keys.Task("t1"), Keys.Queue("llm"), Keys.Index("acme", "queued", "sd"), Keys.Idempotency("acme", "k"), Keys.Leases,
+            Keys.Deadlines, Keys.Scheduled, Keys.Finished, Keys.Attempts("t1"), Keys.Outbox, Keys.Events("t1"), Keys.Artifacts("t1"),
+            Keys.Artifact("t1", "a.png"), Keys.ModelWorkers("m"), Keys.Paused, Keys.Worker("w1"), Keys.Workers, Keys.StatsTotals,
+            Keys.NotifyChannel, Keys.CancelChannel, Keys.EventChannel("t1"),
+        ], lua);
+    }
+
+    [Theory]
+    [InlineData(typeof(Replies.Outcome), "OUTCOME")]
+    [InlineData(typeof(Replies.Lease), "LEASE")]
+    [InlineData(typeof(Replies.LeasedTask), "LEASED_TASK")]
+    [InlineData(typeof(Replies.Submit), "SUBMIT")]
+    [InlineData(typeof(Replies.Stats), "STATS")]
+    public async Task EachReplyShape_ListsItsFields_InTheOrderTheCSharpReadsThem(Type shape, string name)
+    {
+        var fields = (string[])(await EvalAsync($"return REPLY.{name}"))!;
+
+        Assert.Equal(Enum.GetNames(shape).Select(n => string.Concat(n.Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()))), fields);
+        // reply() puts each named field at its place, and an empty string for one left out.
+        var built = (RedisResult[])(await EvalAsync($"return reply(REPLY.{name}, {{{fields[^1]} = 'last'}})"))!;
+        Assert.Equal([.. Enumerable.Repeat("", fields.Length - 1), "last"], built.Select(r => (string)r!));
+    }
+
+    [Fact]
+    public async Task TaskValues_SitWhereTheCSharpPutsThem()
+    {
+        var values = new List<RedisValue>();
+        TaskValues.Add(values, "id-1", new TaskRequest("sd", "{}", "m", 7, 60, 2, """{"a":1}""", "https://h/x",
+            new TaskRequirements(100, "L4")), "trace");
+
+        var lua = (string[])(await redis.Db.ScriptEvaluateAsync("local KEYS, ARGV = KEYS, ARGV\n" + LuaLibrary.Prelude(Keys) + """
+            local out = {}
+            for _, name in ipairs({'id', 'type', 'priority', 'input', 'timeout', 'max_attempts', 'model', 'metadata', 'webhook',
+                'trace', 'req_mem', 'req_gpu'}) do out[#out + 1] = ARGV[1 + TASK_VALUE[name]] end
+            out[#out + 1] = tostring(TASK_VALUES)
+            return out
+            """, values: [.. values]))!;
+
+        Assert.Equal(["id-1", "sd", "7", "{}", "60", "2", "m", """{"a":1}""", "https://h/x", "trace", "100", "L4", "12"], lua);
+    }
+
+    [Fact]
+    public async Task QueueScores_PutAHigherPriorityFirst_WhateverItsAge()
+    {
+        var scores = (string[])(await EvalAsync($"return {{queue_score(9, 2000000000000), queue_score(8, 1700000000000), tostring(PRIORITY_BAND)}}"))!;
+
+        Assert.True(decimal.Parse(scores[0]) < decimal.Parse(scores[1]), string.Join(", ", scores));
+        Assert.Equal(QueueOrder.PriorityBand.ToString(System.Globalization.CultureInfo.InvariantCulture), scores[2]);
+    }
+}
