@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import logging
 import socket
 import threading
 from dataclasses import dataclass
@@ -16,8 +15,7 @@ from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from . import __version__
-
-log = logging.getLogger(__name__)
+from .task import LeasedTask, leased_tasks
 
 REQUEST_TIMEOUT_SECONDS = 10.0  # per socket operation, so an upload of many megabytes has no total limit
 LEASE_GRACE_SECONDS = 10.0  # a long poll may answer a little after its wait_seconds
@@ -115,12 +113,12 @@ class ApiClient:
         cancel = [task_id for task_id in answer.get("cancel") or [] if isinstance(task_id, str)]
         return cancel, answer.get("drain") is True
 
-    def lease(self, worker_id: str, max_tasks: int, wait_seconds: int) -> list[dict[str, Any]]:
+    def lease(self, worker_id: str, max_tasks: int, wait_seconds: int) -> list[LeasedTask]:
         """Long-polls for up to `max_tasks` tasks; [] when none came in `wait_seconds`."""
         answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/lease?wait_seconds={wait_seconds}",
                                {"max_tasks": max_tasks}, timeout=wait_seconds + LEASE_GRACE_SECONDS,
                                leasing=True)
-        return _valid_tasks((answer or {}).get("tasks"))
+        return leased_tasks((answer or {}).get("tasks"))
 
     def progress(self, worker_id: str, task_id: str, lease_token: str, *, progress: float | None = None,
                  message: str | None = None, chunks: list[str] | None = None,
@@ -147,7 +145,7 @@ class ApiClient:
         return self._request("PUT", path, data, content_type=content_type)
 
     def complete_many(self, worker_id: str, results: list[Result], max_tasks: int = 0) -> tuple[
-            list[tuple[int, str | None, str | None]], list[dict[str, Any]]]:
+            list[tuple[int, str | None, str | None]], list[LeasedTask]]:
         """Reports results (each with its attempt's last chunks and log lines, at most
         MAX_CHUNKS_PER_REPORT and MAX_LOGS_PER_REPORT) in one call to the batch endpoint, and takes
         up to `max_tasks` next tasks in the same call. Returns, per result in order, its status code
@@ -173,7 +171,7 @@ class ApiClient:
             item = replies[i] if i < len(replies) and isinstance(replies[i], dict) else {}
             status = item.get("status")
             answers.append((status if isinstance(status, int) else 200, item.get("task_status"), item.get("detail")))
-        return answers, _valid_tasks(answer.get("tasks"))
+        return answers, leased_tasks(answer.get("tasks"))
 
     def fail(self, worker_id: str, task_id: str, lease_token: str, code: str, message: str,
              retryable: bool, timing: dict[str, str] | None = None) -> str | None:
@@ -280,18 +278,6 @@ class ApiClient:
             self._local.connection = None
             with self._lock:
                 self._connections.discard(connection)
-
-
-def _valid_tasks(tasks: Any) -> list[dict[str, Any]]:
-    """The leased tasks of an answer. Without its id and lease token a task can be neither run nor
-    reported; its lease expires on the API's side and it goes back to the queue."""
-    valid = []
-    for task in tasks if isinstance(tasks, list) else []:
-        if isinstance(task, dict) and isinstance(task.get("task_id"), str) and isinstance(task.get("lease_token"), str):
-            valid.append(task)
-        else:
-            log.error("the lease answer holds a malformed task; ignoring it", extra={"task": repr(task)[:500]})
-    return valid
 
 
 def _answer(method: str, path: str, status: int, data: bytes) -> Any:

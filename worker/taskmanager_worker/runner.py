@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
-from . import artifacts, logs
+from . import artifacts
 from .backends import Artifact
 from .client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TooLarge, TransientError
 from .executor import Executor
+from .task import LeasedTask
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.1  # progress reports per task: at most one per interval
 FLUSH_RETRY_SECONDS = 1.0  # after a progress report failed, its chunks and logs wait this long for the next try
-DEFAULT_TIMEOUT_SECONDS = 300.0
 
 
 class TaskGone(Exception):
@@ -39,26 +39,29 @@ class TaskGone(Exception):
 class Reporter(Protocol):
     """How a slot talks to the API about its task (the Worker implements it)."""
 
-    def progress(self, task: dict[str, Any], progress: float | None, message: str | None, chunks: list[str],
+    def progress(self, task: LeasedTask, progress: float | None, message: str | None, chunks: list[str],
                  logs: list[str], *, final: bool) -> bool:
         """Returns True when the API asks to cancel. Raises TaskGone; when not `final`, raises
         TransientError at once instead of retrying."""
 
-    def upload(self, task: dict[str, Any], artifact: Artifact) -> Any:
+    def upload(self, task: LeasedTask, artifact: Artifact) -> Any:
         """Uploads an artifact, retrying transient errors; returns the API's answer. Raises
         TaskGone, TooLarge, TransientError (retries exhausted) or ApiError."""
 
-    def complete(self, task: dict[str, Any], output_json: str, chunks: list[str] | None = None,
-                 lines: list[str] | None = None, next_tasks: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
-        """Reports the result with the attempt's last output chunks and log lines, and takes up to
-        `next_tasks` more tasks in the same call; returns the API's status for the task (None when
-        not reported) and the tasks it handed over."""
+    def complete(self, task: LeasedTask, output_json: str, chunks: list[str] | None = None,
+                 lines: list[str] | None = None, next_tasks: int = 0,
+                 timing: dict[str, str] | None = None) -> tuple[str | None, list[LeasedTask]]:
+        """Reports the result with the attempt's last output chunks and log lines and when this
+        worker ran it (`timing`), and takes up to `next_tasks` more tasks in the same call; returns
+        the API's status for the task (None when not reported) and the tasks it handed over."""
 
     def wants_more(self) -> bool:
         """Whether a slot that finishes a task may ask for the next one with its result."""
 
-    def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
-        """Reports a failure; returns the API's status for the task, None when not reported."""
+    def fail(self, task: LeasedTask, code: str, message: str, retryable: bool,
+             timing: dict[str, str] | None = None) -> str | None:
+        """Reports a failure (with when this worker ran the task, if it did); returns the API's
+        status for the task, None when not reported."""
 
 
 class StopReason(enum.Enum):
@@ -70,7 +73,7 @@ class StopReason(enum.Enum):
 
 @dataclass(frozen=True)
 class _Job:
-    task: dict[str, Any]
+    task: LeasedTask
     received_at: float  # time.monotonic() when the lease answer arrived
 
 
@@ -101,7 +104,7 @@ class Slot:
         self._executor = Executor(backends, log_level)
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._task: dict[str, Any] | None = None  # assigned and not yet reported
+        self._task: LeasedTask | None = None  # assigned and not yet reported
         self._stop: StopReason | None = None  # the first stop request wins
         self._stop_now = False  # skip the grace: kill at once
         self._retiring = False  # after a hand-back, a killed executor is not replaced
@@ -138,9 +141,9 @@ class Slot:
         """The assigned task as the heartbeat names it."""
         with self._lock:
             task = self._task
-        return None if task is None else {"task_id": task["task_id"], "lease_token": task["lease_token"]}
+        return None if task is None else {"task_id": task.task_id, "lease_token": task.lease_token}
 
-    def assign(self, task: dict[str, Any], received_at: float) -> None:
+    def assign(self, task: LeasedTask, received_at: float) -> None:
         with self._lock:
             if self._task is not None:
                 raise RuntimeError(f"slot {self.index} is busy")
@@ -152,7 +155,7 @@ class Slot:
     def request_stop(self, task_id: str, reason: StopReason, *, now: bool = False) -> bool:
         """Stops the task if this slot runs it; returns whether it does."""
         with self._lock:
-            if self._task is None or self._task["task_id"] != task_id:
+            if self._task is None or self._task.task_id != task_id:
                 return False
             self._stop = self._stop or reason
             self._stop_now = self._stop_now or now
@@ -165,7 +168,7 @@ class Slot:
             self._retiring = True
             task = self._task
         if task is not None:
-            self.request_stop(task["task_id"], StopReason.SHUTDOWN, now=True)
+            self.request_stop(task.task_id, StopReason.SHUTDOWN, now=True)
 
     def close(self) -> None:
         """Lets the current task end, then stops the thread and the executor."""
@@ -198,28 +201,28 @@ class Slot:
                             self._task, job, extra = None, None, following
                     for task in extra:
                         log.error("the API handed over a task this slot cannot take; handing it back",
-                                  extra=logs.task_fields(task))
+                                  extra=task.log_fields)
                         self._reporter.fail(task, "worker_shutdown", "the worker had no free slot for this task", True)
                 self._on_idle()
         except BaseException as error:
             log.exception("slot crashed", extra={"slot": self.index})
             self._on_crash(error)
 
-    def _run(self, job: _Job) -> list[dict[str, Any]]:
+    def _run(self, job: _Job) -> list[LeasedTask]:
         """Runs the task and reports it; returns the tasks its result's answer handed over."""
         task = job.task
         relay = _Relay(self._reporter, task)
-        log.debug("task started", extra={**logs.task_fields(task), "type": task.get("type"),
+        log.debug("task started", extra={**task.log_fields, "type": task.type,
                                          "executor_pid": self._executor.pid})
-        self._executor.run(task)
+        self._executor.run(task.payload)
         outcome = self._await_outcome(job, relay)
         return self._report(job, relay, outcome)
 
     def _await_outcome(self, job: _Job, relay: _Relay) -> _Outcome:
         """Relays the task's progress until it ends, enforcing its timeout and stop requests."""
         task = job.task
-        fields = logs.task_fields(task)
-        timeout = _timeout_seconds(task)
+        fields = task.log_fields
+        timeout = task.timeout_seconds
         deadline = job.received_at + timeout
         reason: StopReason | None = None  # why the task was asked to stop, once it was
         kill_at = 0.0
@@ -231,7 +234,7 @@ class Slot:
                 reason = requested or StopReason.TIMEOUT
                 kill_at = now + self._grace
                 log.info("stopping task", extra={**fields, "reason": reason.value})
-                self._executor.stop(task["task_id"])
+                self._executor.stop(task.task_id)
             if reason is not None and (stop_now or now >= kill_at):
                 if not stop_now:
                     log.warning("task ignored the stop request; killing its executor",
@@ -271,20 +274,20 @@ class Slot:
             if relay.due(time.monotonic()):
                 try:
                     if relay.flush():
-                        self.request_stop(task["task_id"], StopReason.CANCELED)
+                        self.request_stop(task.task_id, StopReason.CANCELED)
                 except TaskGone as gone:
                     log.info("the API took the task back; stopping it", extra={**fields, "error": str(gone)})
-                    self.request_stop(task["task_id"], StopReason.DROPPED)
+                    self.request_stop(task.task_id, StopReason.DROPPED)
 
-    def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> list[dict[str, Any]]:
+    def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> list[LeasedTask]:
         """Sends the outcome; returns the tasks a successful result's answer handed over."""
         task = job.task
         elapsed = time.monotonic() - job.received_at
-        fields = {**logs.task_fields(task), "run_ms": round(elapsed * 1000, 1)}
+        fields = {**task.log_fields, "run_ms": round(elapsed * 1000, 1)}
         # This worker's own start and end of the execution, so that the trace shows them.
         ended = datetime.now(timezone.utc)
-        task["_timing"] = {"started_at": (ended - timedelta(seconds=elapsed)).isoformat(timespec="milliseconds"),
-                           "ended_at": ended.isoformat(timespec="milliseconds")}
+        timing = {"started_at": (ended - timedelta(seconds=elapsed)).isoformat(timespec="milliseconds"),
+                  "ended_at": ended.isoformat(timespec="milliseconds")}
         if outcome.dropped:
             log.info("task dropped", extra=fields)
             return []
@@ -302,16 +305,16 @@ class Slot:
             return []
         if outcome.output_json is not None:
             status, following = self._reporter.complete(task, outcome.output_json, chunks, lines,
-                                                         1 if self._reporter.wants_more() else 0)
+                                                         1 if self._reporter.wants_more() else 0, timing)
             log.info("task succeeded", extra={**fields, "status": status})
             return following
         else:
-            status = self._reporter.fail(task, outcome.code, outcome.message, outcome.retryable)
+            status = self._reporter.fail(task, outcome.code, outcome.message, outcome.retryable, timing)
             log.info("task failed", extra={**fields, "code": outcome.code, "retryable": outcome.retryable,
                                            "status": status})
         return []
 
-    def _upload_artifacts(self, task: dict[str, Any], outcome: _Outcome) -> _Outcome:
+    def _upload_artifacts(self, task: LeasedTask, outcome: _Outcome) -> _Outcome:
         """Uploads the output's artifacts and puts their URLs in the output; returns the outcome to
         report: the filled output, or a failure when an upload failed. Raises TaskGone."""
         replacements = []
@@ -330,7 +333,7 @@ class Slot:
             except (ApiError, ValueError) as error:
                 return _Outcome(code="backend_error", retryable=False,
                                 message=f"the API refused the artifact {name}: {error}")
-            log.debug("artifact uploaded", extra={**logs.task_fields(task), "artifact": name,
+            log.debug("artifact uploaded", extra={**task.log_fields, "artifact": name,
                                                   "bytes": len(artifact.data), "url": replacements[-1][1]["url"]})
         try:
             return _Outcome(output_json=artifacts.fill(outcome.output_json, replacements))
@@ -353,7 +356,7 @@ class _Relay:
     most MAX_CHUNKS_PER_REPORT chunks and MAX_LOGS_PER_REPORT lines each). Chunks and lines stay
     queued until the API has accepted them."""
 
-    def __init__(self, reporter: Reporter, task: dict[str, Any]) -> None:
+    def __init__(self, reporter: Reporter, task: LeasedTask) -> None:
         self._reporter = reporter
         self._task = task
         self._progress: float | None = None
@@ -394,7 +397,7 @@ class _Relay:
             raise
         except TransientError as error:
             log.warning("progress report failed; keeping its chunks and log lines for the next one", extra={
-                **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks),
+                **self._task.log_fields, "error": str(error), "chunks": len(self._chunks),
                 "logs": len(self._logs)})
             self.flush_at = time.monotonic() + FLUSH_RETRY_SECONDS
             return False
@@ -427,7 +430,7 @@ class _Relay:
                 self._send(final=True)
             except TransientError as error:
                 log.error("chunks and log lines could not be delivered", extra={
-                    **logs.task_fields(self._task), "error": str(error), "chunks": len(self._chunks),
+                    **self._task.log_fields, "error": str(error), "chunks": len(self._chunks),
                     "logs": len(self._logs)})
                 return
             except ApiError as error:
@@ -437,7 +440,7 @@ class _Relay:
         """The API refused a report (a 400, say): sending it again cannot help, so its batch goes."""
         chunks, lines = min(len(self._chunks), MAX_CHUNKS_PER_REPORT), min(len(self._logs), MAX_LOGS_PER_REPORT)
         log.error("the API refused a progress report; dropping its chunks and log lines", extra={
-            **logs.task_fields(self._task), "error": str(error), "chunks": chunks, "logs": lines})
+            **self._task.log_fields, "error": str(error), "chunks": chunks, "logs": lines})
         del self._chunks[:chunks]
         del self._logs[:lines]
         self.pending = bool(self._chunks or self._logs)
@@ -450,13 +453,6 @@ class _Relay:
         del self._chunks[:len(chunks)]
         del self._logs[:len(lines)]
         return cancel
-
-
-def _timeout_seconds(task: dict[str, Any]) -> float:
-    value = task.get("timeout_seconds")
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return DEFAULT_TIMEOUT_SECONDS
-    return float(value)
 
 
 def _stop_outcome(reason: StopReason, timeout: float) -> _Outcome:

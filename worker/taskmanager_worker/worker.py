@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from . import __version__, logs
+from . import __version__
 from .backends import Artifact
 from .client import ApiClient, ApiError, Conflict, NotFound, Registration, Result, TooLarge, TransientError
 from .config import Config
 from .executor import ExecutorError
 from .gpu import Gpus
 from .runner import Slot, StopReason, TaskGone
+from .task import LeasedTask
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ REPORT_BACKOFF = (0.2, 5.0)
 REPORT_RETRY_SECONDS = 60.0  # a final report is retried this long; then the API's lease expiry recovers the task
 EXECUTOR_START_SECONDS = 120.0  # creating a backend may import large libraries
 MAX_WAIT_SECONDS = 60  # the protocol's limit on a lease's wait_seconds
-TIMING = "_timing"  # set on a task by its slot: when this worker ran it, sent with the report for the trace
 
 T = TypeVar("T")
 
@@ -42,12 +42,12 @@ MAX_RESULTS_PER_CALL = 100  # the protocol's limit on the results of one complet
 @dataclass
 class _PendingResult:
     """A slot's result waiting to be reported (see Worker.complete), then its answer."""
-    task: dict[str, Any]
+    task: LeasedTask
     result: Result
     next_tasks: int
     done: bool = False
     answer: tuple[int, str | None, str | None] | None = None  # status code, task status, detail
-    tasks: list[dict[str, Any]] = field(default_factory=list)  # the next tasks it takes
+    tasks: list[LeasedTask] = field(default_factory=list)  # the next tasks it takes
     error: BaseException | None = None  # the call failed: TaskGone or ApiError
 
 
@@ -278,10 +278,10 @@ class Worker:
             received_at = time.monotonic()
             backoff.reset()
             for slot, task in zip(free, tasks):
-                log.debug("task leased", extra={**logs.task_fields(task), "slot": slot.index})
+                log.debug("task leased", extra={**task.log_fields, "slot": slot.index})
                 slot.assign(task, received_at)
             for task in tasks[len(free):]:
-                log.error("the API sent more tasks than asked for; handing one back", extra=logs.task_fields(task))
+                log.error("the API sent more tasks than asked for; handing one back", extra=task.log_fields)
                 self.fail(task, "worker_shutdown", "the worker had no free slot for this task", True)
 
     def _slot_idle(self) -> None:
@@ -307,30 +307,31 @@ class Worker:
 
     # --- reports (the runner's Reporter) ---
 
-    def progress(self, task: dict[str, Any], progress: float | None, message: str | None, chunks: list[str],
+    def progress(self, task: LeasedTask, progress: float | None, message: str | None, chunks: list[str],
                  logs: list[str], *, final: bool) -> bool:
         return self._report(task, lambda worker_id: self._client.progress(
-            worker_id, task["task_id"], task["lease_token"], progress=progress, message=message, chunks=chunks,
+            worker_id, task.task_id, task.lease_token, progress=progress, message=message, chunks=chunks,
             logs=logs), retry=final)
 
-    def upload(self, task: dict[str, Any], artifact: Artifact) -> Any:
+    def upload(self, task: LeasedTask, artifact: Artifact) -> Any:
         return self._report(task, lambda worker_id: self._client.upload_artifact(
-            worker_id, task["task_id"], task["lease_token"], artifact.name, artifact.content_type, artifact.data),
+            worker_id, task.task_id, task.lease_token, artifact.name, artifact.content_type, artifact.data),
             retry=True)
 
-    def complete(self, task: dict[str, Any], output_json: str, chunks: list[str] | None = None,
-                 lines: list[str] | None = None, next_tasks: int = 0) -> tuple[str | None, list[dict[str, Any]]]:
-        """Reports the result with the attempt's last chunks and log lines, and takes up to
-        `next_tasks` tasks in the same call. Returns the task's status (None when not reported) and
-        the next tasks.
+    def complete(self, task: LeasedTask, output_json: str, chunks: list[str] | None = None,
+                 lines: list[str] | None = None, next_tasks: int = 0,
+                 timing: dict[str, str] | None = None) -> tuple[str | None, list[LeasedTask]]:
+        """Reports the result with the attempt's last chunks and log lines and when this worker ran
+        it, and takes up to `next_tasks` tasks in the same call. Returns the task's status (None
+        when not reported) and the next tasks.
 
         Results are group-committed: while one slot's report is on its way, the slots that finish
         queue theirs, and the first of them sends them all, with the next tasks they all want, in
         one call. Under load a call then carries several results (fewer requests for the API and
         Redis, less HTTP work here); a lone result goes at once.
         """
-        pending = _PendingResult(task, Result(task["task_id"], task["lease_token"], output_json, task.get(TIMING),
-                                              chunks, lines), next_tasks)
+        pending = _PendingResult(task, Result(task.task_id, task.lease_token, output_json, timing, chunks, lines),
+                                 next_tasks)
         with self._results_cond:
             self._results.append(pending)
             while self._sending_results and not pending.done:
@@ -371,28 +372,30 @@ class Worker:
             entry.tasks, tasks = tasks[:entry.next_tasks], tasks[entry.next_tasks:]
         batch[-1].tasks = batch[-1].tasks + tasks  # more than asked for: its slot hands them back
 
-    def _result_answer(self, pending: _PendingResult) -> tuple[str | None, list[dict[str, Any]]]:
+    def _result_answer(self, pending: _PendingResult) -> tuple[str | None, list[LeasedTask]]:
         task, error = pending.task, pending.error
         if isinstance(error, TaskGone):
             log.info("result not accepted: the attempt is no longer ours", extra={
-                **logs.task_fields(task), "error": str(error)})
+                **task.log_fields, "error": str(error)})
             return None, []
         if isinstance(error, TransientError):
-            log.error("could not report the result", extra={**logs.task_fields(task), "error": str(error)})
+            log.error("could not report the result", extra={**task.log_fields, "error": str(error)})
             return None, []
         if isinstance(error, TooLarge):
-            log.error("the API refused the result as too large", extra={**logs.task_fields(task), "error": str(error)})
-            return self.fail(task, "output_too_large", f"the API refused the result as too large: {error}", False), []
+            log.error("the API refused the result as too large", extra={**task.log_fields, "error": str(error)})
+            return self.fail(task, "output_too_large", f"the API refused the result as too large: {error}", False,
+                             pending.result.timing), []
         if isinstance(error, ApiError):
             # The API refuses this output: retrying cannot help.
-            log.error("the API refused the result", extra={**logs.task_fields(task), "error": str(error)})
-            return self.fail(task, "backend_error", f"the API refused the result: {error}", False), []
+            log.error("the API refused the result", extra={**task.log_fields, "error": str(error)})
+            return self.fail(task, "backend_error", f"the API refused the result: {error}", False,
+                             pending.result.timing), []
         if pending.answer is None:  # the sending slot crashed (logged there)
             return None, []
         code, status, detail = pending.answer
         if code != 200:
             log.info("result not accepted: the attempt is no longer ours", extra={
-                **logs.task_fields(task), "error": f"{code}: {detail}"})
+                **task.log_fields, "error": f"{code}: {detail}"})
             return None, pending.tasks
         return status, pending.tasks
 
@@ -400,18 +403,19 @@ class Worker:
         """Whether a slot that finishes a task may take the next one with its result."""
         return not self._stopping.is_set() and not self._draining
 
-    def fail(self, task: dict[str, Any], code: str, message: str, retryable: bool) -> str | None:
+    def fail(self, task: LeasedTask, code: str, message: str, retryable: bool,
+             timing: dict[str, str] | None = None) -> str | None:
         try:
             return self._report(task, lambda worker_id: self._client.fail(
-                worker_id, task["task_id"], task["lease_token"], code, message, retryable, task.get(TIMING)), retry=True)
+                worker_id, task.task_id, task.lease_token, code, message, retryable, timing), retry=True)
         except TaskGone as gone:
             log.info("failure not accepted: the attempt is no longer ours", extra={
-                **logs.task_fields(task), "error": str(gone)})
+                **task.log_fields, "error": str(gone)})
         except ApiError as error:
-            log.error("could not report the failure", extra={**logs.task_fields(task), "error": str(error)})
+            log.error("could not report the failure", extra={**task.log_fields, "error": str(error)})
         return None
 
-    def _report(self, task: dict[str, Any], call: Callable[[str], T], *, retry: bool) -> T:
+    def _report(self, task: LeasedTask, call: Callable[[str], T], *, retry: bool) -> T:
         """Makes a task report, retrying transient errors for REPORT_RETRY_SECONDS when `retry`.
 
         A 404 drops the task like a 409 and does not re-register: a report's 404 may mean an unknown
@@ -429,5 +433,5 @@ class Worker:
                     raise
                 delay = backoff.next()
                 log.warning("report failed; retrying", extra={
-                    **logs.task_fields(task), "error": str(error), "retry_in_seconds": delay})
+                    **task.log_fields, "error": str(error), "retry_in_seconds": delay})
                 time.sleep(delay)

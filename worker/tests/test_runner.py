@@ -8,6 +8,7 @@ import unittest
 from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, read_png, read_wav
 from taskmanager_worker.client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TooLarge, TransientError
 from taskmanager_worker.runner import Slot, StopReason, TaskGone
+from taskmanager_worker.task import LeasedTask
 
 GRACE = 0.3
 
@@ -30,7 +31,7 @@ class StubReporter:
 
     def progress(self, task, progress, message, chunks, logs, *, final):
         with self.cond:
-            self.progress_calls.append({"task_id": task["task_id"], "progress": progress, "chunks": list(chunks),
+            self.progress_calls.append({"task_id": task.task_id, "progress": progress, "chunks": list(chunks),
                                         "logs": list(logs), "final": final})
             self.cond.notify_all()
             if self.refuse_progress:
@@ -42,10 +43,10 @@ class StubReporter:
 
     def upload(self, task, artifact):
         with self.cond:
-            self.uploads.append((task["task_id"], artifact))
+            self.uploads.append((task.task_id, artifact))
         if self.upload_error is not None:
             raise self.upload_error
-        return {"name": artifact.name, "url": f"/api/tasks/{task['task_id']}/artifacts/{artifact.name}",
+        return {"name": artifact.name, "url": f"/api/tasks/{task.task_id}/artifacts/{artifact.name}",
                 "content_type": artifact.content_type, "bytes": len(artifact.data)}
 
     def sent(self, key, task_id):
@@ -53,24 +54,25 @@ class StubReporter:
         with self.cond:
             return [item for call in self.progress_calls if call["task_id"] == task_id for item in call[key]]
 
-    def complete(self, task, output_json, chunks=None, lines=None, next_tasks=0):
+    def complete(self, task, output_json, chunks=None, lines=None, next_tasks=0, timing=None):
         # The last chunks and lines come with the result: recorded as the report they replace.
         if chunks or lines:
             with self.cond:
-                self.progress_calls.append({"task_id": task["task_id"], "progress": None, "chunks": list(chunks or []),
+                self.progress_calls.append({"task_id": task.task_id, "progress": None, "chunks": list(chunks or []),
                                             "logs": list(lines or []), "final": True, "with_result": True})
         following = [self.next_tasks.pop(0)] if next_tasks and self.next_tasks else []
-        return self._final(task, {"report": "complete", "output": json.loads(output_json)}), following
+        return self._final(task, {"report": "complete", "output": json.loads(output_json), "timing": timing}), following
 
     def wants_more(self):
         return self.give_next
 
-    def fail(self, task, code, message, retryable):
-        return self._final(task, {"report": "fail", "code": code, "message": message, "retryable": retryable})
+    def fail(self, task, code, message, retryable, timing=None):
+        return self._final(task, {"report": "fail", "code": code, "message": message, "retryable": retryable,
+                                  "timing": timing})
 
     def _final(self, task, report):
         with self.cond:
-            self.finals[task["task_id"]] = report
+            self.finals[task.task_id] = report
             self.cond.notify_all()
         return "ok"
 
@@ -85,9 +87,9 @@ class StubReporter:
 
 
 def task(task_id, task_type="llm", sim=None, timeout_seconds=300, **task_input):
-    return {"task_id": task_id, "lease_token": f"lt-{task_id}", "type": task_type, "model": None,
+    return LeasedTask.from_json({"task_id": task_id, "lease_token": f"lt-{task_id}", "type": task_type, "model": None,
             "input": task_input or {"prompt": "hi"}, "metadata": {"sim": sim} if sim else {}, "attempt": 1,
-            "timeout_seconds": timeout_seconds}
+            "timeout_seconds": timeout_seconds})
 
 
 class SlotTests(unittest.TestCase):
@@ -105,15 +107,16 @@ class SlotTests(unittest.TestCase):
     def assign(self, t):
         self.idle.clear()
         self.slot.assign(t, time.monotonic())
-        return t["task_id"]
+        return t.task_id
 
     def wait_idle(self):
         self.assertTrue(self.idle.wait(WAIT_SECONDS), "the slot did not become idle")
         self.assertFalse(self.slot.busy)
 
     def test_runs_a_task_and_reports_its_output(self):
-        output = self.reporter.final(self.assign(task("t1", max_tokens=5)))["output"]
-        self.assertEqual(output["usage"]["completion_tokens"], 5)
+        report = self.reporter.final(self.assign(task("t1", max_tokens=5)))
+        self.assertEqual(report["output"]["usage"]["completion_tokens"], 5)
+        self.assertEqual(set(report["timing"]), {"started_at", "ended_at"}, "when this worker ran it, for the trace")
         self.wait_idle()
 
     def test_reuses_its_executor_between_tasks(self):
@@ -128,6 +131,7 @@ class SlotTests(unittest.TestCase):
         started = time.monotonic()
         report = self.reporter.final(self.assign(task("t1", sim={"hang": True}, timeout_seconds=0.5)))
         self.assertEqual((report["report"], report["code"], report["retryable"]), ("fail", "timeout", True))
+        self.assertLessEqual(report["timing"]["started_at"], report["timing"]["ended_at"])
         self.assertGreaterEqual(time.monotonic() - started, 0.5 + GRACE)
         self.assertFalse(pid_alive(pid), "the hanging executor is gone")
         self.wait_idle()

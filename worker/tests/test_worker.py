@@ -196,6 +196,7 @@ class GroupCommitTests(WorkerTestCase):
         first, refused = self.hold_first_report_until_the_others_wait(ids, refuse_one=True)
         fail = self.api.wait_for_call("fail", refused)[0]
         self.assertEqual((fail["body"]["error"]["code"], fail["body"]["retryable"]), ("backend_error", False))
+        self.assertLessEqual(fail["body"]["started_at"], fail["body"]["ended_at"], "the refused result's run times")
         others = sorted(set(ids) - {first})
         self.api.wait_for(lambda: len(self.api.complete_batches) >= 5, WAIT_SECONDS, "each result sent alone")
         batches = self.api.complete_batches
