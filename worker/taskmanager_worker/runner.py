@@ -9,7 +9,6 @@ kills the executor, which frees whatever it held on the GPU, and starts a fresh 
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import queue
@@ -18,57 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
 
 from . import artifacts
 from .backends import Artifact
-from .client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TooLarge, TransientError
+from .client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TransientError
 from .executor import Executor
+from .reporter import (STOPPED_UNASKED, Failure, Reporter, StopReason, TaskGone, executor_died, stop_failure,
+                       upload_failure)
 from .task import LeasedTask
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.1  # progress reports per task: at most one per interval
 FLUSH_RETRY_SECONDS = 1.0  # after a progress report failed, its chunks and logs wait this long for the next try
-
-
-class TaskGone(Exception):
-    """The API no longer counts on this worker for the task (409, or 404): drop it."""
-
-
-class Reporter(Protocol):
-    """How a slot talks to the API about its task (the Worker implements it)."""
-
-    def progress(self, task: LeasedTask, progress: float | None, message: str | None, chunks: list[str],
-                 logs: list[str], *, final: bool) -> bool:
-        """Returns True when the API asks to cancel. Raises TaskGone; when not `final`, raises
-        TransientError at once instead of retrying."""
-
-    def upload(self, task: LeasedTask, artifact: Artifact) -> Any:
-        """Uploads an artifact, retrying transient errors; returns the API's answer. Raises
-        TaskGone, TooLarge, TransientError (retries exhausted) or ApiError."""
-
-    def complete(self, task: LeasedTask, output_json: str, chunks: list[str] | None = None,
-                 lines: list[str] | None = None, next_tasks: int = 0,
-                 timing: dict[str, str] | None = None) -> tuple[str | None, list[LeasedTask]]:
-        """Reports the result with the attempt's last output chunks and log lines and when this
-        worker ran it (`timing`), and takes up to `next_tasks` more tasks in the same call; returns
-        the API's status for the task (None when not reported) and the tasks it handed over."""
-
-    def wants_more(self) -> bool:
-        """Whether a slot that finishes a task may ask for the next one with its result."""
-
-    def fail(self, task: LeasedTask, code: str, message: str, retryable: bool,
-             timing: dict[str, str] | None = None) -> str | None:
-        """Reports a failure (with when this worker ran the task, if it did); returns the API's
-        status for the task, None when not reported."""
-
-
-class StopReason(enum.Enum):
-    CANCELED = "canceled"  # the API asked (heartbeat or progress answer)
-    TIMEOUT = "timeout"  # timeout_seconds passed since the worker got the task
-    SHUTDOWN = "worker_shutdown"  # the worker is shutting down and hands the task back
-    DROPPED = "dropped"  # the API refused a report (409): stop the task, report nothing
 
 
 @dataclass(frozen=True)
@@ -80,14 +41,12 @@ class _Job:
 @dataclass(frozen=True)
 class _Outcome:
     output_json: str | None = None  # set when the task succeeded
-    code: str | None = None  # set when it failed; neither: dropped
-    message: str = ""
-    retryable: bool = False
+    failure: Failure | None = None  # set when it failed; neither: dropped
     artifacts: tuple[tuple[str, Artifact], ...] = ()  # to upload before the output is complete: (placeholder, artifact)
 
     @property
     def dropped(self) -> bool:
-        return self.output_json is None and self.code is None
+        return self.output_json is None and self.failure is None
 
 
 class Slot:
@@ -202,7 +161,7 @@ class Slot:
                     for task in extra:
                         log.error("the API handed over a task this slot cannot take; handing it back",
                                   extra=task.log_fields)
-                        self._reporter.fail(task, "worker_shutdown", "the worker had no free slot for this task", True)
+                        self._reporter.hand_back(task)
                 self._on_idle()
         except BaseException as error:
             log.exception("slot crashed", extra={"slot": self.index})
@@ -240,7 +199,7 @@ class Slot:
                     log.warning("task ignored the stop request; killing its executor",
                                 extra={**fields, "executor_pid": self._executor.pid})
                 self._replace_executor()
-                return _stop_outcome(reason, timeout)
+                return _Outcome(failure=stop_failure(reason, timeout))
 
             until = kill_at if reason is not None else deadline
             if relay.pending:
@@ -260,17 +219,15 @@ class Slot:
                 elif kind == "died":
                     log.warning("executor died", extra={**fields, "exit_code": event[1]})
                     self._replace_executor()
-                    return _stop_outcome(reason, timeout) if reason else _Outcome(
-                        code="executor_died", message=f"the executor exited (code {event[1]}) while running the task",
-                        retryable=True)
+                    return _Outcome(failure=stop_failure(reason, timeout) if reason else executor_died(event[1]))
                 elif reason is not None:
-                    return _stop_outcome(reason, timeout)  # once a stop was asked, its reason wins
+                    return _Outcome(failure=stop_failure(reason, timeout))  # once a stop was asked, its reason wins
                 elif kind == "done":
                     return _Outcome(output_json=event[2], artifacts=tuple(event[3]))
                 elif kind == "failed":
-                    return _Outcome(code=event[2], message=event[3], retryable=event[4])
+                    return _Outcome(failure=Failure(event[2], event[3], event[4]))
                 elif kind == "stopped":
-                    return _Outcome(code="backend_error", message="the backend stopped unasked", retryable=True)
+                    return _Outcome(failure=STOPPED_UNASKED)
             if relay.due(time.monotonic()):
                 try:
                     if relay.flush():
@@ -304,13 +261,13 @@ class Slot:
             log.info("task dropped: the API took it back", extra={**fields, "error": str(gone)})
             return []
         if outcome.output_json is not None:
-            status, following = self._reporter.complete(task, outcome.output_json, chunks, lines,
-                                                         1 if self._reporter.wants_more() else 0, timing)
+            status, following = self._reporter.complete(task, outcome.output_json, chunks, lines, timing)
             log.info("task succeeded", extra={**fields, "status": status})
             return following
         else:
-            status = self._reporter.fail(task, outcome.code, outcome.message, outcome.retryable, timing)
-            log.info("task failed", extra={**fields, "code": outcome.code, "retryable": outcome.retryable,
+            failure = outcome.failure
+            status = self._reporter.fail(task, failure, timing)
+            log.info("task failed", extra={**fields, "code": failure.code, "retryable": failure.retryable,
                                            "status": status})
         return []
 
@@ -319,26 +276,17 @@ class Slot:
         report: the filled output, or a failure when an upload failed. Raises TaskGone."""
         replacements = []
         for token, artifact in outcome.artifacts:
-            name = artifact.name
             try:
                 answer = self._reporter.upload(task, artifact)
                 replacements.append((token, artifacts.describe(artifact, answer)))
-            except TooLarge as error:
-                return _Outcome(code="output_too_large", retryable=False,
-                                message=f"the API refused the artifact {name} ({len(artifact.data)} bytes) "
-                                        f"as too large: {error}")
-            except TransientError as error:
-                return _Outcome(code="backend_error", retryable=True,
-                                message=f"the artifact {name} could not be uploaded: {error}")
             except (ApiError, ValueError) as error:
-                return _Outcome(code="backend_error", retryable=False,
-                                message=f"the API refused the artifact {name}: {error}")
-            log.debug("artifact uploaded", extra={**task.log_fields, "artifact": name,
+                return _Outcome(failure=upload_failure(artifact, error))
+            log.debug("artifact uploaded", extra={**task.log_fields, "artifact": artifact.name,
                                                   "bytes": len(artifact.data), "url": replacements[-1][1]["url"]})
         try:
             return _Outcome(output_json=artifacts.fill(outcome.output_json, replacements))
         except ValueError as error:
-            return _Outcome(code="backend_error", message=str(error), retryable=False)
+            return _Outcome(failure=Failure("backend_error", str(error), False))
 
     def _replace_executor(self) -> None:
         self._executor.kill()
@@ -453,14 +401,3 @@ class _Relay:
         del self._chunks[:len(chunks)]
         del self._logs[:len(lines)]
         return cancel
-
-
-def _stop_outcome(reason: StopReason, timeout: float) -> _Outcome:
-    if reason is StopReason.CANCELED:
-        return _Outcome(code="canceled", message="canceled on request", retryable=False)
-    if reason is StopReason.TIMEOUT:
-        return _Outcome(code="timeout", message=f"no result within the task's {timeout:g} s", retryable=True)
-    if reason is StopReason.SHUTDOWN:
-        return _Outcome(code="worker_shutdown", message="the worker shut down before the task finished",
-                        retryable=True)
-    return _Outcome()  # DROPPED: nothing to report

@@ -1,5 +1,5 @@
-"""The worker: registers, keeps up its heartbeat, leases tasks for its free slots, reports their
-outcomes, and shuts down gracefully.
+"""The worker: registers, keeps up its heartbeat, leases tasks for its free slots (whose outcomes
+reporter.py reports), and shuts down gracefully.
 
 Threads: the caller's thread runs registration, the lease loop and the shutdown; one heartbeat
 thread; one thread per slot (see runner.py). They meet in a Condition that says when a slot is
@@ -11,63 +11,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from . import __version__
-from .backends import Artifact
-from .client import ApiClient, ApiError, Conflict, NotFound, Registration, Result, TooLarge, TransientError
+from .backoff import Backoff
+from .client import ApiClient, ApiError, NotFound, Registration, TransientError
 from .config import Config
 from .executor import ExecutorError
 from .gpu import Gpus
-from .runner import Slot, StopReason, TaskGone
-from .task import LeasedTask
+from .reporter import Reporter, StopReason
+from .runner import Slot
 
 log = logging.getLogger(__name__)
 
 REGISTER_BACKOFF = (0.5, 10.0)  # first and longest wait between attempts, in seconds
 LEASE_BACKOFF = (0.5, 10.0)
-REPORT_BACKOFF = (0.2, 5.0)
-REPORT_RETRY_SECONDS = 60.0  # a final report is retried this long; then the API's lease expiry recovers the task
 EXECUTOR_START_SECONDS = 120.0  # creating a backend may import large libraries
 MAX_WAIT_SECONDS = 60  # the protocol's limit on a lease's wait_seconds
-
-T = TypeVar("T")
-
-
-MAX_RESULTS_PER_CALL = 100  # the protocol's limit on the results of one complete call
-
-
-@dataclass
-class _PendingResult:
-    """A slot's result waiting to be reported (see Worker.complete), then its answer."""
-    task: LeasedTask
-    result: Result
-    next_tasks: int
-    done: bool = False
-    answer: tuple[int, str | None, str | None] | None = None  # status code, task status, detail
-    tasks: list[LeasedTask] = field(default_factory=list)  # the next tasks it takes
-    error: BaseException | None = None  # the call failed: TaskGone or ApiError
 
 
 class FatalError(Exception):
     """The worker cannot go on (the API refuses its registration)."""
-
-
-class Backoff:
-    """Waits that double from `first` up to `longest`, until reset."""
-
-    def __init__(self, first: float, longest: float) -> None:
-        self._first, self._longest = first, longest
-        self._next = first
-
-    def next(self) -> float:
-        delay, self._next = self._next, min(self._next * 2, self._longest)
-        return delay
-
-    def reset(self) -> None:
-        self._next = self._first
 
 
 def registration_body(config: Config, gpus: Gpus, loaded_models: list[str] | None = None) -> dict[str, Any]:
@@ -96,12 +60,10 @@ class Worker:
         self._draining = False
         self._exit_code = 0
         self._register_lock = threading.Lock()
-        self._results_cond = threading.Condition()  # the results waiting to be reported (see complete)
-        self._results: list[_PendingResult] = []
-        self._sending_results = False
         self._registration: Registration | None = None
+        self._reporter = Reporter(self._client, lambda: self.worker_id, self._taking_more)
         self._slots = [
-            Slot(i, config.backends, config.log_level, config.cancel_grace_seconds, self, self._slot_idle,
+            Slot(i, config.backends, config.log_level, config.cancel_grace_seconds, self._reporter, self._slot_idle,
                  self._slot_crashed)
             for i in range(config.capacity)
         ]
@@ -282,7 +244,11 @@ class Worker:
                 slot.assign(task, received_at)
             for task in tasks[len(free):]:
                 log.error("the API sent more tasks than asked for; handing one back", extra=task.log_fields)
-                self.fail(task, "worker_shutdown", "the worker had no free slot for this task", True)
+                self._reporter.hand_back(task)
+
+    def _taking_more(self) -> bool:
+        """Whether a slot that finishes a task may take the next one with its result."""
+        return not self._stopping.is_set() and not self._draining
 
     def _slot_idle(self) -> None:
         with self._cond:
@@ -304,134 +270,3 @@ class Worker:
             while (any(slot.busy for slot in self._slots) and not self._hurry.is_set()
                    and (left := deadline - time.monotonic()) > 0):
                 self._cond.wait(left)
-
-    # --- reports (the runner's Reporter) ---
-
-    def progress(self, task: LeasedTask, progress: float | None, message: str | None, chunks: list[str],
-                 logs: list[str], *, final: bool) -> bool:
-        return self._report(task, lambda worker_id: self._client.progress(
-            worker_id, task.task_id, task.lease_token, progress=progress, message=message, chunks=chunks,
-            logs=logs), retry=final)
-
-    def upload(self, task: LeasedTask, artifact: Artifact) -> Any:
-        return self._report(task, lambda worker_id: self._client.upload_artifact(
-            worker_id, task.task_id, task.lease_token, artifact.name, artifact.content_type, artifact.data),
-            retry=True)
-
-    def complete(self, task: LeasedTask, output_json: str, chunks: list[str] | None = None,
-                 lines: list[str] | None = None, next_tasks: int = 0,
-                 timing: dict[str, str] | None = None) -> tuple[str | None, list[LeasedTask]]:
-        """Reports the result with the attempt's last chunks and log lines and when this worker ran
-        it, and takes up to `next_tasks` tasks in the same call. Returns the task's status (None
-        when not reported) and the next tasks.
-
-        Results are group-committed: while one slot's report is on its way, the slots that finish
-        queue theirs, and the first of them sends them all, with the next tasks they all want, in
-        one call. Under load a call then carries several results (fewer requests for the API and
-        Redis, less HTTP work here); a lone result goes at once.
-        """
-        pending = _PendingResult(task, Result(task.task_id, task.lease_token, output_json, timing, chunks, lines),
-                                 next_tasks)
-        with self._results_cond:
-            self._results.append(pending)
-            while self._sending_results and not pending.done:
-                self._results_cond.wait()
-            batch = None
-            if not pending.done:
-                batch = self._results[:MAX_RESULTS_PER_CALL]
-                del self._results[:len(batch)]
-                self._sending_results = True
-        if batch is not None:
-            try:
-                self._send_results(batch)
-            finally:
-                with self._results_cond:
-                    for entry in batch:
-                        entry.done = True
-                    self._sending_results = False
-                    self._results_cond.notify_all()
-        return self._result_answer(pending)
-
-    def _send_results(self, batch: list[_PendingResult]) -> None:
-        """Sends `batch` in one call and sets each entry's answer, or its error. Where the API
-        refuses the call as a whole (a 400 or a 413) for several results, each goes alone, so that
-        one result's fault is not the others'."""
-        try:
-            answers, tasks = self._report(batch[0].task, lambda worker_id: self._client.complete_many(
-                worker_id, [entry.result for entry in batch], sum(entry.next_tasks for entry in batch)), retry=True)
-        except (TaskGone, ApiError) as error:
-            if len(batch) > 1 and isinstance(error, ApiError) and not isinstance(error, TransientError):
-                for entry in batch:
-                    self._send_results([entry])
-                return
-            for entry in batch:
-                entry.error = error
-            return
-        for entry, answer in zip(batch, answers):
-            entry.answer = answer
-            entry.tasks, tasks = tasks[:entry.next_tasks], tasks[entry.next_tasks:]
-        batch[-1].tasks = batch[-1].tasks + tasks  # more than asked for: its slot hands them back
-
-    def _result_answer(self, pending: _PendingResult) -> tuple[str | None, list[LeasedTask]]:
-        task, error = pending.task, pending.error
-        if isinstance(error, TaskGone):
-            log.info("result not accepted: the attempt is no longer ours", extra={
-                **task.log_fields, "error": str(error)})
-            return None, []
-        if isinstance(error, TransientError):
-            log.error("could not report the result", extra={**task.log_fields, "error": str(error)})
-            return None, []
-        if isinstance(error, TooLarge):
-            log.error("the API refused the result as too large", extra={**task.log_fields, "error": str(error)})
-            return self.fail(task, "output_too_large", f"the API refused the result as too large: {error}", False,
-                             pending.result.timing), []
-        if isinstance(error, ApiError):
-            # The API refuses this output: retrying cannot help.
-            log.error("the API refused the result", extra={**task.log_fields, "error": str(error)})
-            return self.fail(task, "backend_error", f"the API refused the result: {error}", False,
-                             pending.result.timing), []
-        if pending.answer is None:  # the sending slot crashed (logged there)
-            return None, []
-        code, status, detail = pending.answer
-        if code != 200:
-            log.info("result not accepted: the attempt is no longer ours", extra={
-                **task.log_fields, "error": f"{code}: {detail}"})
-            return None, pending.tasks
-        return status, pending.tasks
-
-    def wants_more(self) -> bool:
-        """Whether a slot that finishes a task may take the next one with its result."""
-        return not self._stopping.is_set() and not self._draining
-
-    def fail(self, task: LeasedTask, code: str, message: str, retryable: bool,
-             timing: dict[str, str] | None = None) -> str | None:
-        try:
-            return self._report(task, lambda worker_id: self._client.fail(
-                worker_id, task.task_id, task.lease_token, code, message, retryable, timing), retry=True)
-        except TaskGone as gone:
-            log.info("failure not accepted: the attempt is no longer ours", extra={
-                **task.log_fields, "error": str(gone)})
-        except ApiError as error:
-            log.error("could not report the failure", extra={**task.log_fields, "error": str(error)})
-        return None
-
-    def _report(self, task: LeasedTask, call: Callable[[str], T], *, retry: bool) -> T:
-        """Makes a task report, retrying transient errors for REPORT_RETRY_SECONDS when `retry`.
-
-        A 404 drops the task like a 409 and does not re-register: a report's 404 may mean an unknown
-        task rather than an unknown worker, and the heartbeat finds out within one interval.
-        """
-        backoff = Backoff(*REPORT_BACKOFF)
-        give_up_at = time.monotonic() + REPORT_RETRY_SECONDS
-        while True:
-            try:
-                return call(self.worker_id)
-            except (Conflict, NotFound) as error:
-                raise TaskGone(str(error)) from None
-            except TransientError as error:
-                if not retry or time.monotonic() >= give_up_at:
-                    raise
-                delay = backoff.next()
-                log.warning("report failed; retrying", extra={
-                    **task.log_fields, "error": str(error), "retry_in_seconds": delay})
-                time.sleep(delay)

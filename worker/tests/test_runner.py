@@ -7,7 +7,8 @@ import unittest
 
 from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, read_png, read_wav
 from taskmanager_worker.client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TooLarge, TransientError
-from taskmanager_worker.runner import Slot, StopReason, TaskGone
+from taskmanager_worker.reporter import StopReason, TaskGone
+from taskmanager_worker.runner import Slot
 from taskmanager_worker.task import LeasedTask
 
 GRACE = 0.3
@@ -28,6 +29,7 @@ class StubReporter:
         self.upload_error = None  # raised by upload() when set
         self.next_tasks = []  # handed over with results, one each, while give_next
         self.give_next = True
+        self.handed_back = []
 
     def progress(self, task, progress, message, chunks, logs, *, final):
         with self.cond:
@@ -54,21 +56,22 @@ class StubReporter:
         with self.cond:
             return [item for call in self.progress_calls if call["task_id"] == task_id for item in call[key]]
 
-    def complete(self, task, output_json, chunks=None, lines=None, next_tasks=0, timing=None):
+    def complete(self, task, output_json, chunks=None, lines=None, timing=None):
         # The last chunks and lines come with the result: recorded as the report they replace.
         if chunks or lines:
             with self.cond:
                 self.progress_calls.append({"task_id": task.task_id, "progress": None, "chunks": list(chunks or []),
                                             "logs": list(lines or []), "final": True, "with_result": True})
-        following = [self.next_tasks.pop(0)] if next_tasks and self.next_tasks else []
+        following = [self.next_tasks.pop(0)] if self.give_next and self.next_tasks else []
         return self._final(task, {"report": "complete", "output": json.loads(output_json), "timing": timing}), following
 
-    def wants_more(self):
-        return self.give_next
+    def fail(self, task, failure, timing=None):
+        return self._final(task, {"report": "fail", "code": failure.code, "message": failure.message,
+                                  "retryable": failure.retryable, "timing": timing})
 
-    def fail(self, task, code, message, retryable, timing=None):
-        return self._final(task, {"report": "fail", "code": code, "message": message, "retryable": retryable,
-                                  "timing": timing})
+    def hand_back(self, task):
+        with self.cond:
+            self.handed_back.append(task.task_id)
 
     def _final(self, task, report):
         with self.cond:

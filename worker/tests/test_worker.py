@@ -170,7 +170,7 @@ class GroupCommitTests(WorkerTestCase):
         self.start_worker(TASKMANAGER_CAPACITY=str(len(ids)))
         self.api.wait_for(lambda: len(self.api.complete_batches) == 1, WAIT_SECONDS, "the first report")
         # The other slots finish their no-op tasks and queue their results behind the held call.
-        wait_until(lambda: len(self.worker._results) == len(ids) - 1, what="the other results queued")
+        wait_until(lambda: len(self.worker._reporter._results) == len(ids) - 1, what="the other results queued")
         first = self.api.complete_batches[0]["results"][0]["task_id"]
         refused = next(t for t in ids if t != first) if refuse_one else None
         with self.api.cond:
