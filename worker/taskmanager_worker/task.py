@@ -51,6 +51,11 @@ class LeasedTask:
         type_, model, metadata, attempt, max_attempts, timeout, traceparent = (
             get("type"), get("model"), get("metadata"), get("attempt"), get("max_attempts"), get("timeout_seconds"),
             get("traceparent"))
+        deadline = get("deadline_at")
+        try:
+            deadline = datetime.fromisoformat(deadline) if isinstance(deadline, str) else None
+        except ValueError:
+            deadline = None
         # Positional, and the checks written out: this runs for every task the worker gets.
         return cls(
             task_id, lease_token,
@@ -61,7 +66,7 @@ class LeasedTask:
             attempt if type(attempt) is int else None,
             max_attempts if type(max_attempts) is int else None,
             float(timeout) if type(timeout) in (int, float) and timeout > 0 else DEFAULT_TIMEOUT_SECONDS,
-            _time(get("deadline_at")),
+            deadline,
             traceparent if isinstance(traceparent, str) else None,
             value,
         )
@@ -84,13 +89,3 @@ def leased_tasks(value: Any) -> list[LeasedTask]:
         else:
             log.error("the lease answer holds a malformed task; ignoring it", extra={"task": repr(item)[:500]})
     return tasks
-
-
-def _time(value: Any) -> datetime | None:
-    """An ISO 8601 time as the API writes it ("2026-11-26T05:44:15.123Z", up to 7 decimals)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
