@@ -30,15 +30,16 @@ from typing import Any
 
 from . import artifacts, config, logs
 from .backends import REGISTRY, TASK_TYPES
-from .executor import Executor, ExecutorError
+from .executor import Event, Executor, ExecutorError
+from .follow import KILLED, Watcher, follow
 from .gpu import Gpus
+from .task import LeasedTask
 
 EXECUTOR_START_SECONDS = 120.0
 GPU_SAMPLE_SECONDS = 0.25
 PROGRESS_INTERVAL_SECONDS = 0.5
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_GRACE_SECONDS = 5.0
-FINAL = ("done", "failed", "stopped", "died")
 
 
 class UsageError(Exception):
@@ -116,14 +117,15 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _task(args: argparse.Namespace) -> dict[str, Any]:
+def _task(args: argparse.Namespace) -> LeasedTask:
+    """The task as a lease would hand it over."""
     task_id = f"run-once-{uuid.uuid4().hex[:12]}"
-    return {
+    return LeasedTask.from_json({
         "task_id": task_id, "lease_token": "run-once", "type": args.type, "model": args.model,
         "input": _json_object(args.input, "--input"),
         "metadata": _json_object(args.metadata, "--metadata") if args.metadata else {},
         "attempt": 1, "max_attempts": 1, "timeout_seconds": args.timeout, "traceparent": None,
-    }
+    })
 
 
 def _grace(args: argparse.Namespace) -> float:
@@ -173,15 +175,17 @@ class _GpuMemory:
                 return
 
 
-class _Run:
-    def __init__(self, task: dict[str, Any], backend: str, out: str | None, timeout: float, grace: float,
+class _Run(Watcher[str]):
+    """Runs the task, following it (follow.py) with its output on stdout and the rest on stderr."""
+
+    def __init__(self, task: LeasedTask, backend: str, out: str | None, timeout: float, grace: float,
                  log_level: str) -> None:
         self._task = task
         self._backend = backend
         self._out = out
         self._timeout = timeout
         self._grace = grace
-        self._log_level = log_level
+        self._executor = Executor({task.type: backend}, log_level)
         self._chunked = False  # stdout holds chunks not yet ended by a newline
         # On a terminal, a line on stderr first ends the line of chunks; in a pipe, stdout holds the
         # chunks exactly as they came, then a newline and the output.
@@ -198,21 +202,21 @@ class _Run:
         memory = _GpuMemory()
         before = memory.read()
         started = time.monotonic()
-        executor = Executor({task["type"]: self._backend}, self._log_level)
+        executor = self._executor
         previous = signal.signal(signal.SIGINT, self._interrupted)
         try:
             memory.start_sampling()
             executor.start()
-            _say(f"run-once: {task['type']} task {task['task_id']} on backend {self._backend}"
-                 + (f", model {task['model']}" if task.get("model") else "") + f", executor pid {executor.pid}")
+            _say(f"run-once: {task.type} task {task.task_id} on backend {self._backend}"
+                 + (f", model {task.model}" if task.model else "") + f", executor pid {executor.pid}")
             try:
                 executor.wait_ready(EXECUTOR_START_SECONDS)
             except ExecutorError as error:
                 _say(f"run-once: {error}")
                 return 1
             ready = time.monotonic()
-            executor.run(task)
-            code = self._follow(executor)
+            code = self._exit_code(*follow(executor, task, ready + self._timeout, self._grace, self,
+                                           f"timed out after {self._timeout:g} s", self._wake_read))
             ended = time.monotonic()
             memory.stop_sampling()
             after_task = memory.read()
@@ -243,66 +247,56 @@ class _Run:
         except OSError:
             pass
 
-    def _follow(self, executor: Executor) -> int:
-        """Relays the task's events until its outcome; returns the exit code."""
-        task_id = self._task["task_id"]
-        deadline = time.monotonic() + self._timeout
-        reason: str | None = None
-        kill_at = 0.0
-        while True:
-            now = time.monotonic()
-            if reason is None and (self._interrupts or now >= deadline):
-                reason = "interrupted" if self._interrupts else f"timed out after {self._timeout:g} s"
-                kill_at = now + self._grace
-                self._end_chunks()
-                _say(f"run-once: {reason}; asking the task to stop (killed after {self._grace:g} s)")
-                executor.stop(task_id)
-            if reason is not None and (now >= kill_at or self._interrupts > 1):
-                self._end_chunks()
-                _say(f"run-once: the task did not stop; killing executor {executor.pid}")
-                executor.kill()
-                _say(f"task {reason}: its executor was killed")
-                return 1
-            until = kill_at if reason is not None else deadline
-            for event in executor.events(max(0.0, until - now), self._wake_read):
-                code = self._handle(event, reason)
-                if code is not None:
-                    return code
+    # --- the Watcher: what follow() sees of the task ---
 
-    def _handle(self, event: tuple[Any, ...], reason: str | None) -> int | None:
+    def stop_request(self) -> tuple[str | None, bool]:
+        return ("interrupted" if self._interrupts else None), self._interrupts > 1  # a second Ctrl-C kills
+
+    def stopping(self, reason: str) -> None:
+        self._end_chunks()
+        _say(f"run-once: {reason}; asking the task to stop (killed after {self._grace:g} s)")
+
+    def killing(self, reason: str, at_once: bool) -> None:
+        self._end_chunks()
+        _say(f"run-once: the task did not stop; killing executor {self._executor.pid}")
+
+    def chunk(self, text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        self._chunked = True
+
+    def progress(self, progress: float, message: str | None) -> None:
+        now = time.monotonic()
+        if now >= self._next_progress:  # at most one line per PROGRESS_INTERVAL_SECONDS
+            self._next_progress = now + PROGRESS_INTERVAL_SECONDS
+            self._end_chunks(terminal_only=True)
+            _say(f"[progress {progress * 100:.0f}%]" + (f" {message}" if message else ""))
+
+    def log(self, line: str) -> None:
+        self._end_chunks(terminal_only=True)
+        _say(f"[log] {line}")
+
+    def models(self, names: list[str]) -> None:
+        self._end_chunks(terminal_only=True)
+        self._models = list(names)
+        _say(f"[models] loaded now: {', '.join(self._models) or 'none'}")
+
+    def _exit_code(self, event: Event, reason: str | None) -> int:
+        """Says how the task ended (its output on stdout when it succeeded); returns the exit code."""
         kind = event[0]
-        if kind == "chunk":
-            sys.stdout.write(event[2])
-            sys.stdout.flush()
-            self._chunked = True
-            return None
-        if kind == "progress":
-            now = time.monotonic()
-            if now >= self._next_progress:  # at most one line per PROGRESS_INTERVAL_SECONDS
-                self._next_progress = now + PROGRESS_INTERVAL_SECONDS
-                self._end_chunks(terminal_only=True)
-                message = f" {event[3]}" if event[3] else ""
-                _say(f"[progress {event[2] * 100:.0f}%]{message}")
-            return None
-        self._end_chunks(terminal_only=kind in ("log", "models"))
-        if kind == "log":
-            _say(f"[log] {event[2]}")
-        elif kind == "models":
-            self._models = list(event[1])
-            _say(f"[models] loaded now: {', '.join(self._models) or 'none'}")
+        self._end_chunks()
+        if event is KILLED:
+            _say(f"task {reason}: its executor was killed")
         elif kind == "done":
             self._print_output(event[2], event[3])
             return 0
         elif kind == "failed":
             _say(f"task failed: {event[2]} ({'retryable' if event[4] else 'not retryable'}): {event[3]}")
-            return 1
         elif kind == "stopped":
             _say(f"task stopped ({reason or 'unasked'})")
-            return 1
-        elif kind == "died":
+        else:
             _say(f"task failed: the executor exited (code {event[1]}) while running it")
-            return 1
-        return None
+        return 1
 
     def _end_chunks(self, terminal_only: bool = False) -> None:
         if self._chunked and (self._terminal or not terminal_only):

@@ -1,10 +1,10 @@
 """A slot of the worker's capacity: one executor, and the task it runs from lease to report.
 
-The slot's thread hands the task to its executor, relays progress, chunks and log lines to the
-API, enforces the task's timeout, carries out stop requests (cancel, shutdown, a 409), uploads the
-output's artifacts and reports the outcome.
-Stopping first asks the backend; if the task has not stopped after the cancel grace, the slot
-kills the executor, which frees whatever it held on the GPU, and starts a fresh one.
+The slot's thread follows the task in its executor (follow.py: the timeout, and the stop requests
+it gets: cancel, shutdown, a 409), relays its progress, chunks and log lines to the API, uploads
+the output's artifacts and reports the outcome (reporter.py).
+Stopping first asks the backend; if the task has not stopped after the cancel grace, its executor
+is killed, which frees whatever it held on the GPU, and the slot starts a fresh one.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from datetime import datetime, timedelta, timezone
 from . import artifacts
 from .backends import Artifact
 from .client import MAX_CHUNKS_PER_REPORT, MAX_LOGS_PER_REPORT, ApiError, TransientError
-from .executor import Executor
+from .executor import Event, Executor
+from .follow import KILLED, Watcher, follow
 from .reporter import (STOPPED_UNASKED, Failure, Reporter, StopReason, TaskGone, executor_died, stop_failure,
                        upload_failure)
 from .task import LeasedTask
@@ -30,12 +31,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_SECONDS = 0.1  # progress reports per task: at most one per interval
 FLUSH_RETRY_SECONDS = 1.0  # after a progress report failed, its chunks and logs wait this long for the next try
-
-
-@dataclass(frozen=True)
-class _Job:
-    task: LeasedTask
-    received_at: float  # time.monotonic() when the lease answer arrived
 
 
 @dataclass(frozen=True)
@@ -61,7 +56,7 @@ class Slot:
         self._on_idle = on_idle
         self._on_crash = on_crash
         self._executor = Executor(backends, log_level)
-        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[tuple[LeasedTask, float] | None] = queue.SimpleQueue()  # (task, when received)
         self._lock = threading.Lock()
         self._task: LeasedTask | None = None  # assigned and not yet reported
         self._stop: StopReason | None = None  # the first stop request wins
@@ -109,7 +104,7 @@ class Slot:
             self._task = task
             self._stop = None
             self._stop_now = False
-        self._jobs.put(_Job(task, received_at))
+        self._jobs.put((task, received_at))
 
     def request_stop(self, task_id: str, reason: StopReason, *, now: bool = False) -> bool:
         """Stops the task if this slot runs it; returns whether it does."""
@@ -147,99 +142,55 @@ class Slot:
     def _serve(self) -> None:
         try:
             while (job := self._jobs.get()) is not None:
+                task, received_at = job
                 # A result's answer may hand over the next task: the slot runs it at once, busy
                 # throughout, so the lease loop does not ask for this slot meanwhile.
-                while job is not None:
-                    following = self._run(job)
+                while task is not None:
+                    following = self._run(task, received_at)
                     with self._lock:
                         if following and not self._retiring:
                             self._task, self._stop, self._stop_now = following[0], None, False
-                            job = _Job(following[0], time.monotonic())
-                            extra = following[1:]
+                            task, received_at, extra = following[0], time.monotonic(), following[1:]
                         else:
-                            self._task, job, extra = None, None, following
-                    for task in extra:
+                            self._task, task, extra = None, None, following
+                    for surplus in extra:
                         log.error("the API handed over a task this slot cannot take; handing it back",
-                                  extra=task.log_fields)
-                        self._reporter.hand_back(task)
+                                  extra=surplus.log_fields)
+                        self._reporter.hand_back(surplus)
                 self._on_idle()
         except BaseException as error:
             log.exception("slot crashed", extra={"slot": self.index})
             self._on_crash(error)
 
-    def _run(self, job: _Job) -> list[LeasedTask]:
+    def _run(self, task: LeasedTask, received_at: float) -> list[LeasedTask]:
         """Runs the task and reports it; returns the tasks its result's answer handed over."""
-        task = job.task
-        relay = _Relay(self._reporter, task)
+        relay = _Relay(self, task)
         log.debug("task started", extra={**task.log_fields, "type": task.type,
                                          "executor_pid": self._executor.pid})
-        self._executor.run(task.payload)
-        outcome = self._await_outcome(job, relay)
-        return self._report(job, relay, outcome)
+        event, reason = follow(self._executor, task, received_at + task.timeout_seconds, self._grace, relay,
+                               StopReason.TIMEOUT, self._wake_read)
+        return self._report(task, received_at, relay, self._outcome(task, event, reason))
 
-    def _await_outcome(self, job: _Job, relay: _Relay) -> _Outcome:
-        """Relays the task's progress until it ends, enforcing its timeout and stop requests."""
-        task = job.task
-        fields = task.log_fields
-        timeout = task.timeout_seconds
-        deadline = job.received_at + timeout
-        reason: StopReason | None = None  # why the task was asked to stop, once it was
-        kill_at = 0.0
-        while True:
-            now = time.monotonic()
-            with self._lock:
-                requested, stop_now = self._stop, self._stop_now
-            if reason is None and (requested is not None or now >= deadline):
-                reason = requested or StopReason.TIMEOUT
-                kill_at = now + self._grace
-                log.info("stopping task", extra={**fields, "reason": reason.value})
-                self._executor.stop(task.task_id)
-            if reason is not None and (stop_now or now >= kill_at):
-                if not stop_now:
-                    log.warning("task ignored the stop request; killing its executor",
-                                extra={**fields, "executor_pid": self._executor.pid})
-                self._replace_executor()
-                return _Outcome(failure=stop_failure(reason, timeout))
+    def _outcome(self, task: LeasedTask, event: Event, reason: StopReason | None) -> _Outcome:
+        """What the task's end is to be reported as; replaces an executor that died or was killed."""
+        kind = event[0]
+        if kind == "died":
+            log.warning("executor died", extra={**task.log_fields, "exit_code": event[1]})
+        if kind == "died" or event is KILLED:
+            self._replace_executor()
+        if reason is not None:
+            return _Outcome(failure=stop_failure(reason, task.timeout_seconds))  # once a stop was asked, its reason wins
+        if kind == "done":
+            return _Outcome(output_json=event[2], artifacts=tuple(event[3]))
+        if kind == "failed":
+            return _Outcome(failure=Failure(event[2], event[3], event[4]))
+        if kind == "died":
+            return _Outcome(failure=executor_died(event[1]))
+        return _Outcome(failure=STOPPED_UNASKED)
 
-            until = kill_at if reason is not None else deadline
-            if relay.pending:
-                until = min(until, relay.flush_at)
-            # An executor runs one task at a time and a killed one is replaced, so every event
-            # here belongs to this task.
-            for event in self._executor.events(max(0.0, until - now), self._wake_read):
-                kind = event[0]
-                if kind == "progress":
-                    relay.add_progress(event[2], event[3])
-                elif kind == "chunk":
-                    relay.add_chunk(event[2])
-                elif kind == "log":
-                    relay.add_log(event[2])
-                elif kind == "models":
-                    self._loaded_models = tuple(event[1])
-                elif kind == "died":
-                    log.warning("executor died", extra={**fields, "exit_code": event[1]})
-                    self._replace_executor()
-                    return _Outcome(failure=stop_failure(reason, timeout) if reason else executor_died(event[1]))
-                elif reason is not None:
-                    return _Outcome(failure=stop_failure(reason, timeout))  # once a stop was asked, its reason wins
-                elif kind == "done":
-                    return _Outcome(output_json=event[2], artifacts=tuple(event[3]))
-                elif kind == "failed":
-                    return _Outcome(failure=Failure(event[2], event[3], event[4]))
-                elif kind == "stopped":
-                    return _Outcome(failure=STOPPED_UNASKED)
-            if relay.due(time.monotonic()):
-                try:
-                    if relay.flush():
-                        self.request_stop(task.task_id, StopReason.CANCELED)
-                except TaskGone as gone:
-                    log.info("the API took the task back; stopping it", extra={**fields, "error": str(gone)})
-                    self.request_stop(task.task_id, StopReason.DROPPED)
-
-    def _report(self, job: _Job, relay: _Relay, outcome: _Outcome) -> list[LeasedTask]:
+    def _report(self, task: LeasedTask, received_at: float, relay: _Relay, outcome: _Outcome) -> list[LeasedTask]:
         """Sends the outcome; returns the tasks a successful result's answer handed over."""
-        task = job.task
-        elapsed = time.monotonic() - job.received_at
+        elapsed = time.monotonic() - received_at
         fields = {**task.log_fields, "run_ms": round(elapsed * 1000, 1)}
         # This worker's own start and end of the execution, so that the trace shows them.
         ended = datetime.now(timezone.utc)
@@ -298,63 +249,99 @@ class Slot:
             self._executor.start()
 
 
-class _Relay:
-    """Batches a task's progress, chunks and log lines into progress reports, at most one per
-    FLUSH_INTERVAL_SECONDS (but the first chunk at once) unless a backlog fills whole reports (at
-    most MAX_CHUNKS_PER_REPORT chunks and MAX_LOGS_PER_REPORT lines each). Chunks and lines stay
-    queued until the API has accepted them."""
+class _Relay(Watcher[StopReason]):
+    """What a slot does with its task's events as follow() hands them over: it batches progress,
+    chunks and log lines into progress reports, at most one per FLUSH_INTERVAL_SECONDS (but the
+    first chunk at once) unless a backlog fills whole reports (at most MAX_CHUNKS_PER_REPORT chunks
+    and MAX_LOGS_PER_REPORT lines each); chunks and lines stay queued until the API has accepted
+    them. It gives follow() the slot's stop requests, and makes one of a cancel or a 409 in a
+    report's answer."""
 
-    def __init__(self, reporter: Reporter, task: LeasedTask) -> None:
-        self._reporter = reporter
+    def __init__(self, slot: Slot, task: LeasedTask) -> None:
+        self._slot = slot
+        self._reporter = slot._reporter
         self._task = task
         self._progress: float | None = None
         self._message: str | None = None
         self._chunks: list[str] = []
         self._logs: list[str] = []
-        self.pending = False
+        self._pending = False
         # The first chunk goes out at once (the time to the first token counts); a log line or a
         # progress waits an interval for company, so a short task's go with its result and cost
         # no report of their own.
-        self.flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
+        self._flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
         self._first_chunk = True
 
-    def add_progress(self, progress: float, message: str | None) -> None:
-        self._progress, self._message = progress, message
-        self.pending = True
+    # --- the Watcher ---
 
-    def add_chunk(self, text: str) -> None:
+    def stop_request(self) -> tuple[StopReason | None, bool]:
+        slot = self._slot
+        with slot._lock:
+            return slot._stop, slot._stop_now
+
+    def stopping(self, reason: StopReason) -> None:
+        log.info("stopping task", extra={**self._task.log_fields, "reason": reason.value})
+
+    def killing(self, reason: StopReason, at_once: bool) -> None:
+        if not at_once:
+            log.warning("task ignored the stop request; killing its executor",
+                        extra={**self._task.log_fields, "executor_pid": self._slot.executor_pid})
+
+    def progress(self, progress: float, message: str | None) -> None:
+        self._progress, self._message = progress, message
+        self._pending = True
+
+    def chunk(self, text: str) -> None:
         self._chunks.append(text)
-        self.pending = True
+        self._pending = True
         if self._first_chunk:
             self._first_chunk = False
-            self.flush_at = 0.0
+            self._flush_at = 0.0
 
-    def add_log(self, line: str) -> None:
+    def log(self, line: str) -> None:
         self._logs.append(line)
-        self.pending = True
+        self._pending = True
 
-    def due(self, now: float) -> bool:
-        return self.pending and now >= self.flush_at
+    def models(self, names: list[str]) -> None:
+        self._slot._loaded_models = tuple(names)
+
+    def due(self) -> float | None:
+        return self._flush_at if self._pending else None
+
+    def turn(self) -> None:
+        """Sends a progress report when one is due; stops the task when its answer says cancel, or
+        when the API took the task back."""
+        if not (self._pending and time.monotonic() >= self._flush_at):
+            return
+        task_id = self._task.task_id
+        try:
+            if self.flush():
+                self._slot.request_stop(task_id, StopReason.CANCELED)
+        except TaskGone as gone:
+            log.info("the API took the task back; stopping it", extra={**self._task.log_fields, "error": str(gone)})
+            self._slot.request_stop(task_id, StopReason.DROPPED)
+
+    # --- the reports ---
 
     def flush(self) -> bool:
         """Sends one report of what is pending; returns True when the API asks to cancel. Raises TaskGone."""
         try:
             cancel = self._send(final=False)
         except TaskGone:
-            self._chunks, self._logs, self.pending = [], [], False  # the API wants nothing more about this task
+            self._chunks, self._logs, self._pending = [], [], False  # the API wants nothing more about this task
             raise
         except TransientError as error:
             log.warning("progress report failed; keeping its chunks and log lines for the next one", extra={
                 **self._task.log_fields, "error": str(error), "chunks": len(self._chunks),
                 "logs": len(self._logs)})
-            self.flush_at = time.monotonic() + FLUSH_RETRY_SECONDS
+            self._flush_at = time.monotonic() + FLUSH_RETRY_SECONDS
             return False
         except ApiError as error:
             self._refused(error)
             return False
         # What did not fit in one report goes at once: a full report is batched enough.
-        self.pending = bool(self._chunks or self._logs)
-        self.flush_at = time.monotonic() + (0.0 if self.pending else FLUSH_INTERVAL_SECONDS)
+        self._pending = bool(self._chunks or self._logs)
+        self._flush_at = time.monotonic() + (0.0 if self._pending else FLUSH_INTERVAL_SECONDS)
         return cancel
 
     def flush_final(self) -> None:
@@ -367,7 +354,7 @@ class _Relay:
         self._send_while(lambda: len(self._chunks) > MAX_CHUNKS_PER_REPORT or len(self._logs) > MAX_LOGS_PER_REPORT)
         chunks = self._chunks[:MAX_CHUNKS_PER_REPORT]
         lines = self._logs[:MAX_LOGS_PER_REPORT]
-        self._chunks, self._logs, self.pending = [], [], False
+        self._chunks, self._logs, self._pending = [], [], False
         return chunks, lines
 
     def _send_while(self, more: Callable[[], bool]) -> None:
@@ -391,8 +378,8 @@ class _Relay:
             **self._task.log_fields, "error": str(error), "chunks": chunks, "logs": lines})
         del self._chunks[:chunks]
         del self._logs[:lines]
-        self.pending = bool(self._chunks or self._logs)
-        self.flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
+        self._pending = bool(self._chunks or self._logs)
+        self._flush_at = time.monotonic() + FLUSH_INTERVAL_SECONDS
 
     def _send(self, *, final: bool) -> bool:
         chunks = self._chunks[:MAX_CHUNKS_PER_REPORT]

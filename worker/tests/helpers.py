@@ -29,6 +29,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = WAIT_SECONDS, what
         time.sleep(0.01)
 
 
+def started_executor(test: Any, log_level: str = "critical") -> Any:
+    """A ready executor of every type on sim, killed when `test` (a TestCase) cleans up."""
+    from taskmanager_worker.executor import Executor
+
+    executor = Executor(ALL_SIM, log_level)
+    executor.start()
+    test.addCleanup(executor.kill)
+    executor.wait_ready(WAIT_SECONDS)
+    return executor
+
+
 def pid_alive(pid: int) -> bool:
     """True while the process exists and is not a zombie (an unreaped corpse counts as gone)."""
     try:

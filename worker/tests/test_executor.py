@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from helpers import ALL_SIM, WAIT_SECONDS, pid_alive, read_png, wait_until
+from helpers import WAIT_SECONDS, pid_alive, read_png, started_executor, wait_until
 from taskmanager_worker.backends import Artifact
 from taskmanager_worker.executor import MAX_LOG_LINE, READ_SIZE, Executor, ExecutorError, _Inbox, split_log_line
 
@@ -36,10 +36,7 @@ def collect(executor):
 
 class ExecutorTests(unittest.TestCase):
     def setUp(self):
-        self.executor = Executor(ALL_SIM, "warning")
-        self.executor.start()
-        self.addCleanup(self.executor.kill)
-        self.executor.wait_ready(WAIT_SECONDS)
+        self.executor = started_executor(self, "warning")
 
     def test_runs_a_task_and_returns_its_output_as_json(self):
         task = {"task_id": "t1", "type": "llm", "input": {"prompt": "hi", "max_tokens": 4}}

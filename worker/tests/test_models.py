@@ -10,7 +10,7 @@ from fakeapi import FakeApi
 from helpers import WAIT_SECONDS
 from taskmanager_worker.config import load
 from taskmanager_worker.executor import _ExecutorLoop
-from taskmanager_worker.runner import Slot, _Job
+from taskmanager_worker.runner import Slot
 from test_runner import StubReporter, task
 from taskmanager_worker.worker import Worker
 
@@ -121,7 +121,7 @@ class SlotTests(unittest.TestCase):
         slot = Slot(0, {"llm": "sim"}, "error", 0.3, reporter, lambda: None, lambda error: None)
         slot._executor = FakeExecutor([("models", ["m1"]), ("done", "t1", "{}", [])])
         self.assertEqual(slot.loaded_models, ())
-        slot._run(_Job(task("t1"), time.monotonic()))
+        slot._run(task("t1"), time.monotonic())
         self.assertEqual(slot.loaded_models, ("m1",))
         self.assertEqual(reporter.final("t1")["report"], "complete")
 

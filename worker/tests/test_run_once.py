@@ -14,9 +14,15 @@ WORKER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_ESPEAK = shutil.which("espeak-ng") is not None
 
 
-def run_once(*args, path=None, **variables):
+def run_once_environment(**variables):
+    """This environment without the worker's settings, with `variables`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKMANAGER_", "services__"))}
     env.update(variables)
+    return env
+
+
+def run_once(*args, path=None, **variables):
+    env = run_once_environment(**variables)
     if path is not None:
         env["PATH"] = path
     return subprocess.run([sys.executable, "-m", "taskmanager_worker", "run-once", *args], cwd=WORKER_DIR,

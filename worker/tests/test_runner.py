@@ -27,7 +27,8 @@ class StubReporter:
         self.gone_on_progress = False
         self.refuse_progress = 0  # answer this many progress reports with a 400
         self.upload_error = None  # raised by upload() when set
-        self.next_tasks = []  # handed over with results, one each, while give_next
+        self.next_tasks = []  # handed over with results, `hand_over` each, while give_next
+        self.hand_over = 1
         self.give_next = True
         self.handed_back = []
 
@@ -62,7 +63,9 @@ class StubReporter:
             with self.cond:
                 self.progress_calls.append({"task_id": task.task_id, "progress": None, "chunks": list(chunks or []),
                                             "logs": list(lines or []), "final": True, "with_result": True})
-        following = [self.next_tasks.pop(0)] if self.give_next and self.next_tasks else []
+        following = []
+        if self.give_next:
+            following, self.next_tasks = self.next_tasks[:self.hand_over], self.next_tasks[self.hand_over:]
         return self._final(task, {"report": "complete", "output": json.loads(output_json), "timing": timing}), following
 
     def fail(self, task, failure, timing=None):
@@ -121,6 +124,14 @@ class SlotTests(unittest.TestCase):
         self.assertEqual(report["output"]["usage"]["completion_tokens"], 5)
         self.assertEqual(set(report["timing"]), {"started_at", "ended_at"}, "when this worker ran it, for the trace")
         self.wait_idle()
+
+    def test_runs_the_task_a_result_takes_and_hands_back_what_it_cannot_run(self):
+        self.reporter.next_tasks, self.reporter.hand_over = [task("t2"), task("t3")], 2
+        self.assertEqual(self.reporter.final(self.assign(task("t1")))["report"], "complete")
+        self.assertEqual(self.reporter.final("t2")["report"], "complete", "the next task, run at once")
+        self.wait_idle()
+        self.assertEqual(self.reporter.handed_back, ["t3"])
+        self.assertNotIn("t3", self.reporter.finals)
 
     def test_reuses_its_executor_between_tasks(self):
         pid = self.slot.executor_pid
