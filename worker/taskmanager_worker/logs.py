@@ -44,5 +44,6 @@ def setup(level: str = "info") -> None:
 
 
 def task_fields(task: dict[str, Any]) -> dict[str, Any]:
-    """The `extra` that ties a log line to a task attempt."""
+    """The `extra` that ties a log line to a task attempt, from the task object (in the executor;
+    the worker has LeasedTask.log_fields)."""
     return {"task_id": task.get("task_id"), "attempt": task.get("attempt")}
