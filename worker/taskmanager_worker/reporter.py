@@ -1,11 +1,13 @@
 """How a task's reports reach the API: progress, artifacts, results and failures.
 
-- **Failures**: every way a task can end without its result becomes the error code and retryable
-  flag of docs/worker-protocol.md here (Failure, and the functions below it): a stop request, an
-  executor that died, a backend that stopped unasked, an artifact or a result that the API refused.
+- **Failures**: how the worker's own reasons to end a task without its result become an error
+  code and retryable flag of docs/worker-protocol.md (Failure, and the functions below it): a stop
+  request, an executor that died, a backend that stopped unasked, an artifact or a result that the
+  API refused. (A backend's own failures come with their code from the executor.)
 - **Answers**: a 409 or a 404 on a task's report means that the attempt is no longer this worker's
   (TaskGone): the slot stops the task and reports nothing more about it. A report that failed on
-  the way (TransientError) is retried for REPORT_RETRY_SECONDS, a progress report excepted.
+  the way (TransientError) is retried for REPORT_RETRY_SECONDS, except a progress report sent
+  while the task runs (its chunks and lines wait for the next one).
 - **Results are group-committed**: while one slot's result is on its way, the slots that finish
   queue theirs, and the first of them sends them all in one call, which also takes the next task
   of each slot that may take one (see Reporter.complete).

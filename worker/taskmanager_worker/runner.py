@@ -254,8 +254,8 @@ class _Relay(Watcher[StopReason]):
     chunks and log lines into progress reports, at most one per FLUSH_INTERVAL_SECONDS (but the
     first chunk at once) unless a backlog fills whole reports (at most MAX_CHUNKS_PER_REPORT chunks
     and MAX_LOGS_PER_REPORT lines each); chunks and lines stay queued until the API has accepted
-    them. It gives follow() the slot's stop requests, and makes one of a cancel or a 409 in a
-    report's answer."""
+    them. It also gives follow() the slot's stop requests, and turns a report's answer that says
+    cancel, or a 409, into one."""
 
     def __init__(self, slot: Slot, task: LeasedTask) -> None:
         self._slot = slot
