@@ -9,6 +9,11 @@ using TaskManager.AppHost;
 var builder = DistributedApplication.CreateBuilder(args);
 var settings = builder.Configuration.GetSection("TaskManager");
 
+// Scale-out: how many processes of each role. Every replica of a role is the same project with
+// the same settings; they share nothing but Redis.
+var apiReplicas = Replicas("ApiReplicas");
+var schedulerReplicas = Replicas("SchedulerReplicas");
+
 var useContainers = settings["Containers"] switch
 {
     "true" => true,
@@ -79,6 +84,12 @@ var api = builder.AddProject<Projects.TaskManager_Api>("api")
     .WithEnvironment("TaskManager__WorkerTokens__0", workerToken)
     .WithReference(redis)
     .WaitFor(redis)
+    // With replicas the "http" endpoint (port 8084 from the launch profile) is Aspire's proxy,
+    // which spreads connections over the replicas, each listening on a port of its own. The URLs
+    // below, the dashboard commands and the worker's reference go through that proxy: whichever
+    // replica answers, what they read or change is in Redis. So does the health check, which
+    // therefore says that a replica answers, not which.
+    .WithReplicas(apiReplicas)
     .WithHttpHealthCheck("/health");
 var apiHttp = api.GetEndpoint("http");
 api.WithUrl(ReferenceExpression.Create($"{apiHttp}/scalar"), "API reference")
@@ -131,6 +142,10 @@ builder.AddProject<Projects.TaskManager_Api>("scheduler", launchProfileName: nul
     .WithEnvironment("TaskManager__Role", "scheduler")
     .WithReference(redis)
     .WaitFor(redis)
+    // Each replica runs its own Hangfire server (named after its process id) and sweeps; each
+    // sweep claims its tasks inside one Lua script, so replicas never handle a task twice. The
+    // endpoint serves only /health and stays proxied: Aspire refuses replicas of a proxy-less one.
+    .WithReplicas(schedulerReplicas)
     .WithHttpHealthCheck("/health");
 
 var workerDirectory = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "worker"));
@@ -155,6 +170,22 @@ else
 }
 
 builder.Build().Run();
+
+// TaskManager:{name}: a whole number of processes, 1 or more (1 when not set).
+int Replicas(string name)
+{
+    var value = settings[name];
+    if (string.IsNullOrWhiteSpace(value))
+    {
+        return 1;
+    }
+    if (!int.TryParse(value.Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var replicas) || replicas < 1)
+    {
+        throw new DistributedApplicationException(
+            $"TaskManager:{name} must be a whole number of 1 or more (how many processes to run), not '{value}'.");
+    }
+    return replicas;
+}
 
 // The worker finds the API by service discovery (services__api__http__0), as Aspire passes it.
 void ConfigureWorker<T>(IResourceBuilder<T> worker) where T : IResourceWithEnvironment, IResourceWithWaitSupport =>
