@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using TaskManager.Api.Domain;
 using TaskManager.Tests.Infrastructure;
 
@@ -11,7 +9,7 @@ namespace TaskManager.Tests.Reliability;
 /// counters (scraped from /metrics) report exactly its numbers, and a paused queue holds its tasks.
 /// </summary>
 [Trait("Category", "Fleet")]
-public sealed partial class StatsTests : IClassFixture<FleetFixture>
+public sealed class StatsTests : IClassFixture<FleetFixture>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);
     private readonly FleetFixture fleet;
@@ -101,7 +99,7 @@ public sealed partial class StatsTests : IClassFixture<FleetFixture>
         Assert.Equal(2, Int(stats.GetProperty("workers"), "healthy"));
 
         var metrics = await (await fleet.Client.GetAsync("/metrics")).Content.ReadAsStringAsync();
-        double Grew(string name, params (string, string)[] labels) => Sample(metrics, name, labels) - Sample(metricsBefore, name, labels);
+        double Grew(string name, params (string, string)[] labels) => Prometheus.Sample(metrics, name, labels) - Prometheus.Sample(metricsBefore, name, labels);
         Assert.Equal(15, Grew("taskmanager_tasks_finished_total", ("type", "llm"), ("outcome", "succeeded")));
         Assert.Equal(5, Grew("taskmanager_tasks_finished_total", ("type", "llm"), ("outcome", "failed")));
         Assert.Equal(15, Grew("taskmanager_tasks_finished_total", ("type", "tts"), ("outcome", "succeeded")));
@@ -142,29 +140,4 @@ public sealed partial class StatsTests : IClassFixture<FleetFixture>
 
     private static JsonElement Walk(JsonElement element, params string[] path) =>
         path.Aggregate(element, (e, name) => e.GetProperty(name));
-
-    /// <summary>The sum of the Prometheus samples with this name whose labels include all of <paramref name="labels"/>; 0 when there is none yet.</summary>
-    private static double Sample(string exposition, string name, params (string Key, string Value)[] labels)
-    {
-        var sum = 0.0;
-        foreach (Match line in SampleLine().Matches(exposition))
-        {
-            if (line.Groups["name"].Value != name)
-            {
-                continue;
-            }
-            var found = LabelPair().Matches(line.Groups["labels"].Value).ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
-            if (labels.All(l => found.GetValueOrDefault(l.Key) == l.Value))
-            {
-                sum += double.Parse(line.Groups["value"].Value, CultureInfo.InvariantCulture);
-            }
-        }
-        return sum;
-    }
-
-    [GeneratedRegex(@"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>[^}]*)\})? (?<value>\S+)", RegexOptions.Multiline)]
-    private static partial Regex SampleLine();
-
-    [GeneratedRegex("([a-zA-Z_][a-zA-Z0-9_]*)=\"((?:[^\"\\\\]|\\\\.)*)\"")]
-    private static partial Regex LabelPair();
 }
