@@ -86,9 +86,11 @@ public sealed class ClusterFleetTests : IClassFixture<ClusterFleetFixture>, IAsy
 
         Assert.Equal("failed", task.GetProperty("status").GetString());
         Assert.Equal([1, 2], task.GetProperty("attempts").EnumerateArray().Select(a => a.GetProperty("attempt").GetInt32()));
-        // The retry was a Hangfire job, kept in Hangfire's storage on the cluster.
+        // The retry was a Hangfire job, kept in Hangfire's storage on the cluster (it is marked
+        // succeeded once it has queued the task, which may be after the second attempt ended).
         var storage = new RedisStorage(fleet.Redis.Connection, new RedisStorageOptions { Prefix = "{tm-hangfire}:" });
-        var retries = storage.GetMonitoringApi().SucceededJobs(0, 1000).Count(j => j.Value.Job?.Args is { Count: 2 } args && (string)args[0] == id);
+        var retries = await Wait.ForAsync(() => Task.FromResult(storage.GetMonitoringApi().SucceededJobs(0, 1000)
+            .Count(j => j.Value.Job?.Args is { Count: 2 } args && (string)args[0] == id)), n => n >= 1, Timeout, "the retry job to succeed");
         Assert.Equal(1, retries);
     }
 
