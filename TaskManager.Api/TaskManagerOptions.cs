@@ -36,8 +36,8 @@ public sealed class TaskManagerOptions : IValidatableObject
 
     /// <summary>
     /// The longest a lease long poll may wait, and an idle worker's heartbeat be held. 55 s: an
-    /// idle fleet polls about half as often as at 30 s (measured 0.9 of a point of a core less for
-    /// 1,000 workers), and it stays under the 60 s that proxies often allow an idle request.
+    /// idle fleet polls about half as often as at 30 s, and it stays under the 60 s that proxies
+    /// often allow an idle request.
     /// </summary>
     [Range(1, 300)]
     public int MaxLeaseWaitSeconds { get; set; } = 55;

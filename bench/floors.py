@@ -3,14 +3,14 @@
 
     python3 bench/floors.py [--entries 20000] [--tasks 5000]
 
-1. Memory: what a queued task costs in Redis at the least, whatever its record holds. DESIGN.md's
-   storage principles make the queue (by priority and age) and the listing (tasks by creation) sorted
-   sets, and a task has an id (32 hex digits) and a key of its own. On a private `redis-server`
-   (no persistence) this stores N ids in two sorted sets and N keys holding nothing but an input of
+1. Memory: what a queued task costs in Redis at the least, whatever its record holds. The storage
+   design makes the queue (by priority and age) and the listing (tasks by creation) sorted sets,
+   and a task has an id (32 hex digits) and a key of its own. On a private `redis-server` (no
+   persistence) this stores N ids in two sorted sets and N keys holding nothing but an input of
    44 bytes, and reports `used_memory` per task for each part. The sum, less the input, is what any
    layout with those two indexes pays before its record holds a single field.
 
-2. Worker: what the executor round trip alone costs, the part of the Python worker that DESIGN.md
+2. Worker: what the executor round trip alone costs, the part of the Python worker that its design
    fixes (a task runs in a long-lived child process per slot, so that a cancel or a timeout can kill
    it). One executor with the `sim` backend runs no-op `llm` tasks one after the other, no HTTP and
    no API: CPU time per task of the executor and of the worker side (this process), from /proc and

@@ -4,7 +4,7 @@ using TaskManager.Tests.Infrastructure;
 namespace TaskManager.Tests.Api;
 
 /// <summary>
-/// The parts deployed without the AppHost, configured only by DESIGN.md's environment variables:
+/// The parts deployed without the AppHost, configured only by their environment variables:
 /// the API (api and scheduler roles) and the Python worker.
 /// </summary>
 [Trait("Category", "Api")]

@@ -7,7 +7,7 @@ namespace TaskManager.Tests.Infrastructure;
 
 /// <summary>
 /// The API as a deployment runs it: its built assembly in its own process, configured only by
-/// environment variables (DESIGN.md's "Running alone"), serving real HTTP on a free port.
+/// environment variables (README, "Settings"), serving real HTTP on a free port.
 /// </summary>
 public sealed class ApiProcess : IAsyncDisposable
 {

@@ -4,7 +4,7 @@ using TaskManager.Api.Storage;
 
 namespace TaskManager.Tests.Unit;
 
-/// <summary>The state machine table (DESIGN.md "Task lifecycle") and its copy in the Lua scripts.</summary>
+/// <summary>The state machine table (docs/architecture.md, "Task lifecycle") and its copy in the Lua scripts.</summary>
 [Trait("Category", "Unit")]
 public sealed partial class TaskStateTests
 {

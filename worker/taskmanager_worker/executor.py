@@ -15,8 +15,7 @@ Executor.events() unpacks "many" and adds ("died", exit_code) once the child is 
 wait in the executor for the next message of their task (a progress, a chunk, the outcome) and go
 with it in one "many", or go alone once they have waited LOG_FLUSH_SECONDS, at a ctx.stopped()
 (backends call it as they go): a short task's log line and its outcome cost one write and one
-wake-up of the worker, not two (a fifth of a no-op task's time in the executor and the worker,
-measured).
+wake-up of the worker, not two.
 
 "models" names the models its backends hold now (those with a `loaded_model` attribute); it
 follows a load or an unload that changed them, before the task's outcome. The output travels as
@@ -183,8 +182,7 @@ class _Inbox:
     """The reading end of a Pipe, read a buffer at a time: Connection.recv() costs two reads a
     message (its length, then its body), and a poll before each to see whether one is there, where
     one read here takes every message the pipe holds. A slot's thread gives up the GIL at each
-    system call and must take it back from the other slots (end to end with 2 workers of 16 slots,
-    the workers' system time went from 42-51 to 38-39 µs a task).
+    system call and must take it back from the other slots.
 
     The framing is Connection's (a 4-byte big-endian length, or -1 and an 8-byte one beyond 2 GiB),
     so the other end sends with Connection.send as before."""
