@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The floors under two of issue 8's targets, measured on this machine (standard library only).
+"""The floors under two of the performance targets, measured on this machine (standard library only).
 
     python3 bench/floors.py [--entries 20000] [--tasks 5000]
 

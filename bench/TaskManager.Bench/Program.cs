@@ -141,7 +141,7 @@ internal static class Report
             Num(P("celery", "memory_per_job_bytes")), Num(P("bullmq", "memory_per_job_bytes")), Num(P("hangfire", "memory_per_job_bytes")));
         md.AppendLine();
 
-        md.AppendLine("**Targets** (issue 8), from the figures above:");
+        md.AppendLine("**Targets**, from the figures above:");
         md.AppendLine();
         md.AppendLine("| target | measured | met |");
         md.AppendLine("|---|---|---|");
