@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using TaskManager.Api.Coordination;
 
 namespace TaskManager.Tests.Unit;
@@ -12,8 +13,12 @@ namespace TaskManager.Tests.Unit;
 [Trait("Category", "Unit")]
 public sealed class LeaseHandTests
 {
-    // Claims and wake-ups never touch Redis.
-    private readonly LeaseWaiters notifier = new(null!, new LongPoll(TimeProvider.System), NullLogger<LeaseWaiters>.Instance);
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(5);
+    private readonly FakeTimeProvider clock = new();
+    private readonly LeaseWaiters notifier;
+
+    // Claims and wake-ups never touch Redis; the waits' timers run on a clock the tests move.
+    public LeaseHandTests() => notifier = new(null!, new LongPoll(clock), NullLogger<LeaseWaiters>.Instance);
 
     [Fact]
     public async Task AWaitingLease_IsClaimed_AndItsWaitEndsWithTheHand()
@@ -25,7 +30,7 @@ public sealed class LeaseHandTests
 
         Assert.NotNull(hand);
         Assert.Equal(("w_1", 4), (hand.WorkerId, hand.MaxTasks));
-        var wake = await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+        var wake = await waiting.WaitAsync(Bound);
         Assert.Same(hand, wake!.Hand);
         // Claimed once: another submission finds no one waiting.
         Assert.Null(notifier.Claim("llm", null));
@@ -53,7 +58,7 @@ public sealed class LeaseHandTests
         Assert.Equal("w_plain", notifier.Claim("llm", "llama")?.WorkerId);
         Assert.Null(notifier.Claim("llm", null));
         Assert.False(waits[0].IsCompleted);
-        await Task.WhenAll(waits[1..]).WaitAsync(TimeSpan.FromSeconds(5));
+        await Task.WhenAll(waits[1..]).WaitAsync(Bound);
     }
 
     [Fact]
@@ -67,7 +72,7 @@ public sealed class LeaseHandTests
         await aborted.CancelAsync();
 
         // The wait gives the hand rather than throwing: the submission is leasing this worker a task.
-        Assert.Same(hand, (await waiting.WaitAsync(TimeSpan.FromSeconds(5)))!.Hand);
+        Assert.Same(hand, (await waiting.WaitAsync(Bound))!.Hand);
     }
 
     [Fact]
@@ -81,7 +86,9 @@ public sealed class LeaseHandTests
             await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
         }
         using var timedOut = notifier.Register(["llm"], [], "w_2", 1);
-        Assert.Null(await timedOut.WaitAsync(TimeSpan.FromMilliseconds(1), CancellationToken.None));
+        var waitingOut = timedOut.WaitAsync(TimeSpan.FromSeconds(1), CancellationToken.None);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Null(await waitingOut.WaitAsync(Bound));
 
         Assert.Null(notifier.Claim("llm", null));
     }

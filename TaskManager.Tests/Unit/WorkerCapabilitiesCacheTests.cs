@@ -8,6 +8,7 @@ namespace TaskManager.Tests.Unit;
 /// The API's cache of what each worker serves: a worker that stopped leasing is forgotten once the
 /// cache has grown, so worker restarts (each a new id) do not grow it without end.
 /// </summary>
+[Trait("Category", "Unit")]
 public sealed class WorkerCapabilitiesCacheTests
 {
     private readonly FakeTimeProvider clock = new(new DateTimeOffset(2026, 3, 1, 12, 0, 0, TimeSpan.Zero));
