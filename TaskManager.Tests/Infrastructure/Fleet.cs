@@ -10,6 +10,9 @@ namespace TaskManager.Tests.Infrastructure;
 public abstract class Fleet<TRedis> : IAsyncLifetime
     where TRedis : ITestRedis, new()
 {
+    /// <summary>How long a worker lets a task stop by itself before it kills the task's process.</summary>
+    public const int CancelGraceSeconds = 1;
+
     public static readonly Dictionary<string, string> ServerSettings = new()
     {
         ["TaskManager__LeaseTtlSeconds"] = "3",
@@ -46,7 +49,7 @@ public abstract class Fleet<TRedis> : IAsyncLifetime
         {
             ["TASKMANAGER_WORKER_NAME"] = name,
             ["TASKMANAGER_CAPACITY"] = capacity.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["TASKMANAGER_CANCEL_GRACE_SECONDS"] = Fleet.CancelGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["TASKMANAGER_CANCEL_GRACE_SECONDS"] = CancelGraceSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
@@ -109,10 +112,3 @@ public sealed class FleetFixture : Fleet<RedisServer>;
 
 /// <summary>The fleet on a Redis Cluster of three primaries.</summary>
 public sealed class ClusterFleetFixture : Fleet<RedisCluster>;
-
-/// <summary>What every fleet shares.</summary>
-public static class Fleet
-{
-    /// <summary>How long a worker lets a task stop by itself before it kills the task's process.</summary>
-    public const int CancelGraceSeconds = 1;
-}

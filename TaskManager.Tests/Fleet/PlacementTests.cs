@@ -1,7 +1,7 @@
 using System.Text.Json;
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>
 /// Placement at lease time with real Python workers: a task goes to a worker that has its model

@@ -2,7 +2,7 @@ using System.Text.Json;
 using TaskManager.Api.Domain;
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>
 /// After a known workload through real workers, the stats endpoint and the OpenTelemetry

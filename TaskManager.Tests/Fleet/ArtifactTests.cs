@@ -1,6 +1,6 @@
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>Binary outputs from a real worker: an image and a WAV, downloaded as a client would.</summary>
 [Trait("Category", "Fleet")]

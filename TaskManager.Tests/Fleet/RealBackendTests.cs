@@ -2,7 +2,7 @@ using System.Diagnostics;
 using System.Text.RegularExpressions;
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>
 /// Real inference through the real API and a real worker: speech with espeak-ng, OCR with

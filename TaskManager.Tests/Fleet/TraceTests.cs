@@ -1,6 +1,6 @@
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>A task's trace across the hop to the Python worker, as the API exports it over OTLP.</summary>
 [Trait("Category", "Fleet")]

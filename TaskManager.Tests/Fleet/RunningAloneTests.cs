@@ -1,13 +1,13 @@
 using System.Net;
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Api;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>
 /// The parts deployed without the AppHost, configured only by their environment variables:
 /// the API (api and scheduler roles) and the Python worker.
 /// </summary>
-[Trait("Category", "Api")]
+[Trait("Category", "Fleet")]
 public sealed class RunningAloneTests(RedisServer redis) : IClassFixture<RedisServer>
 {
     [Fact]

@@ -1,6 +1,6 @@
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>
 /// A task's events over server-sent events, from a real worker through the real API: streamed

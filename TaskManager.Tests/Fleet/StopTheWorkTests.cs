@@ -3,13 +3,13 @@ using System.Text.RegularExpressions;
 using Hangfire.Redis.StackExchange;
 using TaskManager.Tests.Infrastructure;
 
-namespace TaskManager.Tests.Reliability;
+namespace TaskManager.Tests.Fleet;
 
 /// <summary>
 /// Timeouts and cancels stop the work on the GPU box (the executor process is killed), and
 /// retries run as Hangfire jobs with growing gaps. Real processes throughout.
 /// </summary>
-[Trait("Category", "Reliability")]
+[Trait("Category", "Fleet")]
 [Collection(TimingCollection.Name)]
 public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
 {
@@ -36,7 +36,7 @@ public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
 
         Assert.Equal("timed_out", task.GetProperty("status").GetString());
         Assert.True(leftRunningAt - deadline < TimeSpan.FromSeconds(2), $"It left running {(leftRunningAt - deadline).TotalMilliseconds:0} ms after its deadline.");
-        await Wait.UntilAsync(() => !ProcessExists(pid), TimeSpan.FromSeconds(Fleet.CancelGraceSeconds + 5),
+        await Wait.UntilAsync(() => !ProcessExists(pid), TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 5),
             $"the executor process {pid} to be killed");
     }
 
@@ -53,7 +53,7 @@ public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
         var took = DateTimeOffset.UtcNow - canceledAt;
 
         Assert.Equal("canceled", task.GetProperty("status").GetString());
-        Assert.True(took < TimeSpan.FromSeconds(Fleet.CancelGraceSeconds + 2), $"Canceling took {took.TotalMilliseconds:0} ms.");
+        Assert.True(took < TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2), $"Canceling took {took.TotalMilliseconds:0} ms.");
         await Wait.UntilAsync(() => !ProcessExists(pid), TimeSpan.FromSeconds(5), $"the executor process {pid} to be killed");
         // A canceled task is never retried.
         Assert.Equal("canceled", (await fleet.GetTaskAsync(id)).GetProperty("status").GetString());
