@@ -9,9 +9,11 @@ namespace TaskManager.Tests.Api;
 /// A worker that runs nothing has its heartbeat held long: the API keeps it alive meanwhile, and
 /// answers the held heartbeat at once when the worker is given a task, so that the worker's next
 /// heartbeat (naming the task) extends its lease in time. Short settings: a heartbeat each second,
-/// stale after 2 s of silence, leases of 6 s.
+/// stale after 2 s of silence, leases of 6 s. In the timing collection: how long a heartbeat is
+/// held (well under the 30 s asked; half a lease at most) is what these tests bound.
 /// </summary>
 [Trait("Category", "Api")]
+[Collection(TimingCollection.Name)]
 public sealed class IdleHeartbeatTests(RedisServer redis) : IClassFixture<RedisServer>, IAsyncLifetime
 {
     private ApiProcess api = null!;

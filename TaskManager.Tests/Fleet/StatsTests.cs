@@ -7,8 +7,11 @@ namespace TaskManager.Tests.Fleet;
 /// <summary>
 /// After a known workload through real workers, the stats endpoint and the OpenTelemetry
 /// counters (scraped from /metrics) report exactly its numbers, and a paused queue holds its tasks.
+/// In the timing collection: each attempt's run time must be at least the 300 ms of work it was told
+/// to take, and so must the run-time percentiles.
 /// </summary>
 [Trait("Category", "Fleet")]
+[Collection(TimingCollection.Name)]
 public sealed class StatsTests : IClassFixture<FleetFixture>
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(90);

@@ -2,8 +2,12 @@ using TaskManager.Tests.Infrastructure;
 
 namespace TaskManager.Tests.Fleet;
 
-/// <summary>A task's trace across the hop to the Python worker, as the API exports it over OTLP.</summary>
+/// <summary>
+/// A task's trace across the hop to the Python worker, as the API exports it over OTLP. In the
+/// timing collection: the execution span must last at least the work the task was told to take.
+/// </summary>
 [Trait("Category", "Fleet")]
+[Collection(TimingCollection.Name)]
 public sealed class TraceTests(RedisServer redis) : IClassFixture<RedisServer>
 {
     [Fact]
