@@ -20,3 +20,6 @@ public sealed class FleetGaugesOnACluster(RedisCluster redis) : FleetGaugesTests
 
 [Trait("Category", "Cluster")]
 public sealed class ReplyShapeOnACluster(RedisCluster redis) : ReplyShapeTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class SchedulerProcessOnACluster(RedisCluster redis) : SchedulerProcessTests<RedisCluster>(redis);
