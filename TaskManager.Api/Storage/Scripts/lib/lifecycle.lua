@@ -29,10 +29,11 @@ local function tenant_allows(stored, tenant)
 end
 
 -- The reply refusing a worker's report about task `t` (its status and token read), or nil when
--- `token` is its current attempt's.
+-- `token` is its current attempt's. A task between attempts has an empty token, which no report
+-- carries.
 local function refuse_report(t, token)
   if not t.status then return reply(REPLY.OUTCOME, {code = 'not_found'}) end
-  if t.token ~= token then return reply(REPLY.OUTCOME, {code = 'stale', status = t.status}) end
+  if not t.token or t.token == '' or t.token ~= token then return reply(REPLY.OUTCOME, {code = 'stale', status = t.status}) end
   return nil
 end
 
