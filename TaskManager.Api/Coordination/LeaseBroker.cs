@@ -66,24 +66,31 @@ public sealed class LeaseBroker(ITaskQueue queue, LeaseWaiters waiters, WorkerCa
     /// on this replica, the task is leased to that worker in the same store call and the lease
     /// answers from it.
     /// </summary>
-    public async Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant, string? idempotencyKey,
+    public Task<SubmitResult> SubmitAsync(TaskRequest request, string? traceParent, string tenant, string? idempotencyKey,
         string? requestHash)
     {
         var hand = waiters.Claim(request.Type, request.Model);
-        SubmitResult result;
-        try
+        return hand is null
+            ? queue.SubmitAsync(request, traceParent, tenant, idempotencyKey, requestHash)
+            : HandOverAsync(hand);
+
+        async Task<SubmitResult> HandOverAsync(LeaseWaiters.Hand hand)
         {
-            result = await queue.SubmitAsync(request, traceParent, tenant, idempotencyKey, requestHash,
-                hand is null ? null : new WaitingLease(hand.WorkerId, hand.MaxTasks));
+            SubmitResult result;
+            try
+            {
+                result = await queue.SubmitAsync(request, traceParent, tenant, idempotencyKey, requestHash,
+                    new WaitingLease(hand.WorkerId, hand.MaxTasks));
+            }
+            catch
+            {
+                // The lease looks for work again.
+                hand.Give(null);
+                throw;
+            }
+            hand.Give(result.Handed);
+            return result;
         }
-        catch
-        {
-            // The lease looks for work again.
-            hand?.Give(null);
-            throw;
-        }
-        hand?.Give(result.Handed);
-        return result;
     }
 
     /// <summary>

@@ -47,13 +47,7 @@ public sealed class LuaLibrary
         // that the writes it deferred (see deferred.lua) are made after any of its returns; what a
         // call keeps (deferred writes, events' task state) starts empty, since the library's shared
         // part outlives a call and one that failed half-way may have left some.
-        var code = new StringBuilder("local KEYS, ARGV\n")
-            .Append(Prelude(keys));
-        foreach (var file in SharedFiles)
-        {
-            code.Append("\n-- lib/").Append(file).Append(".lua\n").Append(Load("lib." + file));
-        }
-        code.Append("""
+        var code = new StringBuilder(SharedCode(keys)).Append("""
 
             local function run(body, keys, args)
               KEYS, ARGV = keys, args
@@ -88,6 +82,17 @@ public sealed class LuaLibrary
 
     /// <summary>The function that runs <paramref name="script"/>.</summary>
     public string FunctionOf(Script script) => functions[(int)script];
+
+    /// <summary>What every script has: <c>KEYS</c> and <c>ARGV</c>, the prelude, then the shared files.</summary>
+    internal static string SharedCode(RedisKeys keys)
+    {
+        var code = new StringBuilder("local KEYS, ARGV\n").Append(Prelude(keys));
+        foreach (var file in SharedFiles)
+        {
+            code.Append("\n-- lib/").Append(file).Append(".lua\n").Append(Load("lib." + file));
+        }
+        return code.ToString();
+    }
 
     /// <summary>What the scripts share with the C#, generated from it.</summary>
     internal static string Prelude(RedisKeys keys) => new StringBuilder()

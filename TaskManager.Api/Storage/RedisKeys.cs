@@ -46,13 +46,19 @@ public sealed class RedisKeys(string prefix)
         NotifyChannelT, CancelChannelT, EventChannelT,
     ];
 
+    // Keys that take no value, or only a task type, are built once (submit and lease name them).
+    private readonly Dictionary<string, string> fixedKeys = All.Where(t => t.HoleCount == 0)
+        .ToDictionary(t => t.LuaName, t => t.Build(prefix), StringComparer.Ordinal);
+    private readonly Dictionary<string, string> queueKeys = Domain.TaskTypes.All
+        .ToDictionary(t => t, t => QueueT.Build(prefix, t), StringComparer.Ordinal);
+
     public string Prefix { get; } = prefix;
 
     /// <summary><c>task:{id}</c> hash: one task (its fields: docs/architecture.md).</summary>
     public string Task(string id) => TaskT.Build(Prefix, id);
 
     /// <summary><c>queue:{type}</c> sorted set: queued task ids by priority, then age (lowest first).</summary>
-    public string Queue(string type) => QueueT.Build(Prefix, type);
+    public string Queue(string type) => queueKeys.TryGetValue(type, out var key) ? key : QueueT.Build(Prefix, type);
 
     /// <summary><c>idx:{tenant}:{status}:{type}</c> sorted set, scores 0: a tenant's task ids by status and type, ordered by id (creation).</summary>
     public string Index(string tenant, string status, string type) => IndexT.Build(Prefix, tenant, status, type);
@@ -61,22 +67,22 @@ public sealed class RedisKeys(string prefix)
     public string Idempotency(string tenant, string key) => IdempotencyT.Build(Prefix, tenant, key);
 
     /// <summary>Running task ids by lease expiry (ms).</summary>
-    public string Leases => LeasesT.Build(Prefix);
+    public string Leases => fixedKeys[LeasesT.LuaName];
 
     /// <summary>Running task ids by attempt deadline (ms).</summary>
-    public string Deadlines => DeadlinesT.Build(Prefix);
+    public string Deadlines => fixedKeys[DeadlinesT.LuaName];
 
     /// <summary>Task ids waiting for a retry, by due time (ms).</summary>
-    public string Scheduled => ScheduledT.Build(Prefix);
+    public string Scheduled => fixedKeys[ScheduledT.LuaName];
 
     /// <summary>Final task ids by completion time (ms), for retention.</summary>
-    public string Finished => FinishedT.Build(Prefix);
+    public string Finished => fixedKeys[FinishedT.LuaName];
 
     /// <summary>One JSON object per ended attempt of a task, but the one that succeeded (the task's hash describes it).</summary>
     public string Attempts(string id) => AttemptsT.Build(Prefix, id);
 
     /// <summary>Work for the scheduler's Hangfire client: <c>schedule|id|attempt|due</c>, <c>delete|id</c>.</summary>
-    public string Outbox => OutboxT.Build(Prefix);
+    public string Outbox => fixedKeys[OutboxT.LuaName];
 
     /// <summary>A task's stored events, <c>kind|attempt|data</c>; an event's place is its id.</summary>
     public string Events(string id) => EventsT.Build(Prefix, id);
@@ -88,21 +94,21 @@ public sealed class RedisKeys(string prefix)
     /// <summary>The workers that have a model loaded.</summary>
     public string ModelWorkers(string model) => ModelWorkersT.Build(Prefix, model);
 
-    public string Paused => PausedT.Build(Prefix);
+    public string Paused => fixedKeys[PausedT.LuaName];
 
     public string Worker(string id) => WorkerT.Build(Prefix, id);
 
     /// <summary>Worker ids by last heartbeat (ms).</summary>
-    public string Workers => WorkersT.Build(Prefix);
+    public string Workers => fixedKeys[WorkersT.LuaName];
 
     /// <summary>All-time counts: <c>{type}:{status}</c> and <c>{type}:submitted</c>.</summary>
-    public string StatsTotals => StatsTotalsT.Build(Prefix);
+    public string StatsTotals => fixedKeys[StatsTotalsT.LuaName];
 
     /// <summary>Pub/sub: a task type (<c>type|model</c>), published when work of that type is queued.</summary>
-    public string NotifyChannel => NotifyChannelT.Build(Prefix);
+    public string NotifyChannel => fixedKeys[NotifyChannelT.LuaName];
 
     /// <summary>Pub/sub: a worker id, published when one of its tasks must stop or it has news.</summary>
-    public string CancelChannel => CancelChannelT.Build(Prefix);
+    public string CancelChannel => fixedKeys[CancelChannelT.LuaName];
 
     /// <summary>Pub/sub: published with each event of a task that someone follows.</summary>
     public string EventChannel(string id) => EventChannelT.Build(Prefix, id);
@@ -137,6 +143,8 @@ internal sealed class KeyTemplate
     }
 
     public string LuaName { get; }
+
+    public int HoleCount => holes.Length;
 
     public string Build(string prefix) => Holes(0) ? string.Concat(prefix, literals[0]) : "";
 

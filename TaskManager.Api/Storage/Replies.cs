@@ -8,9 +8,10 @@ namespace TaskManager.Api.Storage;
 
 /// <summary>
 /// The shapes of the scripts' replies, each declared once: an enum whose members are the reply's
-/// fields in order. The Lua scripts build a reply by name, <c>reply(REPLY.LEASED_TASK, {id = ...,
-/// token = ...})</c>, from the same list (<see cref="LuaDefinitions"/>); the readers below take
-/// it apart by the same names. A field the script leaves out arrives as an empty string.
+/// fields in order. The Lua scripts build a reply with a function generated from the same list,
+/// whose parameters are the fields (<c>REPLY.LEASED_TASK(id, token, ...)</c>: see
+/// <see cref="LuaDefinitions"/>); the readers below take it apart by the fields' names. A field
+/// the script leaves out arrives as an empty string.
 /// </summary>
 internal static class Replies
 {
@@ -50,29 +51,21 @@ internal static class Replies
         typeof(Heartbeat), typeof(Swept), typeof(TaskRead), typeof(Page), typeof(Events), typeof(Artifact), typeof(Stats),
     ];
 
-    /// <summary>The shapes as Lua, <c>REPLY.LEASED_TASK = {'id', 'token', ...}</c>, and <c>reply(shape, fields)</c>.</summary>
+    /// <summary>
+    /// The shapes as Lua: <c>REPLY.LEASED_TASK(id, token, type, ...)</c> builds that reply from
+    /// its fields, in the shape's order; its parameters are named after them. A field left out
+    /// (nil, or false as HMGET reads a missing one) is an empty string.
+    /// </summary>
     public static string LuaDefinitions()
     {
         var lua = new StringBuilder("local REPLY = {\n");
         foreach (var shape in Shapes)
         {
-            lua.Append("  ").Append(Lua.SnakeCase(shape.Name).ToUpperInvariant()).Append(" = {")
-                .AppendJoin(", ", Enum.GetNames(shape).Select(n => Lua.Quote(Lua.SnakeCase(n)))).Append("},\n");
+            var fields = Enum.GetNames(shape).Select(Lua.SnakeCase).ToArray();
+            lua.Append("  ").Append(Lua.SnakeCase(shape.Name).ToUpperInvariant()).Append(" = function(").AppendJoin(", ", fields)
+                .Append(") return {").AppendJoin(", ", fields.Select(f => $"{f} or ''")).Append("} end,\n");
         }
-        return lua.Append("""
-            }
-            -- A reply of a shape above: its fields in order, by name; a missing one is ''.
-            local function reply(shape, fields)
-              local out = {}
-              for i, name in ipairs(shape) do
-                local value = fields[name]
-                if value == nil then value = '' end
-                out[i] = value
-              end
-              return out
-            end
-
-            """).ToString();
+        return lua.Append("}\n").ToString();
     }
 
     public static StoreOutcome ReadOutcome(RedisResult result)

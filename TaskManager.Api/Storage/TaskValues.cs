@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text;
 using StackExchange.Redis;
 using TaskManager.Api.Domain;
@@ -19,7 +20,9 @@ internal static class TaskValues
     /// <summary>Appends one task's values; an absent optional one is an empty string.</summary>
     public static void Add(List<RedisValue> values, string id, TaskRequest request, string? traceParent)
     {
-        var task = new RedisValue[Count];
+        var at = values.Count;
+        CollectionsMarshal.SetCount(values, at + Count);
+        var task = CollectionsMarshal.AsSpan(values)[at..];
         task[(int)Field.Id] = id;
         task[(int)Field.Type] = request.Type;
         task[(int)Field.Priority] = request.Priority;
@@ -32,7 +35,6 @@ internal static class TaskValues
         task[(int)Field.Trace] = traceParent ?? "";
         task[(int)Field.ReqMem] = request.Requirements?.GpuMemoryMb?.ToString(CultureInfo.InvariantCulture) ?? "";
         task[(int)Field.ReqGpu] = request.Requirements?.Gpu ?? "";
-        values.AddRange(task);
     }
 
     /// <summary><c>TASK_VALUE.{name}</c>: a value's offset from a task's first; <c>TASK_VALUES</c>: how many.</summary>

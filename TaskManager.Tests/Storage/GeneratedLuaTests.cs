@@ -43,14 +43,52 @@ public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisSe
     [InlineData(typeof(Replies.LeasedTask), "LEASED_TASK")]
     [InlineData(typeof(Replies.Submit), "SUBMIT")]
     [InlineData(typeof(Replies.Stats), "STATS")]
-    public async Task EachReplyShape_ListsItsFields_InTheOrderTheCSharpReadsThem(Type shape, string name)
+    public async Task EachReplyShape_PutsItsFields_InTheOrderTheCSharpReadsThem(Type shape, string name)
     {
-        var fields = (string[])(await EvalAsync($"return REPLY.{name}"))!;
+        var fields = Enum.GetNames(shape).Select(n => string.Concat(n.Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()))).ToArray();
 
-        Assert.Equal(Enum.GetNames(shape).Select(n => string.Concat(n.Select((c, i) => i > 0 && char.IsUpper(c) ? "_" + char.ToLowerInvariant(c) : char.ToLowerInvariant(c).ToString()))), fields);
-        // reply() puts each named field at its place, and an empty string for one left out.
-        var built = (RedisResult[])(await EvalAsync($"return reply(REPLY.{name}, {{{fields[^1]} = 'last'}})"))!;
+        // Each field given its own name as its value comes back at its place.
+        var named = (string[])(await EvalAsync($"return REPLY.{name}({string.Join(", ", fields.Select(f => $"'{f}'"))})"))!;
+        Assert.Equal(fields, named);
+        // A field left out (nil, or false as HMGET reads a missing one) is an empty string.
+        var built = (RedisResult[])(await EvalAsync($"return REPLY.{name}(false{string.Concat(Enumerable.Repeat(", nil", fields.Length - 2))}, 'last')"))!;
         Assert.Equal([.. Enumerable.Repeat("", fields.Length - 1), "last"], built.Select(r => (string)r!));
+    }
+
+    [Theory]
+    [InlineData("read_result")]
+    [InlineData("read_attempt")]
+    [InlineData("read_retry")]
+    [InlineData("read_report")]
+    [InlineData("read_candidate")]
+    public async Task EachFieldReader_NamesEveryFieldItReads_AfterItself(string reader)
+    {
+        // A hash whose every field holds its own name; the reader's table must say each name of
+        // what it asked for, as many as it asked for.
+        string[] fields =
+        [
+            "type", "status", "priority", "created", "input", "timeout", "max_attempts", "tenant", "model", "metadata", "webhook",
+            "trace", "req_mem", "req_gpu", "attempt", "worker", "token", "started", "completed", "queued_at", "artifact_bytes",
+            "rp", "w",
+        ];
+        await redis.Db.HashSetAsync("{gen}:reader", fields.Select(f => new HashEntry(f, f)).ToArray());
+
+        var answer = (RedisResult[])(await redis.Db.ScriptEvaluateAsync(LuaLibrary.SharedCode(Keys) + $$"""
+            clear_deferred()
+            local asked
+            local read = call
+            call = function(command, key, ...) asked = select('#', ...); return read(command, key, ...) end
+            local t = {{reader}}('{gen}:reader')
+            local entries, wrong = 0, {}
+            for name, value in pairs(t) do
+              entries = entries + 1
+              if name ~= value then wrong[#wrong + 1] = name .. '=' .. tostring(value) end
+            end
+            return {asked, entries, table.concat(wrong, ',')}
+            """))!;
+
+        Assert.Equal("", (string)answer[2]!);
+        Assert.Equal((long)answer[0], (long)answer[1]);
     }
 
     [Fact]

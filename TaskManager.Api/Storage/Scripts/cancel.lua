@@ -10,12 +10,12 @@
 local id, now = ARGV[1], tonumber(ARGV[2])
 local tk = KEYS[1]
 local t = read_fields(tk, 'status', 'type', 'worker', 'tenant', 'attempt', 'rp', 'w')
-if not t.status or not tenant_allows(t.tenant, ARGV[3]) then return reply(REPLY.OUTCOME, {code = 'not_found'}) end
-if t.status == 'canceling' then return reply(REPLY.OUTCOME, {code = 'ok', status = t.status, type = t.type}) end
+if not t.status or not tenant_allows(t.tenant, ARGV[3]) then return REPLY.OUTCOME('not_found') end
+if t.status == 'canceling' then return REPLY.OUTCOME('ok', t.status, t.type) end
 
 local to = 'canceled'
 if t.status == 'running' then to = 'canceling' end
-if not can_move(t.status, to) then return reply(REPLY.OUTCOME, {code = 'conflict', status = t.status}) end
+if not can_move(t.status, to) then return REPLY.OUTCOME('conflict', t.status) end
 
 event_state_of(id, t)
 if to == 'canceling' then
@@ -33,4 +33,4 @@ else
 end
 move_listing(id, t.type, t.status, to, tenant_of(t.tenant))
 emit_status(id, to)
-return reply(REPLY.OUTCOME, {code = 'ok', status = to, type = t.type})
+return REPLY.OUTCOME('ok', to, t.type)

@@ -6,4 +6,4 @@
 -- Returns REPLY.OUTCOME: 'ok' with the new status ('succeeded', or 'canceled' for a task being
 --   canceled) and the attempt ended, 'not_found', or 'stale' (the token is not the current
 --   attempt's, or the state takes no result).
-return complete_task(ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], {}, {})
+return complete_task(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {}, {})

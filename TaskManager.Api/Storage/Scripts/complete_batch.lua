@@ -9,7 +9,8 @@
 -- Also touches: what complete.lua and lease.lua touch.
 -- Returns REPLY.COMPLETE_BATCH: outcomes (a REPLY.OUTCOME per result, in order), lease (a
 --   REPLY.LEASE, or '' when none was asked).
-local now = tonumber(ARGV[1])
+-- now stays the text it came as: a number written to Redis would be formatted again for each task.
+local now = ARGV[1]
 local outcomes = {}
 local leasing = ARGV[2] ~= ''
 local at = leasing and 8 or 3
@@ -22,5 +23,5 @@ while at <= #ARGV do
   at = at + 5 + c + l
 end
 local lease
-if leasing then lease = reply(REPLY.LEASE, lease_for(ARGV[2], ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])) end
-return reply(REPLY.COMPLETE_BATCH, {outcomes = outcomes, lease = lease})
+if leasing then lease = lease_reply(lease_for(ARGV[2], ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])) end
+return REPLY.COMPLETE_BATCH(outcomes, lease)

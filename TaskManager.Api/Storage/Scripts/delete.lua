@@ -5,7 +5,7 @@
 -- Returns REPLY.OUTCOME: 'ok', 'not_found' (also another tenant's task) or 'conflict' with the status.
 local id = ARGV[1]
 local t = read_fields(KEYS[1], 'status', 'type', 'tenant')
-if not t.status or not tenant_allows(t.tenant, ARGV[2]) then return reply(REPLY.OUTCOME, {code = 'not_found'}) end
-if not is_final(t.status) then return reply(REPLY.OUTCOME, {code = 'conflict', status = t.status}) end
+if not t.status or not tenant_allows(t.tenant, ARGV[2]) then return REPLY.OUTCOME('not_found') end
+if not is_final(t.status) then return REPLY.OUTCOME('conflict', t.status) end
 delete_task(id, t.status, t.type, t.tenant)
-return reply(REPLY.OUTCOME, {code = 'ok', status = t.status, type = t.type})
+return REPLY.OUTCOME('ok', t.status, t.type)

@@ -15,5 +15,4 @@ local events = {}
 if tonumber(ARGV[1]) < n and tonumber(ARGV[2]) >= tonumber(ARGV[1]) then
   events = call('LRANGE', key, ARGV[1], ARGV[2])
 end
-return reply(REPLY.EVENTS, {stored = n, status = t.status, attempt = attempt_of(t.attempt), running_pending = t.rp,
-  events = events})
+return REPLY.EVENTS(n, t.status, attempt_of(t.attempt), t.rp, events)

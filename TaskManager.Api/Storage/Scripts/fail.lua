@@ -12,7 +12,7 @@
 -- Returns REPLY.OUTCOME: 'ok' with the new status and the attempt ended, 'not_found', or 'stale'.
 local id, token, now, kind = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[6]
 local tk = KEYS[1]
-local t = read_fields(tk, unpack(ATTEMPT_FIELDS))
+local t = read_attempt(tk)
 local refused = refuse_report(t, token)
 if refused then return refused end
 
@@ -24,7 +24,7 @@ if t.status ~= 'canceling' then
   to = after_failure(t, ARGV[5] == '1' and kind ~= 'canceled', final, kind == 'handed_back')
   ended = OUTCOMES[kind] or 'failed'
 end
-if not can_move(t.status, to) then return reply(REPLY.OUTCOME, {code = 'stale', status = t.status}) end
+if not can_move(t.status, to) then return REPLY.OUTCOME('stale', t.status) end
 
 end_attempt_and_move(id, tk, t, to, ended, ARGV[4], now, split(ARGV[7]))
 return moved(to, t)

@@ -54,4 +54,4 @@ local attempts = call('LRANGE', attempts_key(id), 0, -1)
 if f.status == 'succeeded' then
   attempts[#attempts + 1] = attempt_entry(f.attempt, f.worker, f.started, f.completed, 'succeeded', '')
 end
-return reply(REPLY.TASK_READ, {task = h, attempts = attempts})
+return REPLY.TASK_READ(h, attempts)

@@ -6,4 +6,4 @@ local ctype = call('HGET', KEYS[1], ARGV[1])
 if not ctype then return {} end
 local data = call('GET', KEYS[2])
 if not data then return {} end
-return reply(REPLY.ARTIFACT, {content_type = ctype, data = data})
+return REPLY.ARTIFACT(ctype, data)

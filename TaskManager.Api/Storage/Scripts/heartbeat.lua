@@ -14,7 +14,7 @@
 local worker, wk = ARGV[1], KEYS[1]
 -- 'types' is set at registration: without it, the worker is unknown (or forgotten).
 local previous = read_fields(wk, 'models', 'draining', 'types', 'running')
-if not previous.types then return reply(REPLY.HEARTBEAT, {code = 'unknown_worker'}) end
+if not previous.types then return REPLY.HEARTBEAT('unknown_worker') end
 local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local idle = '0'
 if ARGV[8] == '1' and #ARGV == 8 and tonumber(previous.running or '0') <= 0 and previous.draining ~= '1' then idle = '1' end
@@ -34,4 +34,4 @@ for i = 9, #ARGV, 2 do
     stop[#stop + 1] = id
   end
 end
-return reply(REPLY.HEARTBEAT, {code = 'ok', draining = previous.draining or '0', idle = idle, stop = stop})
+return REPLY.HEARTBEAT('ok', previous.draining or '0', idle, stop)

@@ -8,4 +8,4 @@
 --   deadlines, stats:wait:{type}; publishes on ev:{id} for a followed task, on cancels for an
 --   idle worker.
 -- Returns REPLY.LEASE.
-return reply(REPLY.LEASE, lease_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]))
+return lease_reply(lease_for(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]))

@@ -20,4 +20,4 @@ for i, id in ipairs(ids) do
   if i > limit then page.more = 1; break end
   page.tasks[#page.tasks + 1] = task_hash(id)
 end
-return reply(REPLY.PAGE, page)
+return REPLY.PAGE(page.more, page.tasks)

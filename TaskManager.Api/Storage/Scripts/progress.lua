@@ -7,7 +7,7 @@
 --   'not_found' or 'stale'.
 local id = ARGV[1]
 local tk = KEYS[1]
-local t = read_fields(tk, 'status', 'token', 'type', 'attempt', 'rp', 'w')
+local t = read_report(tk)
 local refused = refuse_report(t, ARGV[2])
 if refused then return refused end
 event_state_of(id, t)
@@ -22,4 +22,4 @@ local chunks, lines = {}, {}
 for i = 6, 5 + n do chunks[#chunks + 1] = ARGV[i] end
 for i = 6 + n, #ARGV do lines[#lines + 1] = ARGV[i] end
 emit_output(id, tk, chunks, lines)
-return reply(REPLY.OUTCOME, {code = 'ok', status = t.status, type = t.type})
+return REPLY.OUTCOME('ok', t.status, t.type)

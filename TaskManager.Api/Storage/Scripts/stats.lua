@@ -41,5 +41,4 @@ for ago = 0, 14 do
   minutes[#minutes + 1] = call('HGETALL', stats_minute_key(current - ago))
 end
 
-return reply(REPLY.STATS, {counts = counts, depths = depths, paused = call('SMEMBERS', PAUSED),
-  totals = call('HGETALL', KEYS[1]), minutes = minutes, wait = wait, run = run})
+return REPLY.STATS(counts, depths, call('SMEMBERS', PAUSED), call('HGETALL', KEYS[1]), minutes, wait, run)

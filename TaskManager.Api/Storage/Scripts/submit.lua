@@ -24,15 +24,15 @@ if ik then
   local existing = call('GET', ik)
   if existing then
     local bar = string.find(existing, '|', 1, true)
-    if string.sub(existing, bar + 1) ~= ARGV[4] then return reply(REPLY.SUBMIT, {code = 'mismatch'}) end
+    if string.sub(existing, bar + 1) ~= ARGV[4] then return REPLY.SUBMIT('mismatch') end
     local h = task_hash(string.sub(existing, 1, bar - 1))
-    if #h == 0 then return reply(REPLY.SUBMIT, {code = 'gone'}) end
-    return reply(REPLY.SUBMIT, {code = 'existing', task = h})
+    if #h == 0 then return REPLY.SUBMIT('gone') end
+    return REPLY.SUBMIT('existing', nil, h)
   end
 end
 
 local queued = queued_count(tenant)
-if queued >= tonumber(ARGV[3]) then return reply(REPLY.SUBMIT, {code = 'queue_full', queued = queued}) end
+if queued >= tonumber(ARGV[3]) then return REPLY.SUBMIT('queue_full', queued) end
 
 local id, ttype, model = create_task(at, tenant, now)
 if ik then call('SET', ik, id .. '|' .. ARGV[4], 'EX', tonumber(ARGV[5])) end
@@ -49,4 +49,4 @@ for _, leased in ipairs(handed and handed.ids or {}) do
   if leased == id then taken = true; break end
 end
 if not taken then notify_work(ttype, model) end
-return reply(REPLY.SUBMIT, {code = 'created', lease = handed and reply(REPLY.LEASE, handed)})
+return REPLY.SUBMIT('created', nil, nil, handed and lease_reply(handed))

@@ -11,20 +11,20 @@
 --   task 1, or 0: refused, over the cap).
 local now, tenant = ARGV[1], ARGV[2]
 local cap = tonumber(ARGV[3])
-local queued = queued_count(tenant)
-local answer = {queued = queued, created = {}}
-local submitted, notify = {}, {}
+local before = queued_count(tenant)
+local queued = before
+local created, submitted, notify = {}, {}, {}
 for at = 4, #ARGV, TASK_VALUES do
   if queued < cap then
     local _, ttype, model = create_task(at, tenant, now)
     queued = queued + 1
     submitted[ttype] = (submitted[ttype] or 0) + 1
     notify[ttype .. '|' .. model] = {ttype, model}
-    answer.created[#answer.created + 1] = 1
+    created[#created + 1] = 1
   else
-    answer.created[#answer.created + 1] = 0
+    created[#created + 1] = 0
   end
 end
 for ttype, n in pairs(submitted) do count_submitted(ttype, n) end
 for _, work in pairs(notify) do notify_work(work[1], work[2]) end
-return reply(REPLY.SUBMIT_BATCH, answer)
+return REPLY.SUBMIT_BATCH(before, created)

@@ -9,7 +9,7 @@
 local out = {}
 for _, id in ipairs(call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
   local tk = task_key(id)
-  local t = read_fields(tk, unpack(RETRY_FIELDS))
+  local t = read_retry(tk)
   if t.status == 'scheduled' then
     end_retry_wait(id, tk, t, tonumber(ARGV[3]))
     out[#out + 1] = id

@@ -32,15 +32,14 @@ end
 -- `token` is its current attempt's. A task between attempts has an empty token, which no report
 -- carries.
 local function refuse_report(t, token)
-  if not t.status then return reply(REPLY.OUTCOME, {code = 'not_found'}) end
-  if not t.token or t.token == '' or t.token ~= token then return reply(REPLY.OUTCOME, {code = 'stale', status = t.status}) end
+  if not t.status then return REPLY.OUTCOME('not_found') end
+  if not t.token or t.token == '' or t.token ~= token then return REPLY.OUTCOME('stale', t.status) end
   return nil
 end
 
 -- The reply of a state change that happened: the new status, and the attempt it ended, if any.
 local function moved(to, t)
-  return reply(REPLY.OUTCOME, {code = 'ok', status = to, type = t.type, attempt = t.attempt, started = t.started,
-    worker = t.worker, trace = t.trace})
+  return REPLY.OUTCOME('ok', to, t.type, t.attempt, t.started, t.worker, t.trace)
 end
 
 -- The listing: moves a task between its tenant's status indexes (deferred writes).
@@ -125,27 +124,38 @@ local function retry_or_finish(id, tk, t, to, now, delays)
   end
 end
 
--- The fields a move after an attempt reads of a task.
-local ATTEMPT_FIELDS = {'status', 'token', 'type', 'attempt', 'max_attempts', 'worker', 'started', 'trace', 'tenant', 'timeout',
-  'priority', 'created', 'model', 'rp', 'w'}
+-- The task's fields a worker's result reads.
+local function read_result(tk)
+  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant', 'rp', 'w')
+  return {status = v[1], token = v[2], type = v[3], attempt = v[4], worker = v[5], started = v[6], trace = v[7],
+    tenant = v[8], rp = v[9], w = v[10]}
+end
 
--- Records a worker's successful result for the current attempt (complete.lua, complete_batch.lua).
--- `chunks` and `lines` are the attempt's last output chunks and log lines, emitted before the
+-- The task's fields a move after an attempt that did not succeed reads.
+local function read_attempt(tk)
+  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'max_attempts', 'worker', 'started', 'trace', 'tenant',
+    'timeout', 'priority', 'created', 'model', 'rp', 'w')
+  return {status = v[1], token = v[2], type = v[3], attempt = v[4], max_attempts = v[5], worker = v[6], started = v[7],
+    trace = v[8], tenant = v[9], timeout = v[10], priority = v[11], created = v[12], model = v[13], rp = v[14], w = v[15]}
+end
+
+-- Records a worker's successful result for the current attempt (complete.lua, complete_batch.lua);
+-- `now` (ms) as the text the script was given, which it writes as it is. `chunks` and `lines` are the attempt's last output chunks and log lines, emitted before the
 -- final status, so that a worker needs no progress report just for them. A task being canceled
 -- ends canceled: the client's request to stop wins over a late result.
 local function complete_task(id, token, now, output, chunks, lines)
   local tk = task_key(id)
-  local t = read_fields(tk, unpack(ATTEMPT_FIELDS))
+  local t = read_result(tk)
   local refused = refuse_report(t, token)
   if refused then return refused end
   local to = 'succeeded'
   if t.status == 'canceling' then to = 'canceled' end
-  if not can_move(t.status, to) then return reply(REPLY.OUTCOME, {code = 'stale', status = t.status}) end
+  if not can_move(t.status, to) then return REPLY.OUTCOME('stale', t.status) end
 
   event_state_of(id, t)
   emit_output(id, tk, chunks, lines)
   if to == 'canceled' then append_attempt(id, t, now, 'canceled', '') end
-  observe('run', t.type, now - tonumber(t.started))
+  observe('run', t.type, tonumber(now) - tonumber(t.started))
   count_worker_outcome(t.worker, to)
   drop_lease(id)
   if to == 'succeeded' then
@@ -159,7 +169,7 @@ local function complete_task(id, token, now, output, chunks, lines)
   return moved(to, t)
 end
 
--- Ends the current attempt of a running or canceling task `t` (read with ATTEMPT_FIELDS) that did
+-- Ends the current attempt of a running or canceling task `t` (read with read_attempt) that did
 -- not succeed, and moves the task to `to`. `ended` is the attempt's outcome in its history
 -- (failed, timeout, lease_expired, canceled, handed_back) and `error_json` its error ('' for
 -- none), which a running task also keeps as its own. Each side effect is named below.
@@ -189,12 +199,12 @@ local function sweep_due(set, now, batch, outcome, final_status, immediate, dela
   local out, workers = {}, {}
   for _, id in ipairs(call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, batch)) do
     local tk = task_key(id)
-    local t = read_fields(tk, unpack(ATTEMPT_FIELDS))
+    local t = read_attempt(tk)
     if t.status == 'running' or t.status == 'canceling' then
       local to, ended = 'canceled', 'canceled'
       if t.status == 'running' then to, ended = after_failure(t, true, final_status, immediate), outcome end
       end_attempt_and_move(id, tk, t, to, ended, describe(t), now, delays)
-      out[#out + 1] = reply(REPLY.SWEPT, {id = id, status = to, type = t.type, trace = t.trace})
+      out[#out + 1] = REPLY.SWEPT(id, to, t.type, t.trace)
       workers[#workers + 1] = t.worker
     else
       call('ZREM', set, id)
@@ -203,10 +213,20 @@ local function sweep_due(set, now, batch, outcome, final_status, immediate, dela
   return out, workers
 end
 
--- The fields end_retry_wait reads of a task.
-local RETRY_FIELDS = {'status', 'type', 'attempt', 'priority', 'created', 'model', 'tenant', 'rp', 'w'}
+-- The task's fields end_retry_wait reads.
+local function read_retry(tk)
+  local v = call('HMGET', tk, 'status', 'type', 'attempt', 'priority', 'created', 'model', 'tenant', 'rp', 'w')
+  return {status = v[1], type = v[2], attempt = v[3], priority = v[4], created = v[5], model = v[6], tenant = v[7],
+    rp = v[8], w = v[9]}
+end
 
--- Ends a scheduled task's wait for its retry (`t` read with RETRY_FIELDS): it goes back to its
+-- The task's fields a worker's progress report or artifact reads.
+local function read_report(tk)
+  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'rp', 'w', 'artifact_bytes')
+  return {status = v[1], token = v[2], type = v[3], attempt = v[4], rp = v[5], w = v[6], artifact_bytes = v[7]}
+end
+
+-- Ends a scheduled task's wait for its retry (`t` read with read_retry): it goes back to its
 -- queue. Each side effect is named below.
 local function end_retry_wait(id, tk, t, now)
   assert_move(t.status, 'queued')

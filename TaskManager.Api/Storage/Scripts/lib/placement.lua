@@ -1,8 +1,12 @@
 -- Placement: which queued tasks a worker is given (lease_for).
 
--- The fields a lease reads of each candidate task: the first four decide, the rest go to the worker.
-local CANDIDATE_FIELDS = {'status', 'model', 'req_mem', 'req_gpu', 'timeout', 'attempt', 'input', 'metadata',
-  'max_attempts', 'trace', 'queued_at', 'created', 'tenant', 'w'}
+-- A candidate task's fields a lease reads: the first four decide, the rest go to the worker.
+local function read_candidate(tk)
+  local v = call('HMGET', tk, 'status', 'model', 'req_mem', 'req_gpu', 'timeout', 'attempt', 'input', 'metadata',
+    'max_attempts', 'trace', 'queued_at', 'created', 'tenant', 'w')
+  return {status = v[1], model = v[2], req_mem = v[3], req_gpu = v[4], timeout = v[5], attempt = v[6], input = v[7],
+    metadata = v[8], max_attempts = v[9], trace = v[10], queued_at = v[11], created = v[12], tenant = v[13], w = v[14]}
+end
 
 -- Hands a worker up to N queued tasks that it can run: a type it serves, enough free GPU memory,
 -- a matching GPU. Among those: higher priority first; then a task whose model it has loaded (or
@@ -14,10 +18,10 @@ local CANDIDATE_FIELDS = {'status', 'model', 'req_mem', 'req_gpu', 'timeout', 'a
 -- strings, as in ARGV): the worker's id, now (ms), the most tasks to take, the lease TTL (ms), a
 -- token base (random; each task's lease token is base:n), the depth, and the time (ms) since
 -- which a worker heard from counts as live.
--- Returns the fields of a REPLY.LEASE (the caller makes the reply): code 'unknown_worker' or 'ok';
--- the worker's types and models (comma lists); more (1 when tasks remain queued that it could
--- take); left_for_others ('type|model' comma list: the caller wakes those workers); tasks (a
--- REPLY.LEASED_TASK each); and, not in the reply, ids: the ids of the tasks taken.
+-- Returns the fields of a REPLY.LEASE (lease_reply makes the reply): code 'unknown_worker' or
+-- 'ok'; the worker's types and models (comma lists); more (1 when tasks remain queued that it
+-- could take); left_for_others ('type|model' comma list: the caller wakes those workers); tasks
+-- (a REPLY.LEASED_TASK each); and, not in the reply, ids: the ids of the tasks taken.
 local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, depth_arg, live_since_ms)
   local wk = worker_key(worker)
   local w = read_fields(wk, 'types', 'gpu_free_mb', 'gpu_names', 'models', 'draining', 'idle')
@@ -128,7 +132,7 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
       if not c then break end
       if not c.done then
         if fallback and priority_band(c.score) ~= priority_band(fallback.score) then break end
-        c.f = c.f or read_fields(task_key(c.id), unpack(CANDIDATE_FIELDS))
+        c.f = c.f or read_candidate(task_key(c.id))
         if not c.f.status or not can_move(c.f.status, 'running') then
           -- A queue entry whose task is gone or no longer queued cannot be leased.
           remove(c)
@@ -168,9 +172,9 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
     move_listing(id, pick.type, f.status, 'running', tenant_of(f.tenant))
     wake_followers(id, {w = f.w})
     budget = budget - (tonumber(f.req_mem) or 0)
-    answer.tasks[#answer.tasks + 1] = reply(REPLY.LEASED_TASK, {id = id, token = token, type = pick.type, model = f.model,
-      input = f.input, metadata = f.metadata, attempt = attempt, max_attempts = tonumber(f.max_attempts),
-      timeout = tonumber(f.timeout), deadline = deadline, trace = f.trace, wait_ms = wait_ms})
+    -- The numbers the task's hash holds go as the text they are (max_attempts, timeout).
+    answer.tasks[#answer.tasks + 1] = REPLY.LEASED_TASK(id, token, pick.type, f.model, f.input, f.metadata, attempt,
+      f.max_attempts, f.timeout, deadline, f.trace, wait_ms)
     answer.ids[#answer.ids + 1] = id
   end
 
@@ -200,4 +204,9 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
   for k in pairs(left) do left_list[#left_list + 1] = k end
   answer.left_for_others = table.concat(left_list, ',')
   return answer
+end
+
+-- lease_for's answer as a REPLY.LEASE.
+local function lease_reply(a)
+  return REPLY.LEASE(a.code, a.types, a.models, a.more, a.left_for_others, a.tasks)
 end

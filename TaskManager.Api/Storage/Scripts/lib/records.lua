@@ -1,11 +1,13 @@
 -- Records: reading, creating and deleting tasks, their attempt history, and workers' model sets.
 
--- Reads fields of a hash into a table by name (a missing field is nil).
+-- Reads fields of a hash into a table by name (a field the hash lacks reads false, as HMGET's nil
+-- does in Lua). The hot paths read their fields with readers of their own (read_result and the
+-- others below), whose table is built whole at once.
 local function read_fields(key, ...)
   local names = {...}
   local values = call('HMGET', key, ...)
   local t = {}
-  for i, name in ipairs(names) do t[name] = values[i] end
+  for i = 1, #names do t[names[i]] = values[i] end
   return t
 end
 
