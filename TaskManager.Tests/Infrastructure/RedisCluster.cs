@@ -106,7 +106,10 @@ public sealed class RedisCluster : ITestRedis
 
     private async Task CreateAsync()
     {
-        var create = new ProcessStartInfo("redis-cli")
+        var cli = (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(dir => Path.Combine(dir, "redis-cli")).FirstOrDefault(File.Exists) ?? throw new InvalidOperationException(
+                "The cluster tests need redis-cli on PATH to make the cluster (Debian: 'apt-get install redis-server' brings it).");
+        var create = new ProcessStartInfo(cli)
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -124,13 +127,13 @@ public sealed class RedisCluster : ITestRedis
         {
             create.ArgumentList.Add(argument);
         }
-        using var cli = Process.Start(create) ?? throw new InvalidOperationException("redis-cli did not start.");
-        var output = cli.StandardOutput.ReadToEndAsync();
-        var errors = cli.StandardError.ReadToEndAsync();
-        await cli.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
-        if (cli.ExitCode != 0)
+        using var creating = Process.Start(create) ?? throw new InvalidOperationException("redis-cli did not start.");
+        var output = creating.StandardOutput.ReadToEndAsync();
+        var errors = creating.StandardError.ReadToEndAsync();
+        await creating.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        if (creating.ExitCode != 0)
         {
-            throw new InvalidOperationException($"redis-cli --cluster create failed ({cli.ExitCode}): {await output}{await errors}");
+            throw new InvalidOperationException($"redis-cli --cluster create failed ({creating.ExitCode}): {await output}{await errors}");
         }
         // Each node agrees that every slot is served before the tests start.
         foreach (var port in Ports)
