@@ -5,15 +5,15 @@ namespace TaskManager.Api.Coordination;
 /// <summary>
 /// The leases waiting on this replica for work, woken when work arrives. The store signals the
 /// type (and model) of each task queued, in the call that queues it, so every API replica hears
-/// of every task (<see cref="ITaskSignals.OnWorkQueuedAsync"/>). Each notification wakes one local waiter: first one whose worker
-/// has the task's model loaded, else one that serves the type (not all of them: a thousand idle
-/// workers must not stampede the store for one task). A waiter that leases a full hand while work
+/// of every task (<see cref="ITaskSignals.OnWorkQueuedAsync"/>). Each notification wakes one
+/// local waiter: first one whose worker has the task's model loaded, else one that serves the
+/// type (not all of them: a thousand idle workers must not stampede the store for one task). A waiter that leases a full hand while work
 /// remains, that skips a task another worker should take, or that was woken for nothing, passes
 /// the wake-up on.
 /// </summary>
 /// <remarks>
 /// A submission on this replica does better than a notification: it <see cref="Claim"/>s a lease
-/// that is waiting here and leases the task to that worker in its own script call. The lease's
+/// that is waiting here and leases the task to that worker in its own store call. The lease's
 /// answer then comes from the submission's round trip, with no signal, no wake-up through the store
 /// and no second call (see <see cref="LeaseBroker"/>).
 /// </remarks>

@@ -7,7 +7,7 @@ namespace TaskManager.Api.Endpoints;
 /// <summary>
 /// Turns exceptions into RFC 9457 ProblemDetails: bad requests that the framework detects
 /// (unreadable JSON, an oversized body) keep their 4xx; any error of the store is a 503 naming
-/// its cause, with Retry-After where it passes. Anything else is a bug and is logged as one.
+/// its cause, with Retry-After. Anything else is a bug and is logged as one.
 /// </summary>
 public sealed partial class ErrorHandling(IProblemDetailsService problems, IStoreHealth store, ILogger<ErrorHandling> logger) : IExceptionHandler
 {

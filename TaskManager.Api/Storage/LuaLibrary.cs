@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using TaskManager.Api.Domain;
@@ -152,6 +151,4 @@ internal static class Lua
         }
         return text.ToString();
     }
-
-    public static string Number(long value) => value.ToString(CultureInfo.InvariantCulture);
 }

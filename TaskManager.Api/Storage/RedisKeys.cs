@@ -146,19 +146,37 @@ internal sealed class KeyTemplate
 
     public int HoleCount => holes.Length;
 
-    public string Build(string prefix) => Holes(0) ? string.Concat(prefix, literals[0]) : "";
+    public string Build(string prefix)
+    {
+        Expect(0);
+        return string.Concat(prefix, literals[0]);
+    }
 
-    public string Build(string prefix, string a) => Holes(1) ? string.Concat(prefix, literals[0], a, literals[1]) : "";
+    public string Build(string prefix, string a)
+    {
+        Expect(1);
+        return string.Concat(prefix, literals[0], a, literals[1]);
+    }
 
-    public string Build(string prefix, string a, string b) =>
-        Holes(2) ? string.Concat(string.Concat(prefix, literals[0], a, literals[1]), b, literals[2]) : "";
+    public string Build(string prefix, string a, string b)
+    {
+        Expect(2);
+        return string.Concat(string.Concat(prefix, literals[0], a, literals[1]), b, literals[2]);
+    }
 
-    public string Build(string prefix, string a, string b, string c) =>
-        Holes(3) ? string.Concat(string.Concat(prefix, literals[0], a, literals[1]), string.Concat(b, literals[2], c, literals[3])) : "";
+    public string Build(string prefix, string a, string b, string c)
+    {
+        Expect(3);
+        return string.Concat(string.Concat(prefix, literals[0], a, literals[1]), string.Concat(b, literals[2], c, literals[3]));
+    }
 
-    private bool Holes(int count) => holes.Length == count
-        ? true
-        : throw new ArgumentException($"The key {LuaName} takes {holes.Length} values, not {count}.");
+    private void Expect(int values)
+    {
+        if (holes.Length != values)
+        {
+            throw new ArgumentException($"The key {LuaName} takes {holes.Length} values, not {values}.");
+        }
+    }
 
     public void AppendLua(StringBuilder lua)
     {
