@@ -54,16 +54,6 @@ public sealed class AppHostFixture : IAsyncLifetime
         {
             await App.DisposeAsync();
         }
-        if (dataDirectory is not null)
-        {
-            try
-            {
-                Directory.Delete(dataDirectory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A temp folder left behind is harmless.
-            }
-        }
+        Infrastructure.TempFolder.Delete(dataDirectory);
     }
 }

@@ -256,17 +256,7 @@ public sealed partial class ScaleOutFixture : IAsyncLifetime
         {
             await App.DisposeAsync();
         }
-        if (dataDirectory is not null)
-        {
-            try
-            {
-                Directory.Delete(dataDirectory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A temp folder left behind is harmless.
-            }
-        }
+        TempFolder.Delete(dataDirectory);
     }
 }
 

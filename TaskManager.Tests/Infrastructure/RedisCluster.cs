@@ -157,16 +157,6 @@ public sealed class RedisCluster : ITestRedis
             }
             process.Dispose();
         }
-        if (dataDirectory is not null)
-        {
-            try
-            {
-                Directory.Delete(dataDirectory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A temp folder left behind is harmless.
-            }
-        }
+        TempFolder.Delete(dataDirectory);
     }
 }

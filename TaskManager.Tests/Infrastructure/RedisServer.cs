@@ -104,17 +104,7 @@ public sealed class RedisServer : ITestRedis
         Connection?.Dispose();
         Kill();
         process?.Dispose();
-        if (dataDirectory is not null)
-        {
-            try
-            {
-                Directory.Delete(dataDirectory, recursive: true);
-            }
-            catch (IOException)
-            {
-                // A temp folder left behind is harmless.
-            }
-        }
+        TempFolder.Delete(dataDirectory);
         await Task.CompletedTask;
     }
 
