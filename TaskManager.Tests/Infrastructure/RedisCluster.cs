@@ -46,9 +46,10 @@ public sealed class RedisCluster : ITestRedis
             var port = RedisServer.FreePort();
             var directory = Path.Combine(dataDirectory, port.ToString(CultureInfo.InvariantCulture));
             Directory.CreateDirectory(directory);
+            // The bus port named, rather than the port plus 10,000, which past 55,535 is no port.
             processes.Add(await RedisServer.LaunchAsync(executable, port, Password, directory,
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--masterauth", Password,
-                "--cluster-node-timeout", "5000"));
+                "--cluster-enabled", "yes", "--cluster-port", RedisServer.FreePort().ToString(CultureInfo.InvariantCulture),
+                "--cluster-config-file", "nodes.conf", "--masterauth", Password, "--cluster-node-timeout", "5000"));
             ports.Add(port);
         }
         Ports = ports;

@@ -72,12 +72,21 @@ public sealed class RedisServer : ITestRedis
             start.ArgumentList.Add(argument);
         }
         var started = Process.Start(start)!;
-        started.OutputDataReceived += (_, _) => { };
-        started.ErrorDataReceived += (_, _) => { };
+        var output = new System.Text.StringBuilder();
+        started.OutputDataReceived += (_, e) => Append(e.Data);
+        started.ErrorDataReceived += (_, e) => Append(e.Data);
         started.BeginOutputReadLine();
         started.BeginErrorReadLine();
         await Wait.UntilAsync(async () =>
         {
+            if (started.HasExited)
+            {
+                started.WaitForExit();
+                lock (output)
+                {
+                    throw new InvalidOperationException($"redis-server exited with {started.ExitCode}:\n{output}");
+                }
+            }
             try
             {
                 using var probe = new TcpClient();
@@ -90,6 +99,17 @@ public sealed class RedisServer : ITestRedis
             }
         }, TimeSpan.FromSeconds(10), "redis-server to accept connections");
         return started;
+
+        void Append(string? line)
+        {
+            if (line is not null)
+            {
+                lock (output)
+                {
+                    output.AppendLine(line);
+                }
+            }
+        }
     }
 
     /// <summary>Kills the server abruptly, as a crash would.</summary>
