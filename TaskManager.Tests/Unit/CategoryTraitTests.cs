@@ -6,18 +6,18 @@ namespace TaskManager.Tests.Unit;
 /// <summary>
 /// Tests that say what they are: every class that runs tests carries exactly one Category trait,
 /// on the class itself (xunit's discovery of traits on base classes is not relied on), one of the
-/// seven categories, the same as the last part of its namespace (and so of its folder). A
+/// eight categories, the same as the last part of its namespace (and so of its folder). A
 /// <c>dotnet test --filter Category=X</c> per category then runs every test once.
 /// </summary>
 [Trait("Category", "Unit")]
 public sealed class CategoryTraitTests
 {
-    private static readonly string[] Categories = ["Unit", "Storage", "Api", "Fleet", "Reliability", "EndToEnd", "Cluster"];
+    private static readonly string[] Categories = ["Unit", "Storage", "Api", "Fleet", "Reliability", "EndToEnd", "Cluster", "Platform"];
 
     private const BindingFlags Everything = BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
 
     [Fact]
-    public void EveryTestClass_HasOneCategory_OneOfTheSeven_NamedAsItsNamespace()
+    public void EveryTestClass_HasOneCategory_OneOfTheEight_NamedAsItsNamespace()
     {
         var classes = TestClasses().ToArray();
         var wrong = new List<string>();
