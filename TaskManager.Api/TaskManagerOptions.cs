@@ -85,8 +85,19 @@ public sealed class TaskManagerOptions : IValidatableObject
     [Range(1, 3600)]
     public int RetryGraceSeconds { get; set; } = 10;
 
+    /// <summary>
+    /// Proxies whose X-Forwarded-For, -Proto, -Host and -Prefix headers are believed: IP addresses
+    /// and CIDR ranges, comma-separated; empty trusts none (see <see cref="Security.TrustedProxies"/>).
+    /// </summary>
+    public string TrustedProxies { get; set; } = Security.TrustedProxies.Default;
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        Security.TrustedProxies.Parse(TrustedProxies, out var proxiesError);
+        if (proxiesError is not null)
+        {
+            yield return new ValidationResult(proxiesError, [nameof(TrustedProxies)]);
+        }
         // Hangfire's keys have names like TaskManager's ('queue:default'): one prefix each keeps them apart.
         if (string.Equals(KeyPrefix, HangfirePrefix, StringComparison.Ordinal))
         {

@@ -71,6 +71,8 @@ public static class TaskManagerSetup
             return app;
         }
 
+        // First: the client's address and the links in answers are those the trusted gateway reports.
+        app.UseForwardedHeaders();
         app.UseExceptionHandler();
         app.UseStatusCodePages();
         app.UseRouting();

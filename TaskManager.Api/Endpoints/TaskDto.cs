@@ -33,7 +33,7 @@ public sealed record TaskDto(
     TaskMetricsDto Metrics,
     TaskUrlsDto Urls)
 {
-    public static TaskDto From(TaskRecord task) => new(
+    public static TaskDto From(TaskRecord task, TaskLinks links) => new(
         task.Id,
         task.Type,
         task.Status,
@@ -59,7 +59,7 @@ public sealed record TaskDto(
         task.RetryAt,
         task.AttemptsJson?.Select(AttemptDto.FromJson).ToArray(),
         new TaskMetricsDto(task.WaitMs, task.RunMs),
-        TaskUrlsDto.For(task.Id));
+        links.For(task.Id));
 }
 
 /// <summary>One ended attempt: who ran it, when, and how it ended.</summary>
@@ -85,9 +85,28 @@ public sealed record RequirementsDto(long? GpuMemoryMb, string? Gpu);
 
 public sealed record TaskMetricsDto(long? WaitMs, long? RunMs);
 
-public sealed record TaskUrlsDto(string Get, string Cancel, string Events)
+public sealed record TaskUrlsDto(string Get, string Cancel, string Events);
+
+/// <summary>
+/// Where the client that asked reaches tasks: absolute URLs made of its request's scheme, host and
+/// path base. Behind a trusted gateway those are the gateway's (X-Forwarded-Proto, -Host, -Prefix;
+/// see <see cref="Security.TrustedProxies"/>), so a link works as the client sees the API.
+/// </summary>
+public readonly struct TaskLinks
 {
-    public static TaskUrlsDto For(string id) => new($"/api/tasks/{id}", $"/api/tasks/{id}/cancel", $"/api/tasks/{id}/events");
+    private readonly string root;
+
+    private TaskLinks(string root) => this.root = root;
+
+    public static TaskLinks Of(HttpRequest request) => new(request.Host.HasValue
+        ? $"{request.Scheme}://{request.Host.ToUriComponent()}{request.PathBase.ToUriComponent()}/api/tasks/"
+        // HTTP/1.0 may name no host: a path from the root is then the best link there is.
+        : $"{request.PathBase.ToUriComponent()}/api/tasks/");
+
+    /// <summary>The task's own URL (also the Location of a created task).</summary>
+    public string Task(string id) => root + id;
+
+    public TaskUrlsDto For(string id) => new(root + id, $"{root}{id}/cancel", $"{root}{id}/events");
 }
 
 public sealed record TaskListDto(IReadOnlyList<TaskDto> Items, string? NextCursor);

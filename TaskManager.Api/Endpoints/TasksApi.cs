@@ -45,6 +45,13 @@ public static class TasksApi
 
     public const int MaxIdempotencyKeyLength = 255;
 
+    /// <summary>202 with the task, and its URL as the client sees it in Location.</summary>
+    private static Accepted<TaskDto> Created(TaskRecord task, HttpRequest request)
+    {
+        var links = TaskLinks.Of(request);
+        return TypedResults.Accepted(links.Task(task.Id), TaskDto.From(task, links));
+    }
+
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
         SubmitTaskBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
         ClaimsPrincipal user, HttpContext context, LeaseBroker broker, TaskTelemetry telemetry, ILogger<TaskTelemetry> logger)
@@ -72,7 +79,7 @@ public static class TasksApi
         {
             case SubmitKind.Existing:
                 context.Response.Headers["Idempotent-Replayed"] = "true";
-                return TypedResults.Accepted($"/api/tasks/{result.Id}", TaskDto.From(result.Task!));
+                return Created(result.Task!, context.Request);
             case SubmitKind.Mismatch:
                 return TypedResults.Problem(statusCode: StatusCodes.Status422UnprocessableEntity, title: "The Idempotency-Key was used for another request.",
                     detail: "A different request was submitted under this key in the last 24 hours; use a new key for a new request.");
@@ -83,18 +90,19 @@ public static class TasksApi
                 return TypedResults.Problem(statusCode: StatusCodes.Status429TooManyRequests, title: "Too many queued tasks.",
                     detail: $"This tenant has {result.QueuedCount} tasks queued, its cap; retry when some have started.");
             default:
-                return TypedResults.Accepted($"/api/tasks/{result.Id}", TaskDto.From(result.Task!));
+                return Created(result.Task!, context.Request);
         }
     }
 
     private static async Task<Results<Ok<TaskBatchDto>, ProblemHttpResult>> SubmitBatch(
         SubmitBatchBody body, [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
-        ClaimsPrincipal user, ITaskQueue queue, TaskTelemetry telemetry)
+        ClaimsPrincipal user, HttpRequest httpRequest, ITaskQueue queue, TaskTelemetry telemetry)
     {
         if (idempotencyKey is not null)
         {
             return Problems.Invalid("Idempotency-Key", "is not taken by batches; submit the tasks one at a time to make each idempotent.");
         }
+        var links = TaskLinks.Of(httpRequest);
         var entries = body.Entries;
         using var span = TaskTelemetry.Source.StartActivity("task.submit_batch");
         span?.SetTag("batch.size", entries.Count);
@@ -119,7 +127,7 @@ public static class TasksApi
             {
                 accepted++;
                 telemetry.Submitted(result.Task!.Type);
-                items[i] = new BatchItemDto(i, StatusCodes.Status202Accepted, TaskDto.From(result.Task), null);
+                items[i] = new BatchItemDto(i, StatusCodes.Status202Accepted, TaskDto.From(result.Task, links), null);
             }
             else
             {
@@ -135,23 +143,24 @@ public static class TasksApi
         return TypedResults.Ok(new TaskBatchDto(accepted, entries.Count - accepted, items));
     }
 
-    private static async Task<Results<Ok<TaskDto>, ProblemHttpResult>> Get(string id, ClaimsPrincipal user, ITaskInspector inspector)
+    private static async Task<Results<Ok<TaskDto>, ProblemHttpResult>> Get(string id, ClaimsPrincipal user, HttpRequest request, ITaskInspector inspector)
     {
         var task = await inspector.GetVisibleAsync(id, user);
-        return task is null ? Problems.TaskNotFound(id) : TypedResults.Ok(TaskDto.From(task));
+        return task is null ? Problems.TaskNotFound(id) : TypedResults.Ok(TaskDto.From(task, TaskLinks.Of(request)));
     }
 
-    private static async Task<Ok<TaskListDto>> List(ListQuery query, ClaimsPrincipal user, ITaskInspector inspector, Keyring keyring)
+    private static async Task<Ok<TaskListDto>> List(ListQuery query, ClaimsPrincipal user, HttpRequest request, ITaskInspector inspector, Keyring keyring)
     {
         IReadOnlyList<string> tenants = !user.IsAdmin() ? [user.Tenant()]
             : !string.IsNullOrEmpty(query.Tenant) ? [query.Tenant]
             : [.. keyring.Tenants, AdminTenant, Tenants.Default];
         var page = await inspector.ListAsync(query.ToTaskQuery() with { Tenants = tenants.Distinct().ToArray() });
-        return TypedResults.Ok(new TaskListDto(page.Items.Select(TaskDto.From).ToArray(), page.NextCursor));
+        var links = TaskLinks.Of(request);
+        return TypedResults.Ok(new TaskListDto(page.Items.Select(t => TaskDto.From(t, links)).ToArray(), page.NextCursor));
     }
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Cancel(
-        string id, ClaimsPrincipal user, ITaskQueue queue, ITaskInspector inspector, TaskTelemetry telemetry)
+        string id, ClaimsPrincipal user, HttpRequest request, ITaskQueue queue, ITaskInspector inspector, TaskTelemetry telemetry)
     {
         if (!TaskIds.IsTaskId(id))
         {
@@ -167,7 +176,7 @@ public static class TasksApi
             telemetry.Moved(outcome.Type!, outcome.Status);
         }
         var task = await inspector.GetAsync(id);
-        return task is null ? Problems.TaskNotFound(id) : TypedResults.Accepted($"/api/tasks/{id}", TaskDto.From(task));
+        return task is null ? Problems.TaskNotFound(id) : Created(task, request);
     }
 
     private static async Task<Results<NoContent, ProblemHttpResult>> Delete(string id, ClaimsPrincipal user, ITaskQueue queue)

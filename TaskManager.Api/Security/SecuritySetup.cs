@@ -14,6 +14,9 @@ public static class SecuritySetup
     public static IServiceCollection AddTaskManagerSecurity(this IServiceCollection services)
     {
         services.AddSingleton<Keyring>();
+        services.AddOptions<Microsoft.AspNetCore.Builder.ForwardedHeadersOptions>()
+            .Configure<IOptions<TaskManagerOptions>>((forwarded, options) =>
+                TrustedProxies.Configure(forwarded, TrustedProxies.Parse(options.Value.TrustedProxies, out _)));
         services.AddAuthentication(ApiKeyAuthentication.SchemeName)
             .AddScheme<Microsoft.AspNetCore.Authentication.AuthenticationSchemeOptions, ApiKeyAuthentication>(ApiKeyAuthentication.SchemeName, null);
         services.AddAuthorizationBuilder()

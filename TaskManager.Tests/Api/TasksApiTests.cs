@@ -31,7 +31,9 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
         var task = await response.JsonAsync();
         var id = task.GetProperty("id").GetString()!;
         Assert.Matches("^[0-9a-f]{32}$", id);
-        Assert.Equal($"/api/tasks/{id}", response.Headers.Location?.OriginalString);
+        // Absolute, as the client reached the API (behind a gateway: as it reached the gateway).
+        var self = new Uri(fixture.Api.BaseAddress, $"/api/tasks/{id}").ToString();
+        Assert.Equal(self, response.Headers.Location?.OriginalString);
         Assert.Equal("llm", task.GetProperty("type").GetString());
         Assert.Equal("queued", task.GetProperty("status").GetString());
         Assert.Equal(5, task.GetProperty("priority").GetInt32());
@@ -43,9 +45,9 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
         Assert.EndsWith("Z", createdAt, StringComparison.Ordinal);
         Assert.True(DateTimeOffset.TryParse(createdAt, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out _), createdAt);
         var urls = task.GetProperty("urls");
-        Assert.Equal($"/api/tasks/{id}", urls.GetProperty("get").GetString());
-        Assert.Equal($"/api/tasks/{id}/cancel", urls.GetProperty("cancel").GetString());
-        Assert.Equal($"/api/tasks/{id}/events", urls.GetProperty("events").GetString());
+        Assert.Equal(self, urls.GetProperty("get").GetString());
+        Assert.Equal($"{self}/cancel", urls.GetProperty("cancel").GetString());
+        Assert.Equal($"{self}/events", urls.GetProperty("events").GetString());
         Assert.All(task.EnumerateObject(), p => Assert.Matches("^[a-z]+(_[a-z]+)*$", p.Name));
     }
 
