@@ -148,6 +148,18 @@ builder.AddProject<Projects.TaskManager_Api>("scheduler", launchProfileName: nul
     .WithReplicas(schedulerReplicas)
     .WithHttpHealthCheck("/health");
 
+// The platform's gateway (TaskManager:Gateway=true): a YARP reverse proxy on 8080 (its launch
+// profile) routing /api/tasks/* and /api/health to the api, which it finds by service discovery.
+if (Flag("Gateway"))
+{
+    var gateway = builder.AddProject<Projects.TaskManager_Gateway>("gateway")
+        .WithReference(apiHttp)
+        .WaitFor(api)
+        .WithHttpHealthCheck("/health");
+    var gatewayHttp = gateway.GetEndpoint("http");
+    gateway.WithUrl(ReferenceExpression.Create($"{gatewayHttp}/api/health"), "API health through the gateway");
+}
+
 var workerDirectory = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "worker"));
 if (useContainers)
 {
@@ -170,6 +182,14 @@ else
 }
 
 builder.Build().Run();
+
+// TaskManager:{name}: true or false (false when not set).
+bool Flag(string name) => settings[name] switch
+{
+    null or "" => false,
+    var value when bool.TryParse(value.Trim(), out var flag) => flag,
+    var value => throw new DistributedApplicationException($"TaskManager:{name} must be true or false, not '{value}'."),
+};
 
 // TaskManager:{name}: a whole number of processes, 1 or more (1 when not set).
 int Replicas(string name)

@@ -7,7 +7,7 @@ namespace TaskManager.Tests.EndToEnd;
 /// <summary>
 /// The whole application as <c>dotnet run --project TaskManager.AppHost</c> starts it, without a
 /// container runtime: a local redis-server, the API, the scheduler and the Python worker, each a
-/// real process. Started once for the tests that share it.
+/// real process, and the gateway in front of the API. Started once for the tests that share it.
 /// </summary>
 public sealed class AppHostFixture : IAsyncLifetime
 {
@@ -18,6 +18,9 @@ public sealed class AppHostFixture : IAsyncLifetime
 
     public HttpClient Api { get; private set; } = null!;
 
+    /// <summary>A client of the gateway resource's URL, presenting the client key.</summary>
+    public HttpClient Gateway { get; private set; } = null!;
+
     public async Task InitializeAsync()
     {
         dataDirectory = Directory.CreateTempSubdirectory("taskmanager-apphost-").FullName;
@@ -26,6 +29,8 @@ public sealed class AppHostFixture : IAsyncLifetime
             "TaskManager:Containers=false",
             $"TaskManager:RedisDataDirectory={dataDirectory}",
             "TaskManager:WorkerCapacity=2",
+            // The platform's gateway in front of the API, as --TaskManager:Gateway=true adds it.
+            "TaskManager:Gateway=true",
             // The AppHost generates these; fixed here so that the tests can present them.
             $"Parameters:api-key={Infrastructure.Credentials.ClientKey}",
             $"Parameters:admin-key={Infrastructure.Credentials.AdminKey}",
@@ -34,7 +39,7 @@ public sealed class AppHostFixture : IAsyncLifetime
         App = await builder.BuildAsync();
         using var start = new CancellationTokenSource(StartTimeout);
         await App.StartAsync(start.Token);
-        foreach (var resource in (string[])["redis", "api", "scheduler"])
+        foreach (var resource in (string[])["redis", "api", "scheduler", "gateway"])
         {
             await App.ResourceNotifications.WaitForResourceHealthyAsync(resource, start.Token);
         }
@@ -45,11 +50,17 @@ public sealed class AppHostFixture : IAsyncLifetime
             BaseAddress = endpoint,
             Timeout = TimeSpan.FromSeconds(60),
         };
+        Gateway = new HttpClient(new Infrastructure.PartyKeyHandler(new HttpClientHandler()))
+        {
+            BaseAddress = App.GetEndpoint("gateway", "http"),
+            Timeout = TimeSpan.FromSeconds(60),
+        };
     }
 
     public async Task DisposeAsync()
     {
         Api?.Dispose();
+        Gateway?.Dispose();
         if (App is not null)
         {
             await App.DisposeAsync();

@@ -25,6 +25,31 @@ public sealed class AppHostTests(AppHostFixture app) : IClassFixture<AppHostFixt
     }
 
     [Fact]
+    public async Task TheGatewayResource_ServesTheTaskApiAndHealth_AtItsOwnUrl()
+    {
+        Assert.True(app.App.ResourceNotifications.TryGetCurrentState("gateway", out var gateway), "No resource 'gateway'.");
+        Assert.Equal(KnownResourceStates.Running, gateway!.Snapshot.State?.Text);
+        // The gateway's URL is its own (8080 in its launch profile), not the API's.
+        Assert.NotEqual(app.Api.BaseAddress, app.Gateway.BaseAddress);
+
+        var health = await app.Gateway.GetAsync("/api/health");
+        Assert.Equal(HttpStatusCode.OK, health.StatusCode);
+        Assert.Equal("up", (await health.JsonAsync()).GetProperty("redis").GetProperty("status").GetString());
+
+        var created = await app.Gateway.PostJsonAsync("/api/tasks", """{"type":"tts","input":{"text":"through the gateway"}}""");
+        Assert.Equal(HttpStatusCode.Accepted, created.StatusCode);
+        var id = (await created.JsonAsync()).GetProperty("id").GetString();
+        // The link the client is given leads back through the gateway.
+        Assert.Equal(new Uri(app.Gateway.BaseAddress!, $"/api/tasks/{id}"), created.Headers.Location);
+        var task = await Wait.ForAsync(
+            async () => await (await app.Gateway.GetAsync(created.Headers.Location)).JsonAsync(),
+            t => t.GetProperty("status").GetString() == "succeeded", TaskTimeout, "the task to succeed through the gateway");
+        Assert.Equal(id, task.GetProperty("id").GetString());
+        var listed = await (await app.Gateway.GetAsync("/api/tasks?limit=100")).JsonAsync();
+        Assert.Contains(listed.GetProperty("items").EnumerateArray(), t => t.GetProperty("id").GetString() == id);
+    }
+
+    [Fact]
     public async Task LlmTask_IsAccepted_ThenSucceedsWithTheWorkersOutput()
     {
         var response = await app.Api.PostJsonAsync("/api/tasks", """{"type":"llm","input":{"prompt":"hello"}}""");
