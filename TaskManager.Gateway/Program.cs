@@ -1,3 +1,5 @@
+using Yarp.ReverseProxy.Transforms;
+
 // The platform's gateway in front of TaskManager: a YARP reverse proxy that routes /api/tasks/* and
 // /api/health to the API, found by service discovery (services__api__http__0, which the AppHost
 // sets from its reference to the api; run alone, set it to the API's address). The routes are in
@@ -14,7 +16,20 @@ if (string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]) && string.IsN
 builder.AddServiceDefaults();
 builder.Services.AddReverseProxy()
     .LoadFromConfig(builder.Configuration.GetSection("ReverseProxy"))
-    .AddServiceDiscoveryDestinationResolver();
+    .AddServiceDiscoveryDestinationResolver()
+    .AddTransforms(transforms => transforms.AddRequestTransform(context =>
+    {
+        // A large body goes with "Expect: 100-continue": the API refuses one over its limit (413)
+        // before reading it, and without the header the refusal would reach the gateway while it
+        // still sends the body, as a broken connection, and the client would get a 502 instead
+        // of the 413. A small body is sent at once, in the time the API takes to answer.
+        var length = context.HttpContext.Request.ContentLength;
+        if (length > ExpectContinueAboveBytes || (length is null && context.HttpContext.Request.Headers.TransferEncoding.Count > 0))
+        {
+            context.ProxyRequest.Headers.ExpectContinue = true;
+        }
+        return ValueTask.CompletedTask;
+    }));
 
 var pathBase = builder.Configuration["Gateway:PathBase"];
 if (!string.IsNullOrEmpty(pathBase) && (!pathBase.StartsWith('/') || pathBase.EndsWith('/') || pathBase.Contains('?') || pathBase.Contains('#')))
@@ -40,3 +55,9 @@ if (!string.IsNullOrEmpty(pathBase))
 app.MapDefaultEndpoints();
 app.MapReverseProxy();
 app.Run();
+
+internal static partial class Program
+{
+    /// <summary>Bodies larger than this are forwarded with Expect: 100-continue.</summary>
+    private const long ExpectContinueAboveBytes = 64 * 1024;
+}

@@ -53,7 +53,7 @@ public sealed class ApiProcess : IAsyncDisposable
         var port = RedisServer.FreePort();
         var start = new ProcessStartInfo("dotnet")
         {
-            ArgumentList = { ApiAssembly() },
+            ArgumentList = { BuildOutput.Of("TaskManager.Api") },
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -127,14 +127,6 @@ public sealed class ApiProcess : IAsyncDisposable
         {
             output.AppendLine(line);
         }
-    }
-
-    /// <summary>The API project's own build output, of the same configuration as the tests.</summary>
-    private static string ApiAssembly()
-    {
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
-        var path = Path.Combine(Repository.Root, "TaskManager.Api", "bin", configuration, "net10.0", "TaskManager.Api.dll");
-        return File.Exists(path) ? path : throw new InvalidOperationException($"Build the API first: {path} is missing.");
     }
 }
 
