@@ -11,10 +11,9 @@ namespace TaskManager.Tests.Infrastructure;
 /// </summary>
 public sealed class ApiProcess : IAsyncDisposable
 {
-    private readonly Process process;
-    private readonly StringBuilder output = new();
+    private readonly ChildProcess process;
 
-    private ApiProcess(Process process, Uri baseAddress)
+    private ApiProcess(ChildProcess process, Uri baseAddress)
     {
         this.process = process;
         BaseAddress = baseAddress;
@@ -37,16 +36,7 @@ public sealed class ApiProcess : IAsyncDisposable
     public HttpClient ClientWith(string? key) => Credentials.ClientWith(BaseAddress, key);
 
     /// <summary>What the process printed, for failure messages.</summary>
-    public string Output
-    {
-        get
-        {
-            lock (output)
-            {
-                return output.ToString();
-            }
-        }
-    }
+    public string Output => process.Output;
 
     public static async Task<ApiProcess> StartAsync(ITestRedis redis, string role = "api", IDictionary<string, string>? environment = null)
     {
@@ -54,9 +44,6 @@ public sealed class ApiProcess : IAsyncDisposable
         var start = new ProcessStartInfo("dotnet")
         {
             ArgumentList = { BuildOutput.Of("TaskManager.Api") },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
         };
         start.Environment["ConnectionStrings__redis"] = redis.ConnectionString;
         start.Environment["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
@@ -75,28 +62,11 @@ public sealed class ApiProcess : IAsyncDisposable
             start.Environment[name] = value;
         }
 
-        var api = new ApiProcess(Process.Start(start)!, new Uri($"http://127.0.0.1:{port}"));
-        api.process.OutputDataReceived += (_, e) => api.Append(e.Data);
-        api.process.ErrorDataReceived += (_, e) => api.Append(e.Data);
-        api.process.BeginOutputReadLine();
-        api.process.BeginErrorReadLine();
+        var api = new ApiProcess(ChildProcess.Start(start, "The API"), new Uri($"http://127.0.0.1:{port}"));
         try
         {
-            await Wait.UntilAsync(async () =>
-            {
-                if (api.process.HasExited)
-                {
-                    throw new InvalidOperationException($"The API exited with {api.process.ExitCode}:\n{api.Output}");
-                }
-                try
-                {
-                    return (await api.Client.GetAsync("/health")).IsSuccessStatusCode;
-                }
-                catch (HttpRequestException)
-                {
-                    return false;
-                }
-            }, TimeSpan.FromSeconds(30), "the API to answer /health");
+            await api.process.WaitUntilAsync(async () => (await api.Client.GetAsync("/health")).IsSuccessStatusCode,
+                "the API to answer /health", () => api.Output);
         }
         catch
         {
@@ -109,24 +79,7 @@ public sealed class ApiProcess : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Client.Dispose();
-        if (!process.HasExited)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync();
-        }
-        process.Dispose();
-    }
-
-    private void Append(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-        lock (output)
-        {
-            output.AppendLine(line);
-        }
+        await process.DisposeAsync();
     }
 }
 

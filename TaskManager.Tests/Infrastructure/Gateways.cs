@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 
 namespace TaskManager.Tests.Infrastructure;
 
@@ -159,88 +158,6 @@ public sealed class YarpGateway : ITestGateway<YarpGateway>
             start.Environment["Gateway__PathBase"] = pathBase;
         }
         return (ChildProcess.Start(start, "gateway"), port);
-    }
-}
-
-/// <summary>A process the tests start, its output kept, killed with its children on dispose.</summary>
-public sealed class ChildProcess : IAsyncDisposable
-{
-    private readonly Process process;
-    private readonly StringBuilder output = new();
-    private readonly string name;
-
-    private ChildProcess(Process process, string name)
-    {
-        this.process = process;
-        this.name = name;
-    }
-
-    public string Output
-    {
-        get
-        {
-            lock (output)
-            {
-                return output.ToString();
-            }
-        }
-    }
-
-    public static ChildProcess Start(ProcessStartInfo start, string name)
-    {
-        start.RedirectStandardOutput = true;
-        start.RedirectStandardError = true;
-        start.UseShellExecute = false;
-        var child = new ChildProcess(Process.Start(start)!, name);
-        child.process.OutputDataReceived += (_, e) => child.Append(e.Data);
-        child.process.ErrorDataReceived += (_, e) => child.Append(e.Data);
-        child.process.BeginOutputReadLine();
-        child.process.BeginErrorReadLine();
-        return child;
-    }
-
-    /// <summary>Waits until <paramref name="url"/> answers with any status; fails at once if the process exits.</summary>
-    public async Task WaitUntilAnswersAsync(Uri url, Func<string> output)
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(5) };
-        await Wait.UntilAsync(async () =>
-        {
-            if (process.HasExited)
-            {
-                throw new InvalidOperationException($"{name} exited with {process.ExitCode}:\n{output()}");
-            }
-            try
-            {
-                using var response = await http.GetAsync(url);
-                return true;
-            }
-            catch (HttpRequestException)
-            {
-                return false;
-            }
-        }, TimeSpan.FromSeconds(30), $"{name} to answer {url}");
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!process.HasExited)
-        {
-            process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync();
-        }
-        process.Dispose();
-    }
-
-    private void Append(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-        lock (output)
-        {
-            output.AppendLine(line);
-        }
     }
 }
 
