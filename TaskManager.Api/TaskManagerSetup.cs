@@ -92,6 +92,7 @@ public static class TaskManagerSetup
 
         app.MapHealthApi();
         app.MapTasksApi();
+        app.MapRetryApi();
         app.MapTaskEventsApi();
         app.MapFleetApi();
         app.MapStatsApi();

@@ -24,6 +24,12 @@ public sealed record TaskRecord
     public DateTimeOffset? CompletedAt { get; init; }
     public string? MetadataJson { get; init; }
     public string? Webhook { get; init; }
+
+    /// <summary>The events the webhook is sent for (null without a webhook).</summary>
+    public IReadOnlyList<string>? WebhookEvents { get; init; }
+
+    /// <summary>How long after its creation (or a client's retry) the task may wait to start before it expires.</summary>
+    public int? StartDeadlineSeconds { get; init; }
     public DateTimeOffset? RetryAt { get; init; }
     public TaskRequirements? Requirements { get; init; }
 

@@ -12,7 +12,9 @@ public sealed record TaskRequest(
     int MaxAttempts,
     string? MetadataJson,
     string? Webhook,
-    TaskRequirements? Requirements = null);
+    TaskRequirements? Requirements = null,
+    int? StartDeadlineSeconds = null,
+    IReadOnlyList<string>? WebhookEvents = null);
 
 /// <summary>What a worker must offer to run a task: free GPU memory, and a GPU whose name contains a pattern.</summary>
 public sealed record TaskRequirements(long? GpuMemoryMb, string? Gpu);
@@ -32,6 +34,8 @@ public static class TaskLimits
     public const int MaxMetadataBytes = 16 * 1024;
     public const int MaxModelLength = 256;
     public const int MaxWebhookLength = 2048;
+    public const int MinStartDeadlineSeconds = 1;
+    public const int MaxStartDeadlineSeconds = 86_400;
     public const long MaxGpuMemoryMb = 10_000_000;
     public const int MaxGpuPatternLength = 100;
 }

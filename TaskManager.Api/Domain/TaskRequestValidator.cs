@@ -11,7 +11,12 @@ namespace TaskManager.Api.Domain;
 public static class TaskRequestValidator
 {
     private static readonly HashSet<string> TaskFields =
-        ["type", "input", "model", "priority", "timeout_seconds", "max_attempts", "metadata", "webhook", "requirements"];
+        ["type", "input", "model", "priority", "timeout_seconds", "max_attempts", "metadata", "webhook", "webhook_events_filter",
+            "start_deadline_seconds", "requirements"];
+
+    /// <summary>The events a webhook may be sent for, and the default filter.</summary>
+    public static readonly IReadOnlyList<string> WebhookEvents = ["start", "output", "logs", "completed"];
+    public static readonly IReadOnlyList<string> DefaultWebhookEvents = ["completed"];
     private static readonly HashSet<string> RequirementFields = ["gpu_memory_mb", "gpu"];
 
     private static readonly HashSet<string> LlmFields =
@@ -82,6 +87,7 @@ public static class TaskRequestValidator
         var priority = reader.Integer(root, "", "priority", TaskLimits.MinPriority, TaskLimits.MaxPriority);
         var timeout = reader.Integer(root, "", "timeout_seconds", TaskLimits.MinTimeoutSeconds, TaskLimits.MaxTimeoutSeconds);
         var attempts = reader.Integer(root, "", "max_attempts", TaskLimits.MinAttempts, TaskLimits.MaxAttempts);
+        var startDeadline = reader.Integer(root, "", "start_deadline_seconds", TaskLimits.MinStartDeadlineSeconds, TaskLimits.MaxStartDeadlineSeconds);
 
         string? metadata = null;
         if (reader.TryGet(root, "", "metadata", required: false, out var metadataElement))
@@ -105,11 +111,17 @@ public static class TaskRequestValidator
         }
 
         var webhook = reader.String(root, "", "webhook", 1, TaskLimits.MaxWebhookLength);
+        Uri? uri = null;
         if (webhook is not null &&
-            (!Uri.TryCreate(webhook, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https")))
+            (!Uri.TryCreate(webhook, UriKind.Absolute, out uri) || uri.Scheme is not ("http" or "https")))
         {
             reader.Error("webhook", "must be an absolute http or https URL.");
         }
+        else if (uri is { UserInfo.Length: > 0 })
+        {
+            reader.Error("webhook", "must not carry a user name or password; the tenant's signing secret authenticates deliveries.");
+        }
+        var webhookEvents = WebhookEventsFilter(root, reader, webhook is not null);
 
         TaskRequirements? requirements = null;
         if (reader.TryGet(root, "", "requirements", required: false, out var requirementsElement))
@@ -145,8 +157,42 @@ public static class TaskRequestValidator
             (int)(attempts ?? TaskLimits.DefaultMaxAttempts),
             metadata,
             webhook,
-            requirements);
+            requirements,
+            (int?)startDeadline,
+            webhook is null ? null : webhookEvents ?? DefaultWebhookEvents);
         return [];
+    }
+
+    /// <summary><c>webhook_events_filter</c>: a non-empty list of distinct events, only beside a webhook.</summary>
+    private static IReadOnlyList<string>? WebhookEventsFilter(JsonElement root, JsonFieldReader reader, bool hasWebhook)
+    {
+        if (!reader.TryGet(root, "", "webhook_events_filter", required: false, out var filter) || filter.ValueKind == JsonValueKind.Null)
+        {
+            return null;
+        }
+        var expected = $"must be a list of distinct events, each one of {string.Join(", ", WebhookEvents)}.";
+        if (!hasWebhook)
+        {
+            reader.Error("webhook_events_filter", "is given without a webhook.");
+            return null;
+        }
+        if (filter.ValueKind != JsonValueKind.Array || filter.GetArrayLength() == 0)
+        {
+            reader.Error("webhook_events_filter", expected);
+            return null;
+        }
+        var events = new List<string>();
+        foreach (var item in filter.EnumerateArray())
+        {
+            if (item.ValueKind != JsonValueKind.String || item.GetString() is not { } name || !WebhookEvents.Contains(name) || events.Contains(name))
+            {
+                reader.Error("webhook_events_filter", expected);
+                return null;
+            }
+            events.Add(name);
+        }
+        // In the one order deliveries are made in, whatever order the client listed them in.
+        return WebhookEvents.Where(events.Contains).ToArray();
     }
 
     private static JsonObject ValidateLlm(JsonElement input, JsonFieldReader reader)

@@ -11,11 +11,19 @@ public static class TaskState
     public const string Failed = "failed";
     public const string Canceled = "canceled";
     public const string TimedOut = "timed_out";
+    public const string Expired = "expired";
 
     public static readonly IReadOnlyList<string> All =
-        [Queued, Scheduled, Running, Canceling, Succeeded, Failed, Canceled, TimedOut];
+        [Queued, Scheduled, Running, Canceling, Succeeded, Failed, Canceled, TimedOut, Expired];
 
-    private static readonly HashSet<string> FinalStates = [Succeeded, Failed, Canceled, TimedOut];
+    private static readonly HashSet<string> FinalStates = [Succeeded, Failed, Canceled, TimedOut, Expired];
+
+    /// <summary>
+    /// The final states a client may run again (<c>POST /api/tasks/{id}/retry</c>): back to queued
+    /// with a fresh attempt budget. The one way out of a final state, so it is not a transition of
+    /// the state machine below (a success is never run again).
+    /// </summary>
+    public static readonly IReadOnlyList<string> Retryable = [Failed, TimedOut, Canceled, Expired];
 
     /// <summary>
     /// The state machine as data: for each state, the states it may move to. Final states move
@@ -25,8 +33,9 @@ public static class TaskState
     public static readonly IReadOnlyDictionary<string, IReadOnlySet<string>> Transitions =
         new Dictionary<string, IReadOnlySet<string>>
         {
-            [Queued] = new HashSet<string> { Running, Canceled },
-            [Scheduled] = new HashSet<string> { Queued, Canceled },
+            // queued or scheduled -> expired: not started within the task's start deadline.
+            [Queued] = new HashSet<string> { Running, Canceled, Expired },
+            [Scheduled] = new HashSet<string> { Queued, Canceled, Expired },
             // running -> queued: a retry with no backoff or a lease handed back; running -> scheduled:
             // a retry after a backoff. A worker's report while canceling always ends canceled:
             // the client asked to stop, so a late result does not override that.
@@ -36,11 +45,14 @@ public static class TaskState
             [Failed] = new HashSet<string>(),
             [Canceled] = new HashSet<string>(),
             [TimedOut] = new HashSet<string>(),
+            [Expired] = new HashSet<string>(),
         };
 
     public static bool IsKnown(string state) => Transitions.ContainsKey(state);
 
     public static bool IsFinal(string state) => FinalStates.Contains(state);
+
+    public static bool CanRetry(string state) => Retryable.Contains(state);
 
     public static bool CanMove(string from, string to) =>
         Transitions.TryGetValue(from, out var targets) && targets.Contains(to);

@@ -27,6 +27,8 @@ public sealed record TaskDto(
     DateTimeOffset? CompletedAt,
     RawJson? Metadata,
     string? Webhook,
+    IReadOnlyList<string>? WebhookEventsFilter,
+    int? StartDeadlineSeconds,
     RequirementsDto? Requirements,
     DateTimeOffset? RetryAt,
     IReadOnlyList<AttemptDto>? Attempts,
@@ -55,6 +57,8 @@ public sealed record TaskDto(
         task.CompletedAt,
         RawJson.From(task.MetadataJson),
         task.Webhook,
+        task.WebhookEvents,
+        task.StartDeadlineSeconds,
         task.Requirements is { } r ? new RequirementsDto(r.GpuMemoryMb, r.Gpu) : null,
         task.RetryAt,
         task.AttemptsJson?.Select(AttemptDto.FromJson).ToArray(),
@@ -121,6 +125,8 @@ public sealed record TaskRequestDoc(
     int? MaxAttempts,
     Dictionary<string, object>? Metadata,
     string? Webhook,
+    IReadOnlyList<string>? WebhookEventsFilter,
+    int? StartDeadlineSeconds,
     RequirementsDto? Requirements);
 
 /// <summary>The shape of a batch of task requests, for the OpenAPI document.</summary>

@@ -50,27 +50,25 @@ public static partial class TaskEventsApi
         await response.StartAsync(aborted);
 
         var text = new StringBuilder();
+        // The stream ends after a final status with nothing after it. A task run again after it
+        // ended (POST .../retry) has more events past its first final status, and they follow.
+        var endsAtFinal = false;
         while (!aborted.IsCancellationRequested)
         {
             var events = await inspector.ReadEventsAsync(id, string.IsNullOrEmpty(last) ? null : last, Page, follows: true);
-            var ended = false;
             text.Clear();
             foreach (var e in events)
             {
                 Format(text, e);
                 last = e.Id;
-                if (e.Kind == "status" && IsFinal(e.DataJson))
-                {
-                    ended = true;
-                    break;
-                }
+                endsAtFinal = e.Kind == "status" && IsFinal(e.DataJson);
             }
             if (text.Length > 0)
             {
                 await response.WriteAsync(text.ToString(), aborted);
                 await response.Body.FlushAsync(aborted);
             }
-            if (ended)
+            if (endsAtFinal && events.Count < Page)
             {
                 break;
             }

@@ -34,6 +34,7 @@ public sealed partial class SchedulerProcess(
     public async Task RunOnceAsync()
     {
         await DrainAsync(() => store.SweepDeadlinesAsync(Batch), moved => Swept("task.timeout", moved));
+        await DrainAsync(() => store.SweepStartDeadlinesAsync(Batch), moved => Swept("task.expired", moved));
         await DrainAsync(() => store.SweepLeasesAsync(Batch), moved =>
         {
             telemetry.LeaseExpired(moved.Type);

@@ -9,7 +9,8 @@ public enum Script
 {
     Submit, SubmitBatch, Lease, Complete, CompleteBatch, Fail, Progress, Cancel, Delete, Get, Events, List,
     Register, Heartbeat, TouchWorkers, Requeue, AttachJob, SweepDeadlines, SweepLeases, SweepScheduled,
-    SweepRetention, SweepWorkers, Drain, Workers, PutArtifact, GetArtifact, Stats, Pause,
+    SweepRetention, SweepWorkers, Drain, Workers, PutArtifact, GetArtifact, Stats, Pause, SweepStartDeadlines, Retry,
+    RetryEnded,
 }
 
 /// <summary>
@@ -97,6 +98,7 @@ public sealed class LuaLibrary
     internal static string Prelude(RedisKeys keys) => new StringBuilder()
         .Append(keys.LuaDefinitions())
         .Append(TransitionsTable())
+        .Append("local RETRYABLE = {").AppendJoin(", ", TaskState.Retryable.Select(s => $"{s} = true")).Append("}\n")
         .Append("local TASK_TYPES = {").AppendJoin(", ", TaskTypes.All.Select(Lua.Quote)).Append("}\n")
         .Append("local BUCKETS = {").AppendJoin(", ", Histogram.BoundsMs).Append("}\n")
         .Append("local DEFAULT_TENANT = ").Append(Lua.Quote(Tenants.Default)).Append('\n')

@@ -22,6 +22,7 @@ public sealed class RedisKeys(string prefix)
     internal static readonly KeyTemplate LeasesT = new("LEASES", "leases");
     internal static readonly KeyTemplate DeadlinesT = new("DEADLINES", "deadlines");
     internal static readonly KeyTemplate ScheduledT = new("SCHEDULED", "scheduled");
+    internal static readonly KeyTemplate StartDeadlinesT = new("START_DEADLINES", "start_deadlines");
     internal static readonly KeyTemplate FinishedT = new("FINISHED", "finished");
     internal static readonly KeyTemplate AttemptsT = new("attempts_key", "attempts:{id}");
     internal static readonly KeyTemplate OutboxT = new("OUTBOX", "outbox");
@@ -41,7 +42,7 @@ public sealed class RedisKeys(string prefix)
 
     private static readonly KeyTemplate[] All =
     [
-        TaskT, QueueT, IndexT, IdempotencyT, LeasesT, DeadlinesT, ScheduledT, FinishedT, AttemptsT, OutboxT, EventsT,
+        TaskT, QueueT, IndexT, IdempotencyT, LeasesT, DeadlinesT, ScheduledT, StartDeadlinesT, FinishedT, AttemptsT, OutboxT, EventsT,
         ArtifactsT, ArtifactT, ModelWorkersT, PausedT, WorkerT, WorkersT, StatsTotalsT, StatsMinuteT, HistogramT,
         NotifyChannelT, CancelChannelT, EventChannelT,
     ];
@@ -74,6 +75,9 @@ public sealed class RedisKeys(string prefix)
 
     /// <summary>Task ids waiting for a retry, by due time (ms).</summary>
     public string Scheduled => fixedKeys[ScheduledT.LuaName];
+
+    /// <summary>Ids of tasks with a start deadline, by that deadline (ms): those still queued or scheduled then expire.</summary>
+    public string StartDeadlines => fixedKeys[StartDeadlinesT.LuaName];
 
     /// <summary>Final task ids by completion time (ms), for retention.</summary>
     public string Finished => fixedKeys[FinishedT.LuaName];

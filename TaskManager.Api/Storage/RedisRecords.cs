@@ -34,6 +34,8 @@ internal static class RedisRecords
             CompletedAt = Time(f, "completed"),
             MetadataJson = f.GetValueOrDefault("metadata"),
             Webhook = f.GetValueOrDefault("webhook"),
+            WebhookEvents = f.TryGetValue("webhook_events", out var events) ? Replies.Split(events) : null,
+            StartDeadlineSeconds = Int(f, "start_deadline"),
             RetryAt = Time(f, "retry_at"),
             Requirements = f.ContainsKey("req_mem") || f.ContainsKey("req_gpu")
                 ? new TaskRequirements(Long(f, "req_mem"), f.GetValueOrDefault("req_gpu"))
@@ -57,6 +59,8 @@ internal static class RedisRecords
         CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(nowMs),
         MetadataJson = request.MetadataJson,
         Webhook = request.Webhook,
+        WebhookEvents = request.WebhookEvents,
+        StartDeadlineSeconds = request.StartDeadlineSeconds,
         Requirements = request.Requirements,
     };
 

@@ -13,6 +13,9 @@ public sealed class RedisSchedulerStore(RedisScripts scripts, IConnectionMultipl
         Replies.ReadSwept(await Scripts.RunAsync(Script.SweepDeadlines, [Keys.Deadlines],
             [NowMs, batch, Options.Retry.DelaysMsList(Random.Shared)]).ConfigureAwait(false));
 
+    public async Task<IReadOnlyList<SweptTask>> SweepStartDeadlinesAsync(int batch) =>
+        Replies.ReadSwept(await Scripts.RunAsync(Script.SweepStartDeadlines, [Keys.StartDeadlines], [NowMs, batch]).ConfigureAwait(false));
+
     public async Task<IReadOnlyList<SweptTask>> SweepLeasesAsync(int batch) =>
         Replies.ReadSwept(await Scripts.RunAsync(Script.SweepLeases, [Keys.Leases], [NowMs, batch]).ConfigureAwait(false));
 

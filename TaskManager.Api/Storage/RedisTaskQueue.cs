@@ -158,6 +158,34 @@ public sealed class RedisTaskQueue(RedisScripts scripts, RedisKeys keys, TimePro
     public async Task<StoreOutcome> DeleteAsync(string taskId, string tenant = Tenants.All) =>
         Replies.ReadOutcome(await Scripts.RunAsync(Script.Delete, [Keys.Task(taskId)], [taskId, tenant]).ConfigureAwait(false));
 
+    public async Task<StoreOutcome> RetryAsync(string taskId, string tenant = Tenants.All) =>
+        Replies.ReadOutcome(await Scripts.RunAsync(Script.Retry, [Keys.Task(taskId)], [taskId, NowMs, tenant]).ConfigureAwait(false));
+
+    public Task<long> RetryEndedAsync(RetryFilter filter) => RetryEndedAsync(filter, 500);
+
+    /// <summary>The bulk retry, walking <paramref name="batch"/> ended tasks a script call.</summary>
+    public async Task<long> RetryEndedAsync(RetryFilter filter, int batch)
+    {
+        var now = NowMs;
+        RedisValue from = filter.Since.ToUnixTimeMilliseconds();
+        RedisValue skip = 0;
+        long retried = 0;
+        // One script call a batch: the walk holds Redis for one batch at a time, not for all of them.
+        while (true)
+        {
+            var reply = (RedisResult[])(await Scripts.RunAsync(Script.RetryEnded, [Keys.Finished],
+                [now, from, batch, string.Join(',', filter.Statuses), string.Join(',', filter.Types),
+                    filter.Tenants is null ? "" : string.Join(',', filter.Tenants), skip]).ConfigureAwait(false))!;
+            retried += (long)reply[0];
+            if (reply[1].IsNull || string.IsNullOrEmpty((string?)reply[1]))
+            {
+                return retried;
+            }
+            from = (string?)reply[1];
+            skip = (long)reply[2];
+        }
+    }
+
     public async Task<bool> SetPausedAsync(string type, bool paused) =>
         (int)await Scripts.RunAsync(Script.Pause, [Keys.Paused, Keys.Queue(type)], [type, paused ? "1" : "0"]).ConfigureAwait(false) == 1;
 

@@ -13,7 +13,7 @@ namespace TaskManager.Api.Storage;
 /// </summary>
 internal static class TaskValues
 {
-    public enum Field { Id, Type, Priority, Input, Timeout, MaxAttempts, Model, Metadata, Webhook, Trace, ReqMem, ReqGpu }
+    public enum Field { Id, Type, Priority, Input, Timeout, MaxAttempts, Model, Metadata, Webhook, WebhookEvents, StartDeadline, Trace, ReqMem, ReqGpu }
 
     public static readonly int Count = Enum.GetValues<Field>().Length;
 
@@ -32,6 +32,8 @@ internal static class TaskValues
         task[(int)Field.Model] = request.Model ?? "";
         task[(int)Field.Metadata] = request.MetadataJson ?? "";
         task[(int)Field.Webhook] = request.Webhook ?? "";
+        task[(int)Field.WebhookEvents] = request.WebhookEvents is { } events ? string.Join(',', events) : "";
+        task[(int)Field.StartDeadline] = request.StartDeadlineSeconds?.ToString(CultureInfo.InvariantCulture) ?? "";
         task[(int)Field.Trace] = traceParent ?? "";
         task[(int)Field.ReqMem] = request.Requirements?.GpuMemoryMb?.ToString(CultureInfo.InvariantCulture) ?? "";
         task[(int)Field.ReqGpu] = request.Requirements?.Gpu ?? "";

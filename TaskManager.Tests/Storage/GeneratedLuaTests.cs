@@ -69,7 +69,7 @@ public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisSe
         [
             "type", "status", "priority", "created", "input", "timeout", "max_attempts", "tenant", "model", "metadata", "webhook",
             "trace", "req_mem", "req_gpu", "attempt", "worker", "token", "started", "completed", "queued_at", "artifact_bytes",
-            "rp", "w",
+            "rp", "w", "start_by",
         ];
         await redis.Db.HashSetAsync("{gen}:reader", fields.Select(f => new HashEntry(f, f)).ToArray());
 
@@ -96,17 +96,17 @@ public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisSe
     {
         var values = new List<RedisValue>();
         TaskValues.Add(values, "id-1", new TaskRequest("sd", "{}", "m", 7, 60, 2, """{"a":1}""", "https://h/x",
-            new TaskRequirements(100, "L4")), "trace");
+            new TaskRequirements(100, "L4"), 30, ["start", "completed"]), "trace");
 
         var lua = (string[])(await redis.Db.ScriptEvaluateAsync("local KEYS, ARGV = KEYS, ARGV\n" + LuaLibrary.Prelude(Keys) + """
             local out = {}
             for _, name in ipairs({'id', 'type', 'priority', 'input', 'timeout', 'max_attempts', 'model', 'metadata', 'webhook',
-                'trace', 'req_mem', 'req_gpu'}) do out[#out + 1] = ARGV[1 + TASK_VALUE[name]] end
+                'webhook_events', 'start_deadline', 'trace', 'req_mem', 'req_gpu'}) do out[#out + 1] = ARGV[1 + TASK_VALUE[name]] end
             out[#out + 1] = tostring(TASK_VALUES)
             return out
             """, values: [.. values]))!;
 
-        Assert.Equal(["id-1", "sd", "7", "{}", "60", "2", "m", """{"a":1}""", "https://h/x", "trace", "100", "L4", "12"], lua);
+        Assert.Equal(["id-1", "sd", "7", "{}", "60", "2", "m", """{"a":1}""", "https://h/x", "start,completed", "30", "trace", "100", "L4", "14"], lua);
     }
 
     [Fact]

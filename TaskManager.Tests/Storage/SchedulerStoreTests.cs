@@ -231,14 +231,170 @@ public abstract class SchedulerStoreTests<TRedis>(TRedis redis) : IClassFixture<
         }
     }
 
+    [Fact]
+    public async Task StartDeadlineSweep_ExpiresTasksThatDidNotStartInTime_AndLeavesThoseThatDid()
+    {
+        var worker = await RegisterAsync();
+        var waiting = await SubmitAsync(startDeadline: 2);
+        var started = await SubmitAsync(startDeadline: 2);
+        var noDeadline = await SubmitAsync();
+        // Both start in time; `waiting` is handed back by its worker, and waits again.
+        var leased = (await store.Queue.LeaseAsync(worker, 2)).Tasks;
+        Assert.Equal([waiting.Id, started.Id], leased.Select(t => t.TaskId));
+        await store.Queue.FailAsync(waiting.Id, leased[0].LeaseToken, """{"code":"x","message":"x"}""", retryable: true, FailureKind.HandedBack);
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(waiting.Id))!.Status);
+
+        clock.Advance(TimeSpan.FromSeconds(1.5));
+        Assert.Empty(await store.Scheduler.SweepStartDeadlinesAsync(100));
+        clock.Advance(TimeSpan.FromSeconds(1));
+        var expired = await store.Scheduler.SweepStartDeadlinesAsync(100);
+
+        // Handed back, `waiting` was queued again: past its deadline it expires. `started` runs on.
+        Assert.Equal([(waiting.Id, TaskState.Expired)], expired.Select(m => (m.TaskId, m.Status)));
+        var got = (await store.Inspector.GetAsync(waiting.Id))!;
+        Assert.Equal(TaskState.Expired, got.Status);
+        Assert.Equal("deadline_exceeded", JsonDocument.Parse(got.ErrorJson!).RootElement.GetProperty("code").GetString());
+        Assert.NotNull(got.CompletedAt);
+        Assert.Equal(TaskState.Running, (await store.Inspector.GetAsync(started.Id))!.Status);
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(noDeadline.Id))!.Status);
+        // It never runs: the next lease gets the task without a deadline, then nothing.
+        Assert.Equal(noDeadline.Id, (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single().TaskId);
+        Assert.Empty((await store.Queue.LeaseAsync(worker, 1)).Tasks);
+        Assert.Empty(await store.Scheduler.SweepStartDeadlinesAsync(100));
+        var events = await store.Inspector.ReadEventsAsync(waiting.Id, null, 100);
+        Assert.Equal("""{"status":"expired"}""", events[^1].DataJson);
+    }
+
+    [Fact]
+    public async Task StartDeadlineSweep_ExpiresATaskWaitingForItsRetry_AndDropsTheRetryJob()
+    {
+        var worker = await RegisterAsync();
+        var task = await SubmitAsync(startDeadline: 5);
+        var lease = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.FailAsync(task.Id, lease.LeaseToken, """{"code":"x","message":"x"}""", retryable: true, FailureKind.Error);
+        Assert.Equal(TaskState.Scheduled, (await store.Inspector.GetAsync(task.Id))!.Status);
+        await store.Scheduler.TakeOutboxAsync(100);
+
+        clock.Advance(TimeSpan.FromSeconds(6));
+        var expired = await store.Scheduler.SweepStartDeadlinesAsync(100);
+
+        Assert.Equal([(task.Id, TaskState.Expired)], expired.Select(m => (m.TaskId, m.Status)));
+        Assert.Contains(await store.Scheduler.TakeOutboxAsync(100), e => e.Delete && e.TaskId == task.Id);
+        Assert.False(await store.Scheduler.RequeueAsync(task.Id, 1));
+        Assert.Equal(TaskState.Expired, (await store.Inspector.GetAsync(task.Id))!.Status);
+    }
+
+    [Fact]
+    public async Task Retry_RunsAFailedTaskAgain_WithAFreshBudget_AndItsHistoryKept()
+    {
+        var worker = await RegisterAsync();
+        var task = await SubmitAsync(maxAttempts: 1);
+        var first = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.FailAsync(task.Id, first.LeaseToken, """{"code":"oom","message":"x"}""", retryable: true, FailureKind.Error);
+        Assert.Equal(TaskState.Failed, (await store.Inspector.GetAsync(task.Id))!.Status);
+        // Another tenant sees no such task; a task that is not final cannot be retried.
+        Assert.Equal(StoreError.NotFound, (await store.Queue.RetryAsync(task.Id, "someone-else")).Error);
+
+        var outcome = await store.Queue.RetryAsync(task.Id, Tenants.Default);
+
+        Assert.True(outcome.Ok);
+        var queued = (await store.Inspector.GetAsync(task.Id))!;
+        Assert.Equal(TaskState.Queued, queued.Status);
+        Assert.Null(queued.ErrorJson);
+        Assert.Null(queued.CompletedAt);
+        Assert.Equal(2, queued.MaxAttempts);
+        Assert.Equal(StoreError.Conflict, (await store.Queue.RetryAsync(task.Id, Tenants.Default)).Error);
+        var second = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal(2, second.Attempt);
+        Assert.True((await store.Queue.CompleteAsync(task.Id, second.LeaseToken, """{"text":"ok"}""")).Ok);
+        var done = (await store.Inspector.GetAsync(task.Id))!;
+        Assert.Equal(TaskState.Succeeded, done.Status);
+        Assert.Equal(["failed", "succeeded"], done.AttemptsJson!.Select(a => JsonDocument.Parse(a).RootElement.GetProperty("outcome").GetString()));
+        Assert.Equal(StoreError.Conflict, (await store.Queue.RetryAsync(task.Id)).Error);
+        // Its events go on past the first final status.
+        var statuses = (await store.Inspector.ReadEventsAsync(task.Id, null, 100)).Where(e => e.Kind == "status")
+            .Select(e => JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString());
+        Assert.Equal(["queued", "running", "failed", "queued", "running", "succeeded"], statuses);
+    }
+
+    [Fact]
+    public async Task RetryOfAnExpiredTask_CountsItsStartDeadlineFromTheRetry()
+    {
+        var task = await SubmitAsync(startDeadline: 2);
+        clock.Advance(TimeSpan.FromSeconds(3));
+        await store.Scheduler.SweepStartDeadlinesAsync(100);
+        Assert.Equal(TaskState.Expired, (await store.Inspector.GetAsync(task.Id))!.Status);
+
+        Assert.True((await store.Queue.RetryAsync(task.Id)).Ok);
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Empty(await store.Scheduler.SweepStartDeadlinesAsync(100));
+        clock.Advance(TimeSpan.FromSeconds(1.5));
+
+        Assert.Equal([(task.Id, TaskState.Expired)], (await store.Scheduler.SweepStartDeadlinesAsync(100)).Select(m => (m.TaskId, m.Status)));
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(500)]
+    public async Task BulkRetry_QueuesAgainExactlyTheEndedTasksThatMatch_InBatches(int batch)
+    {
+        var worker = await RegisterAsync();
+        var failed = new List<string>();
+        for (var i = 0; i < 7; i++)
+        {
+            failed.Add((await SubmitAsync(maxAttempts: 1)).Id);
+        }
+        var canceled = await SubmitAsync();
+        var succeeded = await SubmitAsync();
+        var otherType = (await store.Queue.SubmitAsync(new TaskRequest(TaskTypes.Tts, """{"text":"x"}""", null, 5, 300, 1, null, null), null)).Task!;
+        // All end in the same millisecond, interleaved: the walk's cursor must neither loop nor skip.
+        await store.Queue.CancelAsync(canceled.Id);
+        foreach (var id in failed.Take(3))
+        {
+            await FailAsync(worker, id);
+        }
+        await store.Queue.CancelAsync(otherType.Id);
+        foreach (var id in failed.Skip(3))
+        {
+            await FailAsync(worker, id);
+        }
+        var done = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        await store.Queue.CompleteAsync(succeeded.Id, done.LeaseToken, "{}");
+
+        var retried = await store.Queue.RetryEndedAsync(new RetryFilter([TaskState.Failed], [TaskTypes.Llm], null, DateTimeOffset.UnixEpoch), batch);
+
+        Assert.Equal(7, retried);
+        foreach (var id in failed)
+        {
+            Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(id))!.Status);
+        }
+        Assert.Equal(TaskState.Succeeded, (await store.Inspector.GetAsync(succeeded.Id))!.Status);
+        Assert.Equal(TaskState.Canceled, (await store.Inspector.GetAsync(canceled.Id))!.Status);
+        Assert.Equal(0, await store.Queue.RetryEndedAsync(new RetryFilter([TaskState.Failed], [TaskTypes.Llm], null, DateTimeOffset.UnixEpoch), batch));
+        // Since: only what ended at or after that time; tenant: only those tenants' tasks.
+        var filter = new RetryFilter([TaskState.Canceled], TaskTypes.All, ["someone-else"], DateTimeOffset.UnixEpoch);
+        Assert.Equal(0, await store.Queue.RetryEndedAsync(filter, batch));
+        Assert.Equal(0, await store.Queue.RetryEndedAsync(filter with { Tenants = null, Since = clock.GetUtcNow().AddSeconds(1) }, batch));
+        Assert.Equal(2, await store.Queue.RetryEndedAsync(filter with { Tenants = [Tenants.Default] }, batch));
+        Assert.Equal(TaskState.Queued, (await store.Inspector.GetAsync(otherType.Id))!.Status);
+    }
+
+    private async Task FailAsync(string worker, string id)
+    {
+        var lease = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal(id, lease.TaskId);
+        await store.Queue.FailAsync(id, lease.LeaseToken, """{"code":"x","message":"x"}""", retryable: false, FailureKind.Error);
+    }
+
     private Task<string> RegisterAsync() =>
         store.Workers.RegisterAsync(new WorkerRegistration("w", [TaskTypes.Llm], "{}"));
 
-    private async Task<TaskRecord> SubmitAsync(int timeout = 300, int maxAttempts = 3)
+    private async Task<TaskRecord> SubmitAsync(int timeout = 300, int maxAttempts = 3, int? startDeadline = null)
     {
         // One millisecond apart, so the order of ids is the order of submission.
         clock.Advance(TimeSpan.FromMilliseconds(1));
-        return (await store.Queue.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, timeout, maxAttempts, null, null), null)).Task!;
+        return (await store.Queue.SubmitAsync(new TaskRequest(TaskTypes.Llm, """{"prompt":"x"}""", null, 5, timeout, maxAttempts, null, null,
+            StartDeadlineSeconds: startDeadline), null)).Task!;
     }
 
     private static readonly WorkerState NoGpus = new("{}", 0, [], []);

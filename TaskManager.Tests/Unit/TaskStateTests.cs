@@ -21,14 +21,19 @@ public sealed partial class TaskStateTests
     }
 
     [Fact]
-    public void IsFinal_HoldsExactlyForTheFourStatesThatMoveNowhere()
+    public void IsFinal_HoldsExactlyForTheFiveStatesThatMoveNowhere()
     {
         var final = TaskState.All.Where(TaskState.IsFinal).Order(StringComparer.Ordinal);
         var stuck = TaskState.All.Where(s => TaskState.Transitions[s].Count == 0).Order(StringComparer.Ordinal);
 
-        Assert.Equal(["canceled", "failed", "succeeded", "timed_out"], final);
+        Assert.Equal(["canceled", "expired", "failed", "succeeded", "timed_out"], final);
         Assert.Equal(final, stuck);
     }
+
+    [Fact]
+    public void EveryFinalStateButSucceeded_MayBeRetried_AndNoOtherState() =>
+        Assert.Equal(["canceled", "expired", "failed", "timed_out"],
+            TaskState.All.Where(TaskState.CanRetry).Order(StringComparer.Ordinal));
 
     [Theory]
     [InlineData("queued", "running")]
@@ -66,8 +71,8 @@ public sealed partial class TaskStateTests
         Assert.False(TaskState.CanMove(from, to));
 
     [Fact]
-    public void Queued_MovesOnlyToRunningOrCanceled() =>
-        Assert.Equal(["canceled", "running"], TaskState.Transitions[TaskState.Queued].Order(StringComparer.Ordinal));
+    public void Queued_MovesOnlyToRunningCanceledOrExpired() =>
+        Assert.Equal(["canceled", "expired", "running"], TaskState.Transitions[TaskState.Queued].Order(StringComparer.Ordinal));
 
     [Fact]
     public void Canceling_MovesOnlyToCanceled_SoALateResultCannotOverrideACancel() =>
@@ -119,7 +124,7 @@ public sealed partial class TaskStateTests
         Assert.StartsWith($"#!lua name={library.Name}\n", library.Text, StringComparison.Ordinal);
         // Every script the API calls is a function of the library, under its own name.
         var functions = Enum.GetValues<Script>().Select(library.FunctionOf).ToArray();
-        Assert.Equal(28, functions.Distinct().Count());
+        Assert.Equal(Enum.GetValues<Script>().Length, functions.Distinct().Count());
         Assert.All(functions, function => Assert.Contains($"redis.register_function('{function}'", library.Text, StringComparison.Ordinal));
         // Another prefix is another library, so two deployments on one Redis never share one.
         Assert.NotEqual(library.Name, new LuaLibrary(new RedisKeys("{other}:")).Name);

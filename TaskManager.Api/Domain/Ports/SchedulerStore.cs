@@ -6,6 +6,9 @@ public interface ISchedulerStore
     /// <summary>Ends attempts past their deadline; returns each task handled.</summary>
     Task<IReadOnlyList<SweptTask>> SweepDeadlinesAsync(int batch);
 
+    /// <summary>Expires the tasks still waiting past their start deadline; returns each task expired.</summary>
+    Task<IReadOnlyList<SweptTask>> SweepStartDeadlinesAsync(int batch);
+
     /// <summary>Takes back the tasks of silent workers; returns each task handled.</summary>
     Task<IReadOnlyList<SweptTask>> SweepLeasesAsync(int batch);
 

@@ -46,6 +46,12 @@ public interface ITaskQueue
     Task<StoreOutcome> CancelAsync(string taskId, string tenant = Tenants.All);
 
     Task<StoreOutcome> DeleteAsync(string taskId, string tenant = Tenants.All);
+
+    /// <summary>
+    /// Runs an ended task of <paramref name="tenant"/> again (from <see cref="TaskState.Retryable"/>):
+    /// queued, with a fresh attempt budget and its history kept. Conflict from any other state.
+    /// </summary>
+    Task<StoreOutcome> RetryAsync(string taskId, string tenant = Tenants.All);
 }
 
 /// <summary>Pausing and resuming a task type's queue.</summary>
@@ -53,7 +59,17 @@ public interface IQueueControl
 {
     /// <summary>Returns true when the state changed.</summary>
     Task<bool> SetPausedAsync(string type, bool paused);
+
+    /// <summary>Runs again every ended task that matches <paramref name="filter"/>; returns how many.</summary>
+    Task<long> RetryEndedAsync(RetryFilter filter);
 }
+
+/// <summary>
+/// Which ended tasks an admin runs again: those in one of <paramref name="Statuses"/> (each of
+/// <see cref="TaskState.Retryable"/>) and of <paramref name="Types"/>, of <paramref name="Tenants"/>
+/// (null: any), that ended at or after <paramref name="Since"/>.
+/// </summary>
+public sealed record RetryFilter(IReadOnlyList<string> Statuses, IReadOnlyList<string> Types, IReadOnlyList<string>? Tenants, DateTimeOffset Since);
 
 public enum SubmitKind
 {

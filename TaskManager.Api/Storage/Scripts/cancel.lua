@@ -17,20 +17,13 @@ local to = 'canceled'
 if t.status == 'running' then to = 'canceling' end
 if not can_move(t.status, to) then return REPLY.OUTCOME('conflict', t.status) end
 
-event_state_of(id, t)
-if to == 'canceling' then
-  call('HSET', tk, 'status', to, 'cancel_requested', now)
-  call('PUBLISH', CANCELS, t.worker)
-else
-  if t.status == 'scheduled' then
-    call('ZREM', SCHEDULED, id)
-    call('RPUSH', OUTBOX, 'delete|' .. id)
-  else
-    call('ZREM', queue_key(t.type), id)
-  end
-  store_final(id, tk, to, now)
-  count_finished(t.type, to, now)
+if to == 'canceled' then
+  end_waiting(id, tk, t, to, now)
+  return REPLY.OUTCOME('ok', to, t.type)
 end
+event_state_of(id, t)
+call('HSET', tk, 'status', to, 'cancel_requested', now)
+call('PUBLISH', CANCELS, t.worker)
 move_listing(id, t.type, t.status, to, tenant_of(t.tenant))
 emit_status(id, to)
 return REPLY.OUTCOME('ok', to, t.type)

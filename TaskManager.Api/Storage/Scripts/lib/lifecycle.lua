@@ -113,15 +113,42 @@ local function after_failure(t, retryable, final_status, immediate)
   return final_status
 end
 
--- Carries out after_failure's answer `to` for task `t` (its type, attempt, priority, created).
+-- A task with a start deadline (its hash's 'start_by', ms) that waits again, queued or
+-- scheduled, is watched for it again: the start deadline sweep dropped it when it found it running.
+local function watch_start_deadline(id, start_by)
+  if start_by then later('ZADD', START_DEADLINES, start_by, id) end
+end
+
+-- Carries out after_failure's answer `to` for task `t` (its type, attempt, priority, created,
+-- start_by).
 local function retry_or_finish(id, tk, t, to, now, delays)
   if to == 'queued' then
     queue_again(id, tk, t, now)
+    watch_start_deadline(id, t.start_by)
   elseif to == 'scheduled' then
     schedule_retry(id, tk, t, now, delays)
+    watch_start_deadline(id, t.start_by)
   else
     store_final(id, tk, to, now)
   end
+end
+
+-- Ends the wait of a queued or scheduled task `t` (its status, type and tenant read) in the final
+-- state `to` (canceled, expired): it leaves its queue, or the scheduled set and its pending retry
+-- job (deleted through the outbox). Each side effect is named below.
+local function end_waiting(id, tk, t, to, now)
+  assert_move(t.status, to)
+  event_state_of(id, t)
+  if t.status == 'scheduled' then
+    call('ZREM', SCHEDULED, id)
+    call('RPUSH', OUTBOX, 'delete|' .. id)
+  else
+    call('ZREM', queue_key(t.type), id)
+  end
+  store_final(id, tk, to, now)
+  count_finished(t.type, to, now)
+  move_listing(id, t.type, t.status, to, tenant_of(t.tenant))
+  emit_status(id, to)
 end
 
 -- The task's fields a worker's result reads.
@@ -134,9 +161,10 @@ end
 -- The task's fields a move after an attempt that did not succeed reads.
 local function read_attempt(tk)
   local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'max_attempts', 'worker', 'started', 'trace', 'tenant',
-    'timeout', 'priority', 'created', 'model', 'rp', 'w')
+    'timeout', 'priority', 'created', 'model', 'rp', 'w', 'start_by')
   return {status = v[1], token = v[2], type = v[3], attempt = v[4], max_attempts = v[5], worker = v[6], started = v[7],
-    trace = v[8], tenant = v[9], timeout = v[10], priority = v[11], created = v[12], model = v[13], rp = v[14], w = v[15]}
+    trace = v[8], tenant = v[9], timeout = v[10], priority = v[11], created = v[12], model = v[13], rp = v[14], w = v[15],
+    start_by = v[16]}
 end
 
 -- Records a worker's successful result for the current attempt (complete.lua, complete_batch.lua);
@@ -234,6 +262,35 @@ local function end_retry_wait(id, tk, t, now)
   call('ZREM', SCHEDULED, id)
   queue_again(id, tk, t, now)
   move_listing(id, t.type, 'scheduled', 'queued', tenant_of(t.tenant))
+  emit_status(id, 'queued')
+  notify_work(t.type, t.model)
+end
+
+-- The task's fields retry_ended reads.
+local function read_ended(tk)
+  local v = call('HMGET', tk, 'status', 'type', 'attempt', 'max_attempts', 'budget', 'priority', 'created', 'model', 'tenant',
+    'start_deadline', 'rp', 'w')
+  return {status = v[1], type = v[2], attempt = v[3], max_attempts = v[4], budget = v[5], priority = v[6], created = v[7],
+    model = v[8], tenant = v[9], start_deadline = v[10], rp = v[11], w = v[12]}
+end
+
+-- Runs an ended task `t` (read with read_ended; its status one of RETRYABLE) again: back to its
+-- queue with a fresh attempt budget (as many attempts as it was first given, numbered on from the
+-- last), its attempt history kept, its last output and error cleared, and its start deadline, if
+-- it has one, counted again from now. It leaves the retention set: it is no longer final.
+local function retry_ended(id, tk, t, now)
+  event_state_of(id, t)
+  local budget = tonumber(t.budget or t.max_attempts)
+  call('HSET', tk, 'max_attempts', attempt_of(t.attempt) + budget, 'budget', budget)
+  call('HDEL', tk, 'output', 'error', 'completed', 'cancel_requested')
+  call('ZREM', FINISHED, id)
+  queue_again(id, tk, t, now)
+  if t.start_deadline then
+    local start_by = string.format('%.0f', now + tonumber(t.start_deadline) * 1000)
+    call('HSET', tk, 'start_by', start_by)
+    watch_start_deadline(id, start_by)
+  end
+  move_listing(id, t.type, t.status, 'queued', tenant_of(t.tenant))
   emit_status(id, 'queued')
   notify_work(t.type, t.model)
 end

@@ -26,7 +26,7 @@ local function split(list)
 end
 
 -- The optional values of a new task, each stored under its own name, and only when given.
-local OPTIONAL_TASK_VALUES = {'model', 'metadata', 'webhook', 'trace', 'req_mem', 'req_gpu'}
+local OPTIONAL_TASK_VALUES = {'model', 'metadata', 'webhook', 'webhook_events', 'start_deadline', 'trace', 'req_mem', 'req_gpu'}
 
 -- Stores a new task from ARGV, its values starting at `at` (see TASK_VALUE), with its queue entry
 -- and its listing entry. The hash holds no field that another says already, so that a queued task
@@ -43,6 +43,12 @@ local function create_task(at, tenant, now)
   for _, name in ipairs(OPTIONAL_TASK_VALUES) do
     local v = ARGV[at + TASK_VALUE[name]]
     if v ~= '' then fields[#fields + 1] = name; fields[#fields + 1] = v end
+  end
+  local deadline = ARGV[at + TASK_VALUE.start_deadline]
+  if deadline ~= '' then
+    local start_by = string.format('%.0f', tonumber(now) + tonumber(deadline) * 1000)
+    fields[#fields + 1] = 'start_by'; fields[#fields + 1] = start_by
+    later('ZADD', START_DEADLINES, start_by, id)
   end
   call('HSET', task_key(id), unpack(fields))
   later('ZADD', queue_key(ttype), queue_score(priority, now), id)
