@@ -83,6 +83,14 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
     [InlineData("""[{"type":"llm","input":{"prompt":"hi"}}]""", "$")]
     [InlineData("""{"type":"llm","type":"sd","input":{"prompt":"hi"}}""", "$")]
     [InlineData("", "$")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"start_deadline_seconds":0}""", "start_deadline_seconds")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"start_deadline_seconds":86401}""", "start_deadline_seconds")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"webhook_events_filter":["completed"]}""", "webhook_events_filter")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"webhook":"https://h.example/x","webhook_events_filter":["done"]}""", "webhook_events_filter")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"webhook":"https://h.example/x","webhook_events_filter":[]}""", "webhook_events_filter")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"webhook":"https://h.example/x","webhook_events_filter":["start","start"]}""", "webhook_events_filter")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"webhook":"https://user:secret@h.example/x"}""", "webhook")]
+    [InlineData("""{"type":"llm","input":{"prompt":"hi"},"webhook":"ftp://h.example/x"}""", "webhook")]
     public async Task Submit_WithBadInput_Answers400_NamingEachBadField(string body, params string[] fields)
     {
         var response = await Client.PostJsonAsync("/api/tasks", body);

@@ -26,10 +26,11 @@ class FakeContext:
         return self._stop_after is not None and len(self.progress_calls) >= self._stop_after
 
 
-def run(task_type, task_input, sim=None, ctx=None):
+def run(task_type, task_input, sim=None, ctx=None, attempt=1):
     backend = SimBackend()
     backend.load(None)
-    task = {"task_id": "t1", "type": task_type, "input": task_input, "metadata": {"sim": sim} if sim else {}}
+    task = {"task_id": "t1", "type": task_type, "input": task_input, "metadata": {"sim": sim} if sim else {},
+            "attempt": attempt}
     return backend.run(task, ctx or FakeContext())
 
 
@@ -145,6 +146,13 @@ class SteeringTests(unittest.TestCase):
             run("llm", {"prompt": "x"}, sim={"fail": "retryable"})
         self.assertEqual((caught.exception.code, caught.exception.retryable), ("sim_failure", True))
 
+    def test_fail_attempts_fails_only_the_first_attempts(self):
+        sim = {"fail": "fatal", "fail_attempts": 2}
+        for attempt in (1, 2):
+            with self.assertRaises(TaskError):
+                run("llm", {"prompt": "x"}, sim=sim, attempt=attempt)
+        self.assertTrue(run("llm", {"prompt": "x"}, sim=sim, attempt=3)["text"])
+
     def test_fail_fatal_raises_non_retryable_sim_failure(self):
         with self.assertRaises(TaskError) as caught:
             run("sd", {"prompt": "x"}, sim={"fail": "fatal"})
@@ -173,7 +181,7 @@ class SteeringTests(unittest.TestCase):
             run("llm", {"prompt": "x"}, sim={"duration_ms": 60_000}, ctx=FakeContext(stop_after_progress=2))
 
     def test_bad_steering_is_invalid_input(self):
-        for sim in ({"duration_ms": -1}, {"fail": "sometimes"}, {"chunks": "3"}, {"hang": "yes"}, {"logs": -1}):
+        for sim in ({"duration_ms": -1}, {"fail": "sometimes"}, {"fail": "fatal", "fail_attempts": 0}, {"chunks": "3"}, {"hang": "yes"}, {"logs": -1}):
             with self.subTest(sim=sim), self.assertRaises(InvalidInput):
                 run("llm", {"prompt": "x"}, sim=sim)
 

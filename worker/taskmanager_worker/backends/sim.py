@@ -10,6 +10,8 @@ A task steers it through its `metadata.sim` object:
 - `chunks`: how many output chunks to stream over that time (for `llm`, pieces of the text);
 - `logs`: how many extra log lines to emit over that time;
 - `fail`: `"retryable"` or `"fatal"`, to fail with code `sim_failure` once the duration is over;
+- `fail_attempts`: with `fail`, fail only attempts 1 to this number, and succeed after (a task
+  that a retry mends);
 - `hang`: true to loop forever ignoring stop requests, so that only a kill ends the task.
 """
 
@@ -59,6 +61,7 @@ class _Steering:
     chunks: int = 0
     logs: int = 0
     fail: str | None = None
+    fail_attempts: int | None = None
     hang: bool = False
 
 
@@ -99,7 +102,8 @@ class SimBackend:
         ctx.log(f"SIMULATION: {plan.log} (model '{self._model}': nothing loaded, no GPU used)")
         lines = [f"SIMULATION: log line {i + 1}/{steering.logs}" for i in range(steering.logs)]
         _pace(ctx, steering.duration_s, plan.pieces, lines, plan.steps)
-        if steering.fail is not None:
+        attempt = task.get("attempt") if type(task.get("attempt")) is int else 1
+        if steering.fail is not None and (steering.fail_attempts is None or attempt <= steering.fail_attempts):
             ctx.log(f"SIMULATION: failing ({steering.fail}) as metadata.sim.fail asks")
             raise TaskError(
                 "sim_failure",
@@ -127,10 +131,13 @@ def _steering(metadata: Any) -> _Steering:
     fail = sim.get("fail")
     if fail not in (None, "retryable", "fatal"):
         raise InvalidInput("metadata.sim.fail must be 'retryable' or 'fatal'")
+    fail_attempts = sim.get("fail_attempts")
+    if fail_attempts is not None and (type(fail_attempts) is not int or fail_attempts < 1):
+        raise InvalidInput("metadata.sim.fail_attempts must be an integer of 1 or more")
     hang = sim.get("hang", False)
     if not isinstance(hang, bool):
         raise InvalidInput("metadata.sim.hang must be true or false")
-    return _Steering(duration / 1000.0, chunks, lines, fail, hang)
+    return _Steering(duration / 1000.0, chunks, lines, fail, fail_attempts, hang)
 
 
 def _pace(ctx: TaskContext, duration_s: float, pieces: list[str], lines: list[str], steps: int) -> None:
