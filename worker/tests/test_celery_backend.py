@@ -83,6 +83,23 @@ class SettingsTests(unittest.TestCase):
         self.assertEqual(loaded.backends, {t: "celery" for t in TASK_TYPES})
 
 
+class RunOnceTests(unittest.TestCase):
+    def test_run_once_checks_the_settings_as_the_worker_does(self):
+        from dataclasses import replace
+
+        from taskmanager_worker import run_once
+
+        args = run_once.parser().parse_args(["--type", "llm", "--input", "{}", "--backend", "celery"])
+        installed = replace(REGISTRY["celery"], requires=())  # as where celery is installed
+        with mock.patch.dict(REGISTRY, {"celery": installed}):
+            with mock.patch.dict("os.environ", {"TASKMANAGER_CELERY_BROKER_URL": ""}), \
+                    self.assertRaisesRegex(ConfigError, "TASKMANAGER_CELERY_BROKER_URL must be set"):
+                run_once._backend(args)
+            with mock.patch.dict("os.environ", {"TASKMANAGER_CELERY_BROKER_URL": BROKER,
+                                                "TASKMANAGER_CELERY_RESULT_BACKEND": RESULTS}):
+                self.assertEqual(run_once._backend(args), "celery")
+
+
 class RegistryTests(unittest.TestCase):
     def test_registered_for_the_four_types_with_the_celery_module_as_requirement(self):
         info = REGISTRY["celery"]
@@ -459,6 +476,15 @@ class BackendTests(unittest.TestCase):
         # Once seen, its holder is asked first, then everyone.
         self.assertIn(["celery@gpu-1"], app.queries)
         self.assertIn(None, app.queries)
+
+    def test_a_worker_killed_before_any_check_saw_it_is_lost_too_once_the_task_reported_running(self):
+        # No worker ever answers for it, but its PROGRESS state says one ran it.
+        app = FakeApp([PENDING, PROGRESS])
+        with self.assertRaises(TaskError) as caught:
+            self.run_task(app)
+        self.assertEqual((caught.exception.code, caught.exception.retryable), ("celery_worker_lost", True))
+        self.assertTrue(caught.exception.message.startswith("the Celery worker that ran task t1 is gone"),
+                        caught.exception.message)
 
     def test_a_task_nobody_has_taken_yet_is_not_lost(self):
         reads = {"n": 0}

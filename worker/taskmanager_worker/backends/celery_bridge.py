@@ -36,9 +36,10 @@ How a task goes:
 - **A Celery worker lost with the task** (SIGKILLed as a whole, its machine gone: no result ever
   comes): a thread asks the Celery workers over remote control (`inspect().query_task(id)`) every
   HOLDER_CHECK_SECONDS which one holds the task (reserved or active), then asks only that one
-  (answered at once while it lives). Two misses in a row, after one had held it, while the result
-  backend still has no result, fail the attempt as `celery_worker_lost`, retryable, so that
-  TaskManager retries it; the old id is revoked (SIGKILL) in case it runs on somewhere after all.
+  (answered at once while it lives). Two misses in a row, after one had held it (or after the
+  task's state, PROGRESS or STARTED, said that a worker runs it), while the result backend still
+  has no result, fail the attempt as `celery_worker_lost`, retryable, so that TaskManager retries
+  it; the old id is revoked (SIGKILL) in case it runs on somewhere after all.
   A task still waiting in the queue is held by none and is not lost: it waits for a worker (until
   the task's timeout).
 - **Cancel and timeout** (ctx.stopped()): the Celery task is revoked with `terminate=True` and
@@ -312,8 +313,9 @@ def unreachable(doing: str, error: BaseException) -> TaskError:
 
 
 def lost(celery_task_id: str, holder: str | None) -> TaskError:
-    return TaskError("celery_worker_lost", f"the Celery worker {holder or '?'} that held task {celery_task_id} "
-                     "is gone (it answers no more, and no other holds the task) and no result came", retryable=True)
+    worker = f"the Celery worker {holder}" if holder else "the Celery worker"
+    return TaskError("celery_worker_lost", f"{worker} that ran task {celery_task_id} is gone: no Celery worker "
+                     "holds the task any more, and no result came", retryable=True)
 
 
 # --- the backend (imports celery) ---
@@ -406,6 +408,8 @@ class CeleryBackend:
             if state == "REVOKED":
                 raise TaskError("celery_revoked", f"the Celery task {cid} was revoked on the Celery side",
                                 retryable=False)
+            if state not in ("PENDING", "RETRY"):
+                holders.taken = True  # a worker wrote its state (STARTED, PROGRESS, ...): it has the task
             progress = progress_of(info)
             if progress is not None and progress != reported:
                 reported = progress
@@ -456,14 +460,16 @@ class _HolderWatch:
     which the polling loop cannot wait for): every HOLDER_CHECK_SECONDS (RECHECK_SECONDS after a
     miss), the worker that held it last (answered at once while it lives), else all of them
     (answered after HOLDER_REPLY_SECONDS).
-    `lost` becomes true after MISSES_FOR_LOST checks in a row find none, once one held it. An error
-    talking to the broker is no answer: it counts neither way."""
+    `lost` becomes true after MISSES_FOR_LOST checks in a row find none, once one held it, or once
+    the task's state in the result backend said that a worker runs it (a worker killed before the
+    first check saw it). An error talking to the broker is no answer: it counts neither way."""
 
     def __init__(self, app: Any, cid: str) -> None:
         self._app = app
         self._cid = cid
         self._closed = threading.Event()
         self.holder: str | None = None  # the Celery worker seen holding the task, by its name
+        self.taken = False  # set by the polling loop once the task's state says a worker runs it
         self.lost = False
         self._thread = threading.Thread(target=self._watch, name=f"celery-holder-{cid}", daemon=True)
 
@@ -483,7 +489,7 @@ class _HolderWatch:
                 continue
             if holder is not None:
                 self.holder, misses = holder, 0
-            elif self.holder is not None:
+            elif self.holder is not None or self.taken:
                 misses += 1
                 if misses >= MISSES_FOR_LOST and not self._closed.is_set():
                     self.lost = True
