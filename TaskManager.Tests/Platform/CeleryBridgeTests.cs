@@ -106,7 +106,7 @@ public sealed partial class CeleryBridgeTests(CeleryBridgeFixture bridge) : ICla
 
         Assert.Equal("canceled", task.GetProperty("status").GetString());
         var limit = TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2);
-        await Wait.UntilAsync(() => !ProcessExists(pid), limit - (DateTimeOffset.UtcNow - canceledAt),
+        await Wait.UntilAsync(() => !LinuxProcess.IsAlive(pid), limit - (DateTimeOffset.UtcNow - canceledAt),
             $"the Celery pool process {pid} to be killed within {limit.TotalSeconds:0} s of the cancel");
         Assert.Contains($"Terminating {id} (9)", bridge.Celery.Output, StringComparison.Ordinal);
         // Never retried: one attempt, one Celery run.
@@ -125,7 +125,7 @@ public sealed partial class CeleryBridgeTests(CeleryBridgeFixture bridge) : ICla
         var task = await Fleet.WaitForStatusAsync(id, s => s is not ("queued" or "running"), Timeout);
 
         Assert.Equal("timed_out", task.GetProperty("status").GetString());
-        await Wait.UntilAsync(() => !ProcessExists(pid), TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2),
+        await Wait.UntilAsync(() => !LinuxProcess.IsAlive(pid), TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2),
             $"the Celery pool process {pid} to be killed");
         Assert.Contains($"Terminating {id} (9)", bridge.Celery.Output, StringComparison.Ordinal);
         Assert.Equal("REVOKED", (await CeleryMetaAsync(id))["status"]!.GetValue<string>());
@@ -221,12 +221,9 @@ public sealed partial class CeleryBridgeTests(CeleryBridgeFixture bridge) : ICla
         var pid = int.Parse(HangingIn().Match(running.GetProperty("progress_message").GetString()!).Groups[1].Value,
             System.Globalization.CultureInfo.InvariantCulture);
         Assert.Equal(pid.ToString(System.Globalization.CultureInfo.InvariantCulture), File.ReadAllText(bridge.PidFile(id)));
-        Assert.True(ProcessExists(pid), $"The Celery pool process {pid} should be running the task.");
+        Assert.True(LinuxProcess.IsAlive(pid), $"The Celery pool process {pid} should be running the task.");
         return pid;
     }
-
-    private static bool ProcessExists(int pid) => Directory.Exists($"/proc/{pid}") &&
-        !File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2].Equals("Z", StringComparison.Ordinal);
 
     [GeneratedRegex(@"^STAND-IN: hanging in process (\d+)$")]
     private static partial Regex HangingIn();
