@@ -108,7 +108,7 @@ public sealed partial class CeleryBridgeTests(CeleryBridgeFixture bridge) : ICla
         var limit = TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2);
         await Wait.UntilAsync(() => !LinuxProcess.IsAlive(pid), limit - (DateTimeOffset.UtcNow - canceledAt),
             $"the Celery pool process {pid} to be killed within {limit.TotalSeconds:0} s of the cancel");
-        Assert.Contains($"Terminating {id} (9)", bridge.Celery.Output, StringComparison.Ordinal);
+        await CeleryLogsAsync($"Terminating {id} (9)");
         // Never retried: one attempt, one Celery run.
         task = await Fleet.GetTaskAsync(id);
         Assert.Equal(("canceled", 1), (task.GetProperty("status").GetString(), task.GetProperty("attempt").GetInt32()));
@@ -127,7 +127,7 @@ public sealed partial class CeleryBridgeTests(CeleryBridgeFixture bridge) : ICla
         Assert.Equal("timed_out", task.GetProperty("status").GetString());
         await Wait.UntilAsync(() => !LinuxProcess.IsAlive(pid), TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2),
             $"the Celery pool process {pid} to be killed");
-        Assert.Contains($"Terminating {id} (9)", bridge.Celery.Output, StringComparison.Ordinal);
+        await CeleryLogsAsync($"Terminating {id} (9)");
         Assert.Equal("REVOKED", (await CeleryMetaAsync(id))["status"]!.GetValue<string>());
     }
 
@@ -199,6 +199,11 @@ public sealed partial class CeleryBridgeTests(CeleryBridgeFixture bridge) : ICla
         var sent = Convert.FromBase64String((await CeleryMetaAsync(id))["result"]!["audio_base64"]!.GetValue<string>());
         Assert.Equal(sent, bytes);
     }
+
+    /// <summary>Waits for the Celery worker to log <paramref name="line"/> (its output is read as it comes).</summary>
+    private Task CeleryLogsAsync(string line) =>
+        Wait.UntilAsync(() => bridge.Celery.Output.Contains(line, StringComparison.Ordinal), TimeSpan.FromSeconds(5),
+            $"the Celery worker to log '{line}'");
 
     private async Task<JsonElement> FinishedAsync(string id) =>
         await Fleet.WaitForStatusAsync(id, s => s is "succeeded" or "failed" or "canceled" or "timed_out", Timeout);
