@@ -396,7 +396,7 @@ class CeleryBackend:
             except Exception as error:
                 failing_since = failing_since or time.monotonic()
                 if time.monotonic() - failing_since >= UNREACHABLE_SECONDS:
-                    self._revoke(cid, "SIGKILL")
+                    self._revoke(cid)
                     raise unreachable("read the task's result from", error) from None
                 time.sleep(POLL_SECONDS)
                 continue
@@ -418,7 +418,7 @@ class CeleryBackend:
                 told_holder = holders.holder
                 ctx.log(f"celery: {cid} taken by {told_holder}")
             if holders.lost and not self._ended(cid):  # (a result that came meanwhile is read next turn)
-                self._revoke(cid, "SIGKILL")
+                self._revoke(cid)
                 raise lost(cid, holders.holder)
             time.sleep(POLL_SECONDS)
 
@@ -437,7 +437,7 @@ class CeleryBackend:
 
     def _stop(self, cid: str) -> None:
         """Revokes the Celery task, killing its process (see the module docstring), and raises TaskStopped."""
-        self._revoke(cid, "SIGKILL")
+        self._revoke(cid)
         raise TaskStopped()
 
     def _ended(self, cid: str) -> bool:
@@ -447,12 +447,12 @@ class CeleryBackend:
         except Exception:
             return False
 
-    def _revoke(self, cid: str, signal: str) -> None:
+    def _revoke(self, cid: str) -> None:
+        """Revokes the Celery task, SIGKILLing its pool process if it runs; an error is logged, not raised."""
         try:
-            self._app.control.revoke(cid, terminate=True, signal=signal)
+            self._app.control.revoke(cid, terminate=True, signal="SIGKILL")
         except Exception as error:
-            log.warning("celery bridge: could not revoke %s with %s: %s: %s", cid, signal, type(error).__name__,
-                        redact(str(error)))
+            log.warning("celery bridge: could not revoke %s: %s: %s", cid, type(error).__name__, redact(str(error)))
 
 
 class _HolderWatch:
