@@ -36,7 +36,7 @@ public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
 
         Assert.Equal("timed_out", task.GetProperty("status").GetString());
         Assert.True(leftRunningAt - deadline < TimeSpan.FromSeconds(2), $"It left running {(leftRunningAt - deadline).TotalMilliseconds:0} ms after its deadline.");
-        await Wait.UntilAsync(() => !ProcessExists(pid), TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 5),
+        await Wait.UntilAsync(() => !LinuxProcess.IsAlive(pid), TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 5),
             $"the executor process {pid} to be killed");
     }
 
@@ -54,7 +54,7 @@ public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
 
         Assert.Equal("canceled", task.GetProperty("status").GetString());
         Assert.True(took < TimeSpan.FromSeconds(FleetFixture.CancelGraceSeconds + 2), $"Canceling took {took.TotalMilliseconds:0} ms.");
-        await Wait.UntilAsync(() => !ProcessExists(pid), TimeSpan.FromSeconds(5), $"the executor process {pid} to be killed");
+        await Wait.UntilAsync(() => !LinuxProcess.IsAlive(pid), TimeSpan.FromSeconds(5), $"the executor process {pid} to be killed");
         // A canceled task is never retried.
         Assert.Equal("canceled", (await fleet.GetTaskAsync(id)).GetProperty("status").GetString());
     }
@@ -93,12 +93,9 @@ public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
             "the hanging task to report its process");
         var pid = int.Parse(ProcessId().Match(running.GetProperty("progress_message").GetString()!).Groups[1].Value,
             System.Globalization.CultureInfo.InvariantCulture);
-        Assert.True(ProcessExists(pid), $"Process {pid} should be running the task.");
+        Assert.True(LinuxProcess.IsAlive(pid), $"Process {pid} should be running the task.");
         return pid;
     }
-
-    private static bool ProcessExists(int pid) => Directory.Exists($"/proc/{pid}") &&
-        !File.ReadAllText($"/proc/{pid}/stat").Split(' ')[2].Equals("Z", StringComparison.Ordinal);
 
     [GeneratedRegex(@"process (\d+)")]
     private static partial Regex ProcessId();

@@ -43,7 +43,8 @@ public abstract class Fleet<TRedis> : IAsyncLifetime
         Scheduler = await ApiProcess.StartAsync(Redis, role: "scheduler", environment: ServerSettings);
     }
 
-    public WorkerProcess StartWorker(string name, int capacity = 1, IDictionary<string, string>? environment = null)
+    public WorkerProcess StartWorker(string name, int capacity = 1, IDictionary<string, string>? environment = null,
+        string interpreter = "python3")
     {
         var settings = new Dictionary<string, string>
         {
@@ -55,7 +56,7 @@ public abstract class Fleet<TRedis> : IAsyncLifetime
         {
             settings[key] = value;
         }
-        var worker = WorkerProcess.Start(Api.BaseAddress, settings);
+        var worker = WorkerProcess.Start(Api.BaseAddress, settings, interpreter);
         Workers.Add(worker);
         return worker;
     }

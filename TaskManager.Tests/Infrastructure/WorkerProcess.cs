@@ -3,7 +3,11 @@ using System.Text;
 
 namespace TaskManager.Tests.Infrastructure;
 
-/// <summary>The Python worker run alone: <c>python3 -m taskmanager_worker</c>, configured by environment variables.</summary>
+/// <summary>
+/// The Python worker run alone: <c>python3 -m taskmanager_worker</c> (or another interpreter, such
+/// as the system's <c>/usr/bin/python3</c> that has Celery for the <c>celery</c> backend),
+/// configured by environment variables.
+/// </summary>
 public sealed class WorkerProcess : IAsyncDisposable
 {
     private readonly StringBuilder output = new();
@@ -23,9 +27,9 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 
-    public static WorkerProcess Start(Uri apiUrl, IDictionary<string, string>? environment = null)
+    public static WorkerProcess Start(Uri apiUrl, IDictionary<string, string>? environment = null, string interpreter = "python3")
     {
-        var start = new ProcessStartInfo("python3")
+        var start = new ProcessStartInfo(interpreter)
         {
             ArgumentList = { "-m", "taskmanager_worker" },
             WorkingDirectory = Path.Combine(Repository.Root, "worker"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -58,6 +59,8 @@ def load(env: Mapping[str, str] | None = None, *, need_api_url: bool = True) -> 
 
     served = _backends(get("TASKMANAGER_BACKEND"))
     types = _task_types(get("TASKMANAGER_TASK_TYPES"), served)
+    if any(served[t] == "celery" for t in types):
+        celery_settings(env)  # checked here, at start-up; the executors read them again
     return Config(
         api_url=_api_url(env, need_api_url),
         token=get("TASKMANAGER_WORKER_TOKEN") or None,
@@ -72,6 +75,58 @@ def load(env: Mapping[str, str] | None = None, *, need_api_url: bool = True) -> 
         log_level=_log_level(get("TASKMANAGER_LOG_LEVEL")),
         model_dir=_model_dir(get("TASKMANAGER_MODEL_DIR")),
     )
+
+
+@dataclass(frozen=True)
+class CelerySettings:
+    """The `celery` backend's settings (TASKMANAGER_CELERY_*)."""
+
+    broker_url: str  # the Celery deployment's broker
+    result_backend: str  # and its result backend
+    queue: str
+    task_name: str  # a template: "{type}" stands for the task's type
+
+
+DEFAULT_CELERY_QUEUE = "gpu_queue"
+DEFAULT_CELERY_TASK_NAME = "app.tasks.run_{type}_inference"
+
+
+def celery_settings(env: Mapping[str, str] | None = None) -> CelerySettings:
+    """Reads the `celery` backend's settings from `env` (default: the process environment); raises
+    ConfigError. The worker calls it at start-up when a task type uses the backend, and the backend
+    again in each executor (which inherits the environment)."""
+    env = os.environ if env is None else env
+
+    def get(name: str) -> str:
+        return env.get(name, "").strip()
+
+    queue = get("TASKMANAGER_CELERY_QUEUE") or DEFAULT_CELERY_QUEUE
+    if any(c.isspace() for c in queue):
+        raise ConfigError(f"TASKMANAGER_CELERY_QUEUE must be a queue name without spaces (got {queue!r})")
+    task_name = get("TASKMANAGER_CELERY_TASK_NAME") or DEFAULT_CELERY_TASK_NAME
+    if any(c.isspace() for c in task_name):
+        raise ConfigError("TASKMANAGER_CELERY_TASK_NAME must be a Celery task name, where {type} stands for the "
+                          f"task's type, such as {DEFAULT_CELERY_TASK_NAME} (got {task_name!r})")
+    return CelerySettings(
+        broker_url=_celery_url("TASKMANAGER_CELERY_BROKER_URL", get("TASKMANAGER_CELERY_BROKER_URL"), "broker",
+                               "redis://:password@redis-host:6379/0"),
+        result_backend=_celery_url("TASKMANAGER_CELERY_RESULT_BACKEND", get("TASKMANAGER_CELERY_RESULT_BACKEND"),
+                                   "result backend", "redis://:password@redis-host:6379/1"),
+        queue=queue,
+        task_name=task_name,
+    )
+
+
+def _celery_url(name: str, value: str, what: str, example: str) -> str:
+    # The value is never echoed: a broker URL usually holds a password.
+    if not value:
+        raise ConfigError(f"{name} must be set when a task type uses the celery backend: the {what} URL of the "
+                          f"Celery deployment that the bridge sends tasks to, such as {example}")
+    scheme, sep, _ = value.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        raise ConfigError(f"{name} must be a URL such as {example} (the value set has no scheme://; "
+                          "it is not shown, as it may hold a password)")
+    return value
 
 
 def drop_unavailable(config: Config, report: Callable[[str], None]) -> Config:

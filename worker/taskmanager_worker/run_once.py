@@ -98,6 +98,8 @@ def _backend(args: argparse.Namespace) -> str:
     reason = info.available()
     if reason is not None:
         raise UsageError(reason)
+    if name == "celery":
+        config.celery_settings()  # its settings, checked as the worker checks them (ConfigError)
     return name
 
 

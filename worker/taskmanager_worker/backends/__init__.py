@@ -240,6 +240,9 @@ REGISTRY: dict[str, BackendInfo] = {
         python_module("transformers", "install it with: pip install torch transformers"),
         python_module("torch", "install it with: pip install torch transformers"),
     )),
+    "celery": BackendInfo("celery", "taskmanager_worker.backends.celery_bridge", "CeleryBackend", TASK_TYPES, (
+        python_module("celery", "Debian: apt-get install python3-celery python3-redis"),
+    )),
 }
 
 
