@@ -42,13 +42,14 @@ public sealed partial class RepositoryRulesTests
     }
 
     [Theory]
-    [InlineData("Domain", new[] { "Storage", "Coordination", "Endpoints", "Scheduling", "Security", "Observability" })]
-    [InlineData("Storage", new[] { "Coordination", "Endpoints", "Scheduling", "Security", "Observability" })]
-    [InlineData("Coordination", new[] { "Storage", "Endpoints", "Scheduling", "Security" })]
-    [InlineData("Endpoints", new[] { "Storage", "Scheduling" })]
+    [InlineData("Domain", new[] { "Storage", "Coordination", "Endpoints", "Scheduling", "Security", "Observability", "Webhooks" })]
+    [InlineData("Storage", new[] { "Coordination", "Endpoints", "Scheduling", "Security", "Observability", "Webhooks" })]
+    [InlineData("Coordination", new[] { "Storage", "Endpoints", "Scheduling", "Security", "Webhooks" })]
+    [InlineData("Endpoints", new[] { "Storage", "Scheduling", "Webhooks" })]
     [InlineData("Scheduling", new[] { "Storage", "Coordination", "Endpoints", "Security" })]
-    [InlineData("Observability", new[] { "Storage", "Coordination", "Endpoints", "Scheduling", "Security" })]
-    [InlineData("Security", new[] { "Storage", "Coordination", "Endpoints", "Scheduling", "Observability" })]
+    [InlineData("Observability", new[] { "Storage", "Coordination", "Endpoints", "Scheduling", "Security", "Webhooks" })]
+    [InlineData("Security", new[] { "Storage", "Coordination", "Endpoints", "Scheduling", "Observability", "Webhooks" })]
+    [InlineData("Webhooks", new[] { "Storage", "Coordination", "Scheduling", "Security" })]
     public void AFolder_UsesNoneOfTheFoldersItMustNotDependOn(string folder, string[] forbidden)
     {
         var uses = Directory.EnumerateFiles(Path.Combine(Api, folder), "*.cs", SearchOption.AllDirectories)
