@@ -25,6 +25,7 @@ public static class TasksApi
             .AddEndpointFilter<ValidationFilter>();
 
         group.MapPost("/", Submit)
+            .WithPreferWait()
             .Accepts<TaskRequestDoc>("application/json")
             .WithSummary("Create a task")
             .WithDescription("Validates the request per task type, stores it and queues it. 202 means the task is in Redis.");
@@ -34,7 +35,7 @@ public static class TasksApi
             .WithSummary("Create up to 1,000 tasks at once")
             .WithDescription("Validates each task request on its own and stores the valid ones in one Redis round trip. " +
                 "The answer lists, in order, each created task or the ProblemDetails of the request that was refused.");
-        group.MapGet("/{id}", Get).WithSummary("Get a task");
+        group.MapGet("/{id}", Get).WithPreferWait().WithSummary("Get a task");
         group.MapGet("/", List).WithSummary("List tasks, newest first, with cursor paging");
         group.MapMethods("/{id}/cancel", ["PATCH", "POST"], Cancel)
             .WithSummary("Cancel a task")

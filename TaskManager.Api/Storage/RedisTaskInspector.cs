@@ -78,6 +78,16 @@ public sealed class RedisTaskInspector(RedisScripts scripts, RedisKeys keys, Tim
         return events;
     }
 
+    public async Task<string?> FollowAsync(string taskId)
+    {
+        // The events script with an empty slice (its last event before its first): it marks the
+        // task followed (a write only the first time) and answers the status, reading no event.
+        var r = Replies.Of<Replies.Events>(await Scripts.RunAsync(Script.Events, [Keys.Task(taskId), Keys.Events(taskId)],
+            [0, -1, "1"]).ConfigureAwait(false));
+        var status = r.String(Replies.Events.Status);
+        return string.IsNullOrEmpty(status) ? null : status;
+    }
+
     /// <summary>A stored event, 'kind|attempt|data': neither the kind nor the attempt holds a bar.</summary>
     private static (string Kind, int Attempt, string Data) ParseEvent(string text)
     {

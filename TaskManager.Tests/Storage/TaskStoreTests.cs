@@ -554,6 +554,24 @@ public abstract class TaskStoreTests<TRedis>(TRedis redis) : IClassFixture<TRedi
         Assert.Equal(["failed", "succeeded"], outcomes);
     }
 
+    [Fact]
+    public async Task Follow_AnswersTheStatus_MarksTheTaskFollowed_AndIsNullForNoTask()
+    {
+        var worker = await RegisterAsync("llm");
+        var task = await SubmitAsync();
+        const string unknown = "0190c0a0b0c0d0e0f000000000000000";
+
+        Assert.Null(await store.Inspector.FollowAsync(unknown));
+        Assert.False(await redis.Db.KeyExistsAsync(keys.Task(unknown)));
+        Assert.Equal(TaskState.Queued, await store.Inspector.FollowAsync(task.Id));
+        // Followed: from now on its events are published (lib/events.lua).
+        Assert.Equal("1", (string?)await redis.Db.HashGetAsync(keys.Task(task.Id), "w"));
+        var leased = (await store.Queue.LeaseAsync(worker, 1)).Tasks.Single();
+        Assert.Equal(TaskState.Running, await store.Inspector.FollowAsync(task.Id));
+        await store.Queue.CompleteAsync(task.Id, leased.LeaseToken, "{}");
+        Assert.Equal(TaskState.Succeeded, await store.Inspector.FollowAsync(task.Id));
+    }
+
     private async Task<(string Id, string Status)[]> StatusesAsync(string taskId) =>
         (await store.Inspector.ReadEventsAsync(taskId, null, 100)).Where(e => e.Kind == "status")
             .Select(e => (e.Id, JsonDocument.Parse(e.DataJson).RootElement.GetProperty("status").GetString()!)).ToArray();

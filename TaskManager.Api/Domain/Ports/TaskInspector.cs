@@ -14,6 +14,13 @@ public interface ITaskInspector
     /// </summary>
     Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count, bool follows = false);
 
+    /// <summary>
+    /// Marks the task followed, as <see cref="ReadEventsAsync"/> with <c>follows</c> does, and
+    /// returns its status (null: no such task), reading no event: what a waiter that only needs to
+    /// know whether the task is final calls after subscribing, and again at each signal.
+    /// </summary>
+    Task<string?> FollowAsync(string taskId);
+
     Task<(string ContentType, byte[] Data)?> GetArtifactAsync(string taskId, string name);
 
     /// <summary>The statistics, at a cost that does not grow with the number of tasks; task counts cover <paramref name="tenants"/>.</summary>

@@ -2,7 +2,8 @@
 -- of an attempt that has stored nothing yet, and a 'succeeded' (see lib/events.lua). Read in one
 -- script, so that the slice and the hash agree.
 -- KEYS[1] task:{id}   KEYS[2] evlist:{id}
--- ARGV[1] first stored event to read (0-based)   ARGV[2] last one (inclusive)
+-- ARGV[1] first stored event to read (0-based)   ARGV[2] last one (inclusive; below the first: none,
+--   for a reader that only follows the task and wants its status)
 -- ARGV[3] '1' when the reader follows the task live: from now on its events are published (the
 --   follower subscribes before it calls this, so it misses nothing); the task's 'w' is set.
 -- Returns REPLY.EVENTS: stored (how many events are stored), status ('' when no task), attempt,
