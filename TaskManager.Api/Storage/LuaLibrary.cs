@@ -10,7 +10,7 @@ public enum Script
     Submit, SubmitBatch, Lease, Complete, CompleteBatch, Fail, Progress, Cancel, Delete, Get, Events, List,
     Register, Heartbeat, TouchWorkers, Requeue, AttachJob, SweepDeadlines, SweepLeases, SweepScheduled,
     SweepRetention, SweepWorkers, Drain, Workers, PutArtifact, GetArtifact, Stats, Pause, SweepStartDeadlines, Retry,
-    RetryEnded,
+    RetryEnded, TakeWebhooks, CreateDelivery, SetDeliveryJob, RecordDelivery, Deliveries, Redeliver, TakeRedeliveries,
 }
 
 /// <summary>

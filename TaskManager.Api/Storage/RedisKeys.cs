@@ -23,6 +23,10 @@ public sealed class RedisKeys(string prefix)
     internal static readonly KeyTemplate DeadlinesT = new("DEADLINES", "deadlines");
     internal static readonly KeyTemplate ScheduledT = new("SCHEDULED", "scheduled");
     internal static readonly KeyTemplate StartDeadlinesT = new("START_DEADLINES", "start_deadlines");
+    internal static readonly KeyTemplate WebhooksDueT = new("WEBHOOKS_DUE", "webhooks_due");
+    internal static readonly KeyTemplate DeliveryT = new("delivery_key", "delivery:{id}");
+    internal static readonly KeyTemplate DeliveriesT = new("deliveries_key", "deliveries:{id}");
+    internal static readonly KeyTemplate RedeliverT = new("REDELIVER", "redeliver");
     internal static readonly KeyTemplate FinishedT = new("FINISHED", "finished");
     internal static readonly KeyTemplate AttemptsT = new("attempts_key", "attempts:{id}");
     internal static readonly KeyTemplate OutboxT = new("OUTBOX", "outbox");
@@ -42,7 +46,8 @@ public sealed class RedisKeys(string prefix)
 
     private static readonly KeyTemplate[] All =
     [
-        TaskT, QueueT, IndexT, IdempotencyT, LeasesT, DeadlinesT, ScheduledT, StartDeadlinesT, FinishedT, AttemptsT, OutboxT, EventsT,
+        TaskT, QueueT, IndexT, IdempotencyT, LeasesT, DeadlinesT, ScheduledT, StartDeadlinesT, WebhooksDueT, DeliveryT, DeliveriesT,
+        RedeliverT, FinishedT, AttemptsT, OutboxT, EventsT,
         ArtifactsT, ArtifactT, ModelWorkersT, PausedT, WorkerT, WorkersT, StatsTotalsT, StatsMinuteT, HistogramT,
         NotifyChannelT, CancelChannelT, EventChannelT,
     ];
@@ -78,6 +83,18 @@ public sealed class RedisKeys(string prefix)
 
     /// <summary>Ids of tasks with a start deadline, by that deadline (ms): those still queued or scheduled then expire.</summary>
     public string StartDeadlines => fixedKeys[StartDeadlinesT.LuaName];
+
+    /// <summary>Ids of tasks with webhook events to deliver, by when to look at them (ms; 0: at once).</summary>
+    public string WebhooksDue => fixedKeys[WebhooksDueT.LuaName];
+
+    /// <summary><c>delivery:{id}</c> hash: one webhook delivery (its task, event, target, body, state, job, attempts as JSON lines).</summary>
+    public string Delivery(string id) => DeliveryT.Build(Prefix, id);
+
+    /// <summary><c>deliveries:{task id}</c> list: a task's webhook delivery ids, oldest first.</summary>
+    public string Deliveries(string taskId) => DeliveriesT.Build(Prefix, taskId);
+
+    /// <summary>Deliveries a client asked to send again (<c>task id|delivery id</c>), for the scheduler.</summary>
+    public string Redeliver => fixedKeys[RedeliverT.LuaName];
 
     /// <summary>Final task ids by completion time (ms), for retention.</summary>
     public string Finished => fixedKeys[FinishedT.LuaName];

@@ -45,10 +45,14 @@ internal static class Replies
 
     public enum Stats { Counts, Depths, Paused, Totals, Minutes, Wait, Run }
 
+    /// <summary>A webhook delivery to make (take_webhooks.lua).</summary>
+    public enum WebhookDue { TaskId, Event, Tenant, Target, Trace, LastJob }
+
     private static readonly Type[] Shapes =
     [
         typeof(Outcome), typeof(Lease), typeof(LeasedTask), typeof(Submit), typeof(SubmitBatch), typeof(CompleteBatch),
         typeof(Heartbeat), typeof(Swept), typeof(TaskRead), typeof(Page), typeof(Events), typeof(Artifact), typeof(Stats),
+        typeof(WebhookDue),
     ];
 
     /// <summary>
@@ -132,6 +136,13 @@ internal static class Replies
         var r = Of<Swept>(item);
         return new SweptTask(r.String(Swept.Id)!, r.String(Swept.Status)!, r.String(Swept.Type)!, r.String(Swept.Trace));
     }).ToArray();
+
+    public static Domain.WebhookDue ReadWebhookDue(RedisResult item)
+    {
+        var r = Of<WebhookDue>(item);
+        return new Domain.WebhookDue(r.String(WebhookDue.TaskId)!, r.String(WebhookDue.Event)!, r.String(WebhookDue.Tenant)!,
+            r.String(WebhookDue.Target)!, r.String(WebhookDue.Trace), r.String(WebhookDue.LastJob));
+    }
 
     public static Reply<T> Of<T>(RedisResult result) where T : struct, Enum => new((RedisResult[])result!);
 

@@ -69,7 +69,7 @@ public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisSe
         [
             "type", "status", "priority", "created", "input", "timeout", "max_attempts", "tenant", "model", "metadata", "webhook",
             "trace", "req_mem", "req_gpu", "attempt", "worker", "token", "started", "completed", "queued_at", "artifact_bytes",
-            "rp", "w", "start_by",
+            "rp", "w", "start_by", "webhook_events",
         ];
         await redis.Db.HashSetAsync("{gen}:reader", fields.Select(f => new HashEntry(f, f)).ToArray());
 

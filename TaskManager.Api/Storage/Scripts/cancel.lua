@@ -9,7 +9,7 @@
 --   'conflict' with the status.
 local id, now = ARGV[1], tonumber(ARGV[2])
 local tk = KEYS[1]
-local t = read_fields(tk, 'status', 'type', 'worker', 'tenant', 'attempt', 'rp', 'w')
+local t = read_fields(tk, 'status', 'type', 'worker', 'tenant', 'attempt', 'rp', 'w', 'webhook_events')
 if not t.status or not tenant_allows(t.tenant, ARGV[3]) then return REPLY.OUTCOME('not_found') end
 if t.status == 'canceling' then return REPLY.OUTCOME('ok', t.status, t.type) end
 

@@ -13,7 +13,7 @@ local out = {}
 for _, id in ipairs(call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
   call('ZREM', KEYS[1], id)
   local tk = task_key(id)
-  local t = read_fields(tk, 'status', 'type', 'attempt', 'tenant', 'start_deadline', 'trace', 'rp', 'w')
+  local t = read_fields(tk, 'status', 'type', 'attempt', 'tenant', 'start_deadline', 'trace', 'rp', 'w', 'webhook_events')
   if t.status == 'queued' or t.status == 'scheduled' then
     call('HSET', tk, 'error', '{"code":"deadline_exceeded","message":"The task did not start within its ' ..
       t.start_deadline .. ' s start deadline."}')

@@ -22,8 +22,8 @@ local function clear_event_state() event_state = {} end
 local function event_state_of(id, t)
   local st = event_state[id]
   if not st then
-    t = t or read_fields(task_key(id), 'attempt', 'rp', 'w')
-    st = {attempt = attempt_of(t.attempt), rp = t.rp, w = t.w}
+    t = t or read_fields(task_key(id), 'attempt', 'rp', 'w', 'webhook_events')
+    st = {attempt = attempt_of(t.attempt), rp = t.rp, w = t.w, wh = t.webhook_events}
     event_state[id] = st
   end
   return st
@@ -34,6 +34,19 @@ end
 local function wake_followers(id, st, n)
   if st.w then call('PUBLISH', event_channel(id), n or 0) end
 end
+
+-- Webhooks: a task whose webhook filter (`events`, its 'webhook_events', a comma list) takes
+-- `event` (start, output, logs, completed) gets the flag 'wh_{event}' and a place in
+-- webhooks_due, where the scheduler finds it and makes the deliveries (take_webhooks.lua). A task
+-- without a webhook costs nothing here.
+local function webhook_event(id, events, event)
+  if events and string.find(',' .. events .. ',', ',' .. event .. ',', 1, true) then
+    call('HSET', task_key(id), 'wh_' .. event, '1')
+    later('ZADD', WEBHOOKS_DUE, 0, id)
+  end
+end
+
+local WEBHOOK_EVENT_OF = {chunk = 'output', log = 'logs'}
 
 -- Stores an event of the task's current attempt and wakes its followers.
 local function emit(id, kind, data)
@@ -47,6 +60,7 @@ local function emit(id, kind, data)
   else
     n = call('RPUSH', key, kind .. '|' .. st.attempt .. '|' .. data)
   end
+  if st.wh and WEBHOOK_EVENT_OF[kind] then webhook_event(id, st.wh, WEBHOOK_EVENT_OF[kind]) end
   if n > MAX_EVENTS and kind ~= 'status' then
     call('RPOP', key)
     return
@@ -56,6 +70,9 @@ end
 
 -- A status change as an event: stored, but for 'succeeded', which only wakes the followers.
 local function emit_status(id, status)
+  -- A final status (one the state machine lets go nowhere) completes the task.
+  local st = event_state_of(id)
+  if st.wh and next(TRANSITIONS[status]) == nil then webhook_event(id, st.wh, 'completed') end
   if status == 'succeeded' then
     wake_followers(id, event_state_of(id))
   else

@@ -153,18 +153,19 @@ end
 
 -- The task's fields a worker's result reads.
 local function read_result(tk)
-  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant', 'rp', 'w')
+  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'worker', 'started', 'trace', 'tenant', 'rp', 'w',
+    'webhook_events')
   return {status = v[1], token = v[2], type = v[3], attempt = v[4], worker = v[5], started = v[6], trace = v[7],
-    tenant = v[8], rp = v[9], w = v[10]}
+    tenant = v[8], rp = v[9], w = v[10], webhook_events = v[11]}
 end
 
 -- The task's fields a move after an attempt that did not succeed reads.
 local function read_attempt(tk)
   local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'max_attempts', 'worker', 'started', 'trace', 'tenant',
-    'timeout', 'priority', 'created', 'model', 'rp', 'w', 'start_by')
+    'timeout', 'priority', 'created', 'model', 'rp', 'w', 'start_by', 'webhook_events')
   return {status = v[1], token = v[2], type = v[3], attempt = v[4], max_attempts = v[5], worker = v[6], started = v[7],
     trace = v[8], tenant = v[9], timeout = v[10], priority = v[11], created = v[12], model = v[13], rp = v[14], w = v[15],
-    start_by = v[16]}
+    start_by = v[16], webhook_events = v[17]}
 end
 
 -- Records a worker's successful result for the current attempt (complete.lua, complete_batch.lua);
@@ -243,15 +244,17 @@ end
 
 -- The task's fields end_retry_wait reads.
 local function read_retry(tk)
-  local v = call('HMGET', tk, 'status', 'type', 'attempt', 'priority', 'created', 'model', 'tenant', 'rp', 'w')
+  local v = call('HMGET', tk, 'status', 'type', 'attempt', 'priority', 'created', 'model', 'tenant', 'rp', 'w',
+    'webhook_events')
   return {status = v[1], type = v[2], attempt = v[3], priority = v[4], created = v[5], model = v[6], tenant = v[7],
-    rp = v[8], w = v[9]}
+    rp = v[8], w = v[9], webhook_events = v[10]}
 end
 
 -- The task's fields a worker's progress report or artifact reads.
 local function read_report(tk)
-  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'rp', 'w', 'artifact_bytes')
-  return {status = v[1], token = v[2], type = v[3], attempt = v[4], rp = v[5], w = v[6], artifact_bytes = v[7]}
+  local v = call('HMGET', tk, 'status', 'token', 'type', 'attempt', 'rp', 'w', 'artifact_bytes', 'webhook_events')
+  return {status = v[1], token = v[2], type = v[3], attempt = v[4], rp = v[5], w = v[6], artifact_bytes = v[7],
+    webhook_events = v[8]}
 end
 
 -- Ends a scheduled task's wait for its retry (`t` read with read_retry): it goes back to its
@@ -269,9 +272,9 @@ end
 -- The task's fields retry_ended reads.
 local function read_ended(tk)
   local v = call('HMGET', tk, 'status', 'type', 'attempt', 'max_attempts', 'budget', 'priority', 'created', 'model', 'tenant',
-    'start_deadline', 'rp', 'w')
+    'start_deadline', 'rp', 'w', 'webhook_events')
   return {status = v[1], type = v[2], attempt = v[3], max_attempts = v[4], budget = v[5], priority = v[6], created = v[7],
-    model = v[8], tenant = v[9], start_deadline = v[10], rp = v[11], w = v[12]}
+    model = v[8], tenant = v[9], start_deadline = v[10], rp = v[11], w = v[12], webhook_events = v[13]}
 end
 
 -- Runs an ended task `t` (read with read_ended; its status one of RETRYABLE) again: back to its

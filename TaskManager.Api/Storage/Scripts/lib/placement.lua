@@ -3,9 +3,10 @@
 -- A candidate task's fields a lease reads: the first four decide, the rest go to the worker.
 local function read_candidate(tk)
   local v = call('HMGET', tk, 'status', 'model', 'req_mem', 'req_gpu', 'timeout', 'attempt', 'input', 'metadata',
-    'max_attempts', 'trace', 'queued_at', 'created', 'tenant', 'w')
+    'max_attempts', 'trace', 'queued_at', 'created', 'tenant', 'w', 'webhook_events')
   return {status = v[1], model = v[2], req_mem = v[3], req_gpu = v[4], timeout = v[5], attempt = v[6], input = v[7],
-    metadata = v[8], max_attempts = v[9], trace = v[10], queued_at = v[11], created = v[12], tenant = v[13], w = v[14]}
+    metadata = v[8], max_attempts = v[9], trace = v[10], queued_at = v[11], created = v[12], tenant = v[13], w = v[14],
+    webhook_events = v[15]}
 end
 
 -- Hands a worker up to N queued tasks that it can run: a type it serves, enough free GPU memory,
@@ -171,6 +172,7 @@ local function lease_for(worker, now_ms, max_tasks_arg, ttl_ms, token_base, dept
     count_worker(worker, 'running', 1)
     move_listing(id, pick.type, f.status, 'running', tenant_of(f.tenant))
     wake_followers(id, {w = f.w})
+    webhook_event(id, f.webhook_events, 'start')
     budget = budget - (tonumber(f.req_mem) or 0)
     -- The numbers the task's hash holds go as the text they are (max_attempts, timeout).
     answer.tasks[#answer.tasks + 1] = REPLY.LEASED_TASK(id, token, pick.type, f.model, f.input, f.metadata, attempt,
