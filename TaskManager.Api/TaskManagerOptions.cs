@@ -91,6 +91,13 @@ public sealed class TaskManagerOptions : IValidatableObject
     /// </summary>
     public string TrustedProxies { get; set; } = Security.TrustedProxies.Default;
 
+    /// <summary>
+    /// The API's address as clients reach it (<c>https://gateway.example/inference</c>), for the
+    /// links in what is sent with no request to answer (webhook bodies); none: paths from the root.
+    /// </summary>
+    [Url(ErrorMessage = "TaskManager:PublicUrl must be an absolute http or https URL.")]
+    public string? PublicUrl { get; set; }
+
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
         Security.TrustedProxies.Parse(TrustedProxies, out var proxiesError);

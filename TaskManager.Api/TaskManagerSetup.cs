@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Hangfire;
 using OpenTelemetry.Metrics;
 using Microsoft.Extensions.Options;
@@ -40,13 +39,7 @@ public static class TaskManagerSetup
         if (options.Role == "api")
         {
             builder.Services.AddCoordination();
-            builder.Services.ConfigureHttpJsonOptions(json =>
-            {
-                json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-                json.SerializerOptions.DictionaryKeyPolicy = null;
-                json.SerializerOptions.AllowDuplicateProperties = false;
-                json.SerializerOptions.Converters.Add(new UtcTimeConverter());
-            });
+            builder.Services.ConfigureHttpJsonOptions(json => TaskJson.Configure(json.SerializerOptions));
             builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
             builder.Services.AddProblemDetails();
             builder.Services.AddExceptionHandler<ErrorHandling>();
@@ -93,6 +86,7 @@ public static class TaskManagerSetup
         app.MapHealthApi();
         app.MapTasksApi();
         app.MapRetryApi();
+        app.MapWebhooksApi();
         app.MapTaskEventsApi();
         app.MapFleetApi();
         app.MapStatsApi();

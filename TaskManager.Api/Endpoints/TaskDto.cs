@@ -102,6 +102,13 @@ public readonly struct TaskLinks
 
     private TaskLinks(string root) => this.root = root;
 
+    /// <summary>
+    /// Links for a reader with no request of its own (a webhook's receiver): under
+    /// <paramref name="publicUrl"/>, the API's address as clients reach it (TaskManager:PublicUrl),
+    /// else paths from the API's root.
+    /// </summary>
+    public static TaskLinks At(string? publicUrl) => new($"{publicUrl?.TrimEnd('/')}/api/tasks/");
+
     public static TaskLinks Of(HttpRequest request) => new(request.Host.HasValue
         ? $"{request.Scheme}://{request.Host.ToUriComponent()}{request.PathBase.ToUriComponent()}/api/tasks/"
         // HTTP/1.0 may name no host: a path from the root is then the best link there is.

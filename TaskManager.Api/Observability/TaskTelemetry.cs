@@ -19,6 +19,7 @@ public sealed class TaskTelemetry : IDisposable
     private readonly Counter<long> finished;
     private readonly Counter<long> retried;
     private readonly Counter<long> leasesExpired;
+    private readonly Counter<long> webhookAttempts;
     private readonly Histogram<double> wait;
     private readonly Histogram<double> run;
 
@@ -29,6 +30,8 @@ public sealed class TaskTelemetry : IDisposable
         finished = meter.CreateCounter<long>("taskmanager.tasks.finished", description: "Tasks that reached a final state, by type and outcome.");
         retried = meter.CreateCounter<long>("taskmanager.tasks.retried", description: "Attempts that ended in a retry, by type.");
         leasesExpired = meter.CreateCounter<long>("taskmanager.leases.expired", description: "Attempts taken back from silent workers, by type.");
+        webhookAttempts = meter.CreateCounter<long>("taskmanager.webhooks.deliveries",
+            description: "Webhook delivery attempts, by event and outcome (delivered, retrying, failed, refused, gone).");
         wait = meter.CreateHistogram<double>("taskmanager.task.wait", unit: "ms", description: "Time from queued to started, by type.");
         run = meter.CreateHistogram<double>("taskmanager.task.run", unit: "ms", description: "Run time of attempts, by type and outcome.");
         meter.CreateObservableGauge("taskmanager.queue.depth", gauges.QueueDepths, description: "Queued tasks, by type.");
@@ -38,6 +41,9 @@ public sealed class TaskTelemetry : IDisposable
     public void Submitted(string type) => submitted.Add(1, new KeyValuePair<string, object?>("type", type));
 
     public void Waited(string type, long ms) => wait.Record(ms, new KeyValuePair<string, object?>("type", type));
+
+    public void WebhookAttempted(string @event, string outcome) => webhookAttempts.Add(1,
+        new KeyValuePair<string, object?>("event", @event), new KeyValuePair<string, object?>("outcome", outcome));
 
     public void LeaseExpired(string type) => leasesExpired.Add(1, new KeyValuePair<string, object?>("type", type));
 

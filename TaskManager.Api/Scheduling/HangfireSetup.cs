@@ -1,4 +1,5 @@
 using Hangfire;
+using TaskManager.Api.Webhooks;
 
 namespace TaskManager.Api.Scheduling;
 
@@ -23,6 +24,7 @@ public static class HangfireSetup
             // Hangfire.AspNetCore runs every IBackgroundProcess in the container beside the server.
             services.AddSingleton<Hangfire.Server.IBackgroundProcess, SchedulerProcess>();
             services.AddTransient<RetryJob>();
+            services.AddWebhookDeliveries(options);
             services.AddHangfireServer(server =>
             {
                 server.ServerName = $"taskmanager-scheduler:{Environment.MachineName}:{Environment.ProcessId}";

@@ -26,6 +26,9 @@ public abstract class Fleet<TRedis> : IAsyncLifetime
         ["TaskManager__WorkerDeadSeconds"] = "4",
     };
 
+    /// <summary>The API's and the scheduler's settings: <see cref="ServerSettings"/>, and what a fleet of a kind adds.</summary>
+    protected virtual IDictionary<string, string> Settings => ServerSettings;
+
     public TRedis Redis { get; } = new();
 
     public ApiProcess Api { get; private set; } = null!;
@@ -36,11 +39,11 @@ public abstract class Fleet<TRedis> : IAsyncLifetime
 
     public HttpClient Client => Api.Client;
 
-    public async Task InitializeAsync()
+    public virtual async Task InitializeAsync()
     {
         await Redis.InitializeAsync();
-        Api = await ApiProcess.StartAsync(Redis, environment: ServerSettings);
-        Scheduler = await ApiProcess.StartAsync(Redis, role: "scheduler", environment: ServerSettings);
+        Api = await ApiProcess.StartAsync(Redis, environment: Settings);
+        Scheduler = await ApiProcess.StartAsync(Redis, role: "scheduler", environment: Settings);
     }
 
     public WorkerProcess StartWorker(string name, int capacity = 1, IDictionary<string, string>? environment = null,
@@ -90,7 +93,7 @@ public abstract class Fleet<TRedis> : IAsyncLifetime
         await Wait.ForAsync(() => GetTaskAsync(id), t => done(t.GetProperty("status").GetString()!), timeout,
             $"task {id} to reach the expected status");
 
-    public async Task DisposeAsync()
+    public virtual async Task DisposeAsync()
     {
         foreach (var worker in Workers)
         {

@@ -1,0 +1,93 @@
+using Hangfire;
+using Hangfire.Server;
+using Hangfire.States;
+using Microsoft.Extensions.Options;
+using TaskManager.Api.Domain;
+using TaskManager.Api.Endpoints;
+
+namespace TaskManager.Api.Webhooks;
+
+/// <summary>
+/// Turns the webhook events the store marked into deliveries, in the scheduler role (a Hangfire
+/// background process of its own, so a slow receiver never holds up the sweeps): for each one due,
+/// the task as it is now becomes the body, a delivery is recorded, and a Hangfire job on the
+/// <c>webhooks</c> queue sends it. A task's deliveries go in order: each job waits for the task's
+/// previous one to finish (a continuation), so <c>completed</c> is never sent before an earlier
+/// event. Redeliveries a client asked for are sent again the same way.
+/// </summary>
+public sealed partial class WebhookDispatcher(
+    IWebhookDeliveries deliveries,
+    ITaskInspector inspector,
+    IBackgroundJobClient jobs,
+    JobStorage storage,
+    TimeProvider time,
+    IOptions<TaskManagerOptions> options,
+    ILogger<WebhookDispatcher> logger) : IBackgroundProcess
+{
+    /// <summary>The least time between two deliveries of a task's output, or of its logs.</summary>
+    public static readonly TimeSpan Gap = TimeSpan.FromMilliseconds(500);
+
+    private const int Batch = 500;
+
+    public void Execute(BackgroundProcessContext context)
+    {
+        // One pass a call, as the scheduler's loop: Hangfire calls again, and restarts after an error.
+        while (RunOnceAsync().GetAwaiter().GetResult() == Batch)
+        {
+        }
+        context.Wait(TimeSpan.FromMilliseconds(options.Value.Webhooks.PollIntervalMs));
+    }
+
+    /// <summary>Makes the deliveries due now; returns how many were due.</summary>
+    public async Task<int> RunOnceAsync()
+    {
+        var due = await deliveries.TakeDueAsync(Batch, Gap);
+        var links = TaskLinks.At(options.Value.PublicUrl);
+        var last = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var webhook in due)
+        {
+            var task = await inspector.GetAsync(webhook.TaskId);
+            if (task is null)
+            {
+                continue; // deleted meanwhile: nothing to tell
+            }
+            var id = await deliveries.CreateAsync(webhook, TaskJson.WebhookBody(webhook.Event, task, links, time.GetUtcNow()));
+            var job = Send(webhook.TaskId, webhook.Event, webhook.Target, id, last.GetValueOrDefault(webhook.TaskId) ?? webhook.LastJob);
+            last[webhook.TaskId] = job;
+            await deliveries.SetJobAsync(webhook.TaskId, id, job);
+            LogDue(logger, webhook.Event, webhook.TaskId, id, job);
+        }
+        foreach (var id in await deliveries.TakeRedeliveriesAsync(Batch))
+        {
+            if (await deliveries.GetAsync(id) is { } delivery)
+            {
+                var job = Send(delivery.TaskId, delivery.Event, delivery.Target, id, null);
+                await deliveries.SetJobAsync(delivery.TaskId, id, job);
+            }
+        }
+        return due.Count;
+    }
+
+    /// <summary>A job that sends the delivery: after <paramref name="after"/> (the task's previous delivery job) unless that one is over.</summary>
+    private string Send(string taskId, string @event, string target, string deliveryId, string? after)
+    {
+        var host = Uri.TryCreate(target, UriKind.Absolute, out var uri) ? uri.Host : target;
+        if (after is not null && IsRunning(after))
+        {
+            return jobs.ContinueJobWith<WebhookJob>(after, j => j.DeliverAsync(taskId, @event, host, deliveryId, null),
+                JobContinuationOptions.OnAnyFinishedState);
+        }
+        return jobs.Enqueue<WebhookJob>(j => j.DeliverAsync(taskId, @event, host, deliveryId, null));
+    }
+
+    /// <summary>Whether a job is still to finish (a continuation of a job that is gone would wait for ever).</summary>
+    private bool IsRunning(string jobId)
+    {
+        using var connection = storage.GetConnection();
+        var state = connection.GetJobData(jobId)?.State;
+        return state is not (null or SucceededState.StateName or DeletedState.StateName);
+    }
+
+    [LoggerMessage(Level = LogLevel.Debug, Message = "Webhook {Event} of task {TaskId}: delivery {DeliveryId}, job {JobId}")]
+    private static partial void LogDue(ILogger logger, string @event, string taskId, string deliveryId, string jobId);
+}
