@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
 
 namespace TaskManager.Api;
@@ -145,6 +146,24 @@ public sealed class TaskManagerOptions : IValidatableObject
     /// <summary>How long an Idempotency-Key is remembered, in hours.</summary>
     [Range(1, 24 * 30)]
     public int IdempotencyHours { get; set; } = 24;
+
+    /// <summary>Webhook deliveries (<c>TaskManager:Webhooks:*</c>).</summary>
+    [ValidateObjectMembers]
+    public WebhookOptions Webhooks { get; set; } = new();
+}
+
+/// <summary>Settings under <c>TaskManager:Webhooks:</c> (environment: <c>TaskManager__Webhooks__*</c>).</summary>
+public sealed class WebhookOptions
+{
+    /// <summary>The longest one delivery attempt may take, connecting and reading the answer included, in seconds.</summary>
+    [Range(1, 300)]
+    public int TimeoutSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Whether a webhook may target a loopback, private, link-local or cloud metadata address.
+    /// False by default: a client's URL must not reach into the deployment's own network.
+    /// </summary>
+    public bool AllowPrivateTargets { get; set; }
 }
 
 public sealed class ApiKeyOptions

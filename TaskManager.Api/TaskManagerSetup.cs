@@ -9,6 +9,7 @@ using TaskManager.Api.Observability;
 using TaskManager.Api.Scheduling;
 using TaskManager.Api.Security;
 using TaskManager.Api.Storage;
+using TaskManager.Api.Webhooks;
 
 namespace TaskManager.Api;
 
@@ -36,6 +37,7 @@ public static class TaskManagerSetup
         builder.Services.AddTaskScheduling(options, StorageSetup.HangfireStorage);
         builder.Services.AddSingleton<FleetGauges>();
         builder.Services.AddSingleton<TaskTelemetry>();
+        builder.Services.AddWebhookSending();
 
         if (options.Role == "api")
         {
