@@ -40,6 +40,7 @@ public static class StorageSetup
         services.AddSingleton<ISchedulerStore, RedisSchedulerStore>();
         services.AddSingleton<ITaskSignals, RedisSignals>();
         services.AddSingleton<IStoreHealth, RedisHealth>();
+        services.AddSingleton<IWebhookSecrets, RedisWebhookSecrets>();
         return builder;
     }
 

@@ -23,3 +23,6 @@ public sealed class ReplyShapeOnACluster(RedisCluster redis) : ReplyShapeTests<R
 
 [Trait("Category", "Cluster")]
 public sealed class SchedulerProcessOnACluster(RedisCluster redis) : SchedulerProcessTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class WebhookSecretsOnACluster(RedisCluster redis) : WebhookSecretsTests<RedisCluster>(redis);
