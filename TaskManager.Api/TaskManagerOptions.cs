@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using Microsoft.Extensions.Options;
 using TaskManager.Api.Domain;
 
 namespace TaskManager.Api;
@@ -100,6 +101,11 @@ public sealed class TaskManagerOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
+        TaskManager.Api.Webhooks.WebhookDelays.Parse(Webhooks.RetryDelaysSeconds, out var delaysError);
+        if (delaysError is not null)
+        {
+            yield return new ValidationResult(delaysError, ["Webhooks.RetryDelaysSeconds"]);
+        }
         Security.TrustedProxies.Parse(TrustedProxies, out var proxiesError);
         if (proxiesError is not null)
         {
@@ -152,6 +158,38 @@ public sealed class TaskManagerOptions : IValidatableObject
     /// <summary>How long an Idempotency-Key is remembered, in hours.</summary>
     [Range(1, 24 * 30)]
     public int IdempotencyHours { get; set; } = 24;
+
+    /// <summary>Webhook deliveries (<c>TaskManager:Webhooks:*</c>).</summary>
+    [ValidateObjectMembers]
+    public WebhookOptions Webhooks { get; set; } = new();
+}
+
+/// <summary>Settings under <c>TaskManager:Webhooks:</c> (environment: <c>TaskManager__Webhooks__*</c>).</summary>
+public sealed class WebhookOptions
+{
+    /// <summary>The longest one delivery attempt may take, connecting and reading the answer included, in seconds.</summary>
+    [Range(1, 300)]
+    public int TimeoutSeconds { get; set; } = 10;
+
+    /// <summary>
+    /// Whether a webhook may target a loopback, private, link-local or cloud metadata address.
+    /// False by default: a client's URL must not reach into the deployment's own network.
+    /// </summary>
+    public bool AllowPrivateTargets { get; set; }
+
+    /// <summary>
+    /// The waits between a delivery's attempts, in seconds, comma-separated: one more attempt after
+    /// each. The default grows from 5 s to 12 h, ten more attempts over about a day.
+    /// </summary>
+    public string RetryDelaysSeconds { get; set; } = string.Join(',', TaskManager.Api.Webhooks.WebhookDelays.Default);
+
+    /// <summary>How often the scheduler looks for webhook events to deliver, in milliseconds.</summary>
+    [Range(10, 10_000)]
+    public int PollIntervalMs { get; set; } = 100;
+
+    /// <summary>How many deliveries each scheduler makes at once (its webhooks queue's Hangfire workers).</summary>
+    [Range(1, 200)]
+    public int Concurrency { get; set; } = 16;
 }
 
 public sealed class ApiKeyOptions

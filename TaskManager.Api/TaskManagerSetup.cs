@@ -91,6 +91,7 @@ public static class TaskManagerSetup
         app.MapFleetApi();
         app.MapStatsApi();
         app.MapWorkersApi();
+        app.MapWebhookSecretsApi();
         return app;
     }
 }

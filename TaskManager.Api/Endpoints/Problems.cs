@@ -14,6 +14,10 @@ public static class Problems
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Worker not found.",
             detail: $"There is no worker '{id}'; register again.");
 
+    public static ProblemHttpResult TenantNotFound(string tenant) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Tenant not found.",
+            detail: $"There is no tenant '{tenant}': no client key is configured for it.");
+
     /// <summary>A 400 naming one bad field, shaped like a ValidationProblem.</summary>
     public static ProblemHttpResult Invalid(string field, string message) =>
         TypedResults.Problem(new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [message] })

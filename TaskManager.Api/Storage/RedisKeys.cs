@@ -43,13 +43,14 @@ public sealed class RedisKeys(string prefix)
     internal static readonly KeyTemplate NotifyChannelT = new("NOTIFY", "notify");
     internal static readonly KeyTemplate CancelChannelT = new("CANCELS", "cancels");
     internal static readonly KeyTemplate EventChannelT = new("event_channel", "ev:{id}");
+    internal static readonly KeyTemplate WebhookSecretT = new("webhook_secret_key", "whsecret:{tenant}");
 
     private static readonly KeyTemplate[] All =
     [
         TaskT, QueueT, IndexT, IdempotencyT, LeasesT, DeadlinesT, ScheduledT, StartDeadlinesT, WebhooksDueT, DeliveryT, DeliveriesT,
         RedeliverT, FinishedT, AttemptsT, OutboxT, EventsT,
         ArtifactsT, ArtifactT, ModelWorkersT, PausedT, WorkerT, WorkersT, StatsTotalsT, StatsMinuteT, HistogramT,
-        NotifyChannelT, CancelChannelT, EventChannelT,
+        NotifyChannelT, CancelChannelT, EventChannelT, WebhookSecretT,
     ];
 
     // Keys that take no value, or only a task type, are built once (submit and lease name them).
@@ -133,6 +134,9 @@ public sealed class RedisKeys(string prefix)
 
     /// <summary>Pub/sub: published with each event of a task that someone follows.</summary>
     public string EventChannel(string id) => EventChannelT.Build(Prefix, id);
+
+    /// <summary><c>whsecret:{tenant}</c> hash: a tenant's webhook signing secrets (<c>current</c>, <c>previous</c>).</summary>
+    public string WebhookSecret(string tenant) => WebhookSecretT.Build(Prefix, tenant);
 
     /// <summary>Every template as Lua: a constant for a fixed key, a function of the holes for the others.</summary>
     public string LuaDefinitions()

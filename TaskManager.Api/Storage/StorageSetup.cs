@@ -41,6 +41,7 @@ public static class StorageSetup
         services.AddSingleton<ITaskSignals, RedisSignals>();
         services.AddSingleton<IStoreHealth, RedisHealth>();
         services.AddSingleton<IWebhookDeliveries, RedisWebhookDeliveries>();
+        services.AddSingleton<IWebhookSecrets, RedisWebhookSecrets>();
         return builder;
     }
 

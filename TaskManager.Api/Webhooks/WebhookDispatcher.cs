@@ -75,7 +75,7 @@ public sealed partial class WebhookDispatcher(
         if (after is not null && IsRunning(after))
         {
             return jobs.ContinueJobWith<WebhookJob>(after, j => j.DeliverAsync(taskId, @event, host, deliveryId, null),
-                JobContinuationOptions.OnAnyFinishedState);
+                new EnqueuedState(WebhookJob.Queue), JobContinuationOptions.OnAnyFinishedState);
         }
         return jobs.Enqueue<WebhookJob>(j => j.DeliverAsync(taskId, @event, host, deliveryId, null));
     }
@@ -85,7 +85,7 @@ public sealed partial class WebhookDispatcher(
     {
         using var connection = storage.GetConnection();
         var state = connection.GetJobData(jobId)?.State;
-        return state is not (null or SucceededState.StateName or DeletedState.StateName);
+        return state is not null && state != SucceededState.StateName && state != DeletedState.StateName;
     }
 
     [LoggerMessage(Level = LogLevel.Debug, Message = "Webhook {Event} of task {TaskId}: delivery {DeliveryId}, job {JobId}")]

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using TaskManager.Api.Domain;
 
 namespace TaskManager.Api.Webhooks;
 
@@ -12,10 +13,10 @@ namespace TaskManager.Api.Webhooks;
 /// </summary>
 public static class WebhookSignature
 {
-    public const string SecretPrefix = "whsec_";
+    public const string SecretPrefix = WebhookSecretInfo.Prefix;
 
-    /// <summary>A new secret: <c>whsec_</c> and 32 random bytes in base64.</summary>
-    public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+    /// <summary>A new secret: <c>whsec_</c> and 32 random bytes in base64 (made in the domain, where the store makes them too).</summary>
+    public static string NewSecret() => WebhookSecretInfo.NewSecret();
 
     /// <summary>The <c>webhook-signature</c> header's value for a message signed with each of <paramref name="secrets"/>.</summary>
     public static string Sign(string messageId, long timestamp, string body, IEnumerable<string> secrets)

@@ -32,7 +32,11 @@ public sealed class SecurityTests(ApiFixture fixture) : IClassFixture<ApiFixture
             $"POST /api/workers/{worker}/tasks/{task}/progress", $"POST /api/workers/{worker}/tasks/{task}/complete",
             $"POST /api/workers/{worker}/tasks/{task}/fail", $"PUT /api/workers/{worker}/tasks/{task}/artifacts/a.png",
         ];
-        string[] adminCalls = [$"POST /api/admin/workers/{worker}/drain"];
+        string[] adminCalls =
+        [
+            $"POST /api/admin/workers/{worker}/drain", "GET /api/admin/tenants/tenant-a/webhook-secret",
+            "POST /api/admin/tenants/tenant-a/webhook-secret",
+        ];
         foreach (var call in clientCalls.Concat(workerCalls).Concat(adminCalls))
         {
             data.Add(call, "none", "401");

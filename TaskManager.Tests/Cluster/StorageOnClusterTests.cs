@@ -26,3 +26,6 @@ public sealed class SchedulerProcessOnACluster(RedisCluster redis) : SchedulerPr
 
 [Trait("Category", "Cluster")]
 public sealed class WebhookStoreOnACluster(RedisCluster redis) : WebhookStoreTests<RedisCluster>(redis);
+
+[Trait("Category", "Cluster")]
+public sealed class WebhookSecretsOnACluster(RedisCluster redis) : WebhookSecretsTests<RedisCluster>(redis);

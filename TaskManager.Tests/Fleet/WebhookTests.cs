@@ -15,7 +15,7 @@ public sealed class WebhookTests(WebhookFleet fleet) : IClassFixture<WebhookFlee
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(45);
 
-    private WebhookReceiver Receiver => fleet.Receiver;
+    private ClientWebhookReceiver Receiver => fleet.Receiver;
 
     [Fact]
     public async Task EachFilter_DeliversExactlyItsEvents_InOrder_CompletedLast_OutputSpacedOut()
@@ -175,11 +175,11 @@ public sealed class WebhookFleet : Fleet<RedisServer>
 
     protected override IDictionary<string, string> Settings => WebhookSettings;
 
-    public WebhookReceiver Receiver { get; private set; } = null!;
+    public ClientWebhookReceiver Receiver { get; private set; } = null!;
 
     public override async Task InitializeAsync()
     {
-        Receiver = await WebhookReceiver.StartAsync();
+        Receiver = await ClientWebhookReceiver.StartAsync();
         await base.InitializeAsync();
         StartWorker("webhooks", capacity: 4, environment: new Dictionary<string, string> { ["TASKMANAGER_TASK_TYPES"] = "llm,tts" });
     }
@@ -221,7 +221,7 @@ public sealed class WebhookSafetyTests(ProductionWebhookFleet fleet) : IClassFix
     [Fact]
     public async Task ATargetOnLoopback_IsRefused_WithTheReasonInTheDeliveryLog_AndNothingIsSent()
     {
-        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var receiver = await ClientWebhookReceiver.StartAsync();
         var id = await fleet.SubmitAsync($$"""{"type":"tts","input":{"text":"x"},"webhook":"{{receiver.Url("/ok/private")}}"}""");
         await fleet.Client.PatchAsync($"/api/tasks/{id}/cancel", null);
 

@@ -1,105 +1,140 @@
 using System.Collections.Concurrent;
-using System.Security.Cryptography;
-using System.Text;
-using System.Text.Json;
+using System.Net;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace TaskManager.Tests.Infrastructure;
 
-/// <summary>One webhook request as the receiver got it.</summary>
-public sealed record ReceivedWebhook(string Path, string Id, string Timestamp, string Signature, string Body, DateTimeOffset ReceivedAt)
-{
-    public JsonElement Json => JsonDocument.Parse(Body).RootElement;
-
-    public string Type => Json.GetProperty("type").GetString()!;
-
-    public string TaskId => Json.GetProperty("data").GetProperty("id").GetString()!;
-
-    /// <summary>
-    /// Verifies the signature as a Standard Webhooks receiver library does: the secret's bytes
-    /// (base64 after <c>whsec_</c>) key an HMAC-SHA256 of <c>{id}.{timestamp}.{body}</c>, and one of
-    /// the header's space-separated <c>v1,</c> entries must equal its base64.
-    /// </summary>
-    public bool VerifiesWith(string secret)
-    {
-        var key = Convert.FromBase64String(secret["whsec_".Length..]);
-        var expected = Convert.ToBase64String(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"{Id}.{Timestamp}.{Body}")));
-        return Signature.Split(' ').Any(entry => entry.StartsWith("v1,", StringComparison.Ordinal) &&
-            CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(entry[3..]), Encoding.ASCII.GetBytes(expected)));
-    }
-}
-
 /// <summary>
-/// A real HTTP receiver of webhooks on loopback, as a client's service would run one. What it
-/// answers depends on the path: <c>/ok/...</c> 204, <c>/flaky/...</c> 500 twice then 200 (per
-/// path), <c>/gone/...</c> 410, <c>/never/...</c> no answer at all.
+/// A webhook receiver on a free port of both loopbacks (127.0.0.1 and [::1]), in the test's
+/// process: it keeps each delivery it gets and counts the connections made to it, so a test can
+/// show that a refused target saw nothing at all. Its paths:
+/// <list type="bullet">
+/// <item><c>/status/{code}</c>: answers that status.</item>
+/// <item><c>/redirect</c>: 302 to <c>/status/200</c>.</item>
+/// <item><c>/silent</c>: never answers; holds the request until the sender goes away.</item>
+/// <item><c>/large</c>: 200 and a body of 1 MiB that does not end: after it the answer is held
+/// open until the sender drops the connection (counted in <see cref="Dropped"/>).</item>
+/// </list>
 /// </summary>
 public sealed class WebhookReceiver : IAsyncDisposable
 {
-    private readonly WebApplication app;
-    private readonly ConcurrentQueue<ReceivedWebhook> received = new();
-    private readonly ConcurrentDictionary<string, int> calls = new();
-    private readonly CancellationTokenSource stopping = new();
+    public const int LargeAnswerBytes = 1024 * 1024;
 
-    private WebhookReceiver(WebApplication app, Uri address)
-    {
-        this.app = app;
-        Address = address;
-    }
+    private readonly ConcurrentQueue<ReceivedDelivery> deliveries = new();
+    private WebApplication app = null!;
+    private int connections;
+    private int dropped;
 
-    public Uri Address { get; }
+    private WebhookReceiver(int port) => Port = port;
 
-    public IReadOnlyList<ReceivedWebhook> Received => received.ToArray();
+    public int Port { get; }
 
-    /// <summary>The requests for one task, in the order they arrived.</summary>
-    public IReadOnlyList<ReceivedWebhook> For(string taskId) => Received.Where(r => r.TaskId == taskId).ToArray();
+    /// <summary>Every request that reached a path, in order.</summary>
+    public IReadOnlyList<ReceivedDelivery> Deliveries => deliveries.ToArray();
 
-    public string Url(string path) => new Uri(Address, path).ToString();
+    /// <summary>TCP connections accepted, on either loopback.</summary>
+    public int Connections => Volatile.Read(ref connections);
+
+    /// <summary>Requests held open (<c>/silent</c>, <c>/large</c>) whose sender dropped the connection.</summary>
+    public int Dropped => Volatile.Read(ref dropped);
+
+    public Uri Url(string path, string host = "127.0.0.1") => new($"http://{host}:{Port}{path}");
 
     public static async Task<WebhookReceiver> StartAsync()
     {
-        var port = RedisServer.FreePort();
+        var receiver = new WebhookReceiver(RedisServer.FreePort());
         var builder = WebApplication.CreateSlimBuilder();
-        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
         builder.Logging.ClearProviders();
-        var app = builder.Build();
-        var receiver = new WebhookReceiver(app, new Uri($"http://127.0.0.1:{port}/"));
-        app.MapPost("/{**path}", receiver.ReceiveAsync);
-        await app.StartAsync();
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
+        builder.WebHost.ConfigureKestrel(kestrel =>
+        {
+            foreach (var address in new[] { IPAddress.Loopback, IPAddress.IPv6Loopback })
+            {
+                kestrel.Listen(address, receiver.Port, listen => listen.Use(next => connection =>
+                {
+                    Interlocked.Increment(ref receiver.connections);
+                    return next(connection);
+                }));
+            }
+        });
+        receiver.app = builder.Build();
+        receiver.Map();
+        await receiver.app.StartAsync();
         return receiver;
     }
 
-    private async Task<IResult> ReceiveAsync(HttpContext context)
+    private void Map()
     {
-        var path = context.Request.Path.Value ?? "";
-        using var reader = new StreamReader(context.Request.Body, Encoding.UTF8);
+        app.MapPost("/status/{code:int}", async (int code, HttpContext context) =>
+        {
+            await RecordAsync(context);
+            return Results.StatusCode(code);
+        });
+        app.MapPost("/redirect", async (HttpContext context) =>
+        {
+            await RecordAsync(context);
+            return Results.Redirect(Url("/status/200").ToString());
+        });
+        app.MapPost("/silent", async (HttpContext context) =>
+        {
+            await RecordAsync(context);
+            await HoldUntilDroppedAsync(context);
+        });
+        app.MapPost("/large", async (HttpContext context) =>
+        {
+            await RecordAsync(context);
+            context.Response.StatusCode = 200;
+            context.Response.ContentType = "text/plain";
+            var chunk = new byte[16 * 1024];
+            Array.Fill(chunk, (byte)'x');
+            try
+            {
+                for (var sent = 0; sent < LargeAnswerBytes; sent += chunk.Length)
+                {
+                    await context.Response.Body.WriteAsync(chunk, context.RequestAborted);
+                    await context.Response.Body.FlushAsync(context.RequestAborted);
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException)
+            {
+                // Dropped while still writing: the sender read what it wanted and left.
+            }
+            await HoldUntilDroppedAsync(context);
+        });
+    }
+
+    private async Task RecordAsync(HttpContext context)
+    {
+        using var reader = new StreamReader(context.Request.Body);
         var body = await reader.ReadToEndAsync();
-        received.Enqueue(new ReceivedWebhook(path, context.Request.Headers["webhook-id"].ToString(),
-            context.Request.Headers["webhook-timestamp"].ToString(), context.Request.Headers["webhook-signature"].ToString(), body,
-            DateTimeOffset.UtcNow));
-        var call = calls.AddOrUpdate(path, 1, (_, n) => n + 1);
-        if (path.StartsWith("/never/", StringComparison.Ordinal))
+        var headers = context.Request.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => h.Value.ToString(), StringComparer.Ordinal);
+        deliveries.Enqueue(new ReceivedDelivery(context.Request.Path, headers, body));
+    }
+
+    /// <summary>Waits, without answering further, until the sender's connection goes away.</summary>
+    private async Task HoldUntilDroppedAsync(HttpContext context)
+    {
+        try
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(context.RequestAborted, stopping.Token);
-            await Task.Delay(Timeout.Infinite, linked.Token).ContinueWith(_ => { }, TaskScheduler.Default);
-            return Results.StatusCode(499);
+            await Task.Delay(Timeout.Infinite, context.RequestAborted);
         }
-        return path switch
+        catch (OperationCanceledException)
         {
-            _ when path.StartsWith("/flaky/", StringComparison.Ordinal) => call <= 2 ? Results.StatusCode(500) : Results.Ok(),
-            _ when path.StartsWith("/gone/", StringComparison.Ordinal) => Results.StatusCode(410),
-            _ => Results.NoContent(),
-        };
+            Interlocked.Increment(ref dropped);
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
-        await stopping.CancelAsync();
         await app.StopAsync();
         await app.DisposeAsync();
-        stopping.Dispose();
     }
 }
+
+/// <summary>One request as the receiver got it: its path, its headers (names in lower case) and its body.</summary>
+public sealed record ReceivedDelivery(string Path, IReadOnlyDictionary<string, string> Headers, string Body);

@@ -25,7 +25,7 @@ public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisSe
             return {task_key('t1'), queue_key('llm'), index_key('acme', 'queued', 'sd'), idem_key('acme', 'k'),
               LEASES, DEADLINES, SCHEDULED, FINISHED, attempts_key('t1'), OUTBOX, events_key('t1'), artifacts_key('t1'),
               artifact_key('t1', 'a.png'), model_key('m'), PAUSED, worker_key('w1'), WORKERS, STATS_TOTALS, NOTIFY, CANCELS,
-              event_channel('t1')}
+              event_channel('t1'), webhook_secret_key('acme')}
             """))!;
 
         Assert.Equal(
@@ -33,7 +33,7 @@ public sealed class GeneratedLuaTests(RedisServer redis) : IClassFixture<RedisSe
             Keys.Task("t1"), Keys.Queue("llm"), Keys.Index("acme", "queued", "sd"), Keys.Idempotency("acme", "k"), Keys.Leases,
             Keys.Deadlines, Keys.Scheduled, Keys.Finished, Keys.Attempts("t1"), Keys.Outbox, Keys.Events("t1"), Keys.Artifacts("t1"),
             Keys.Artifact("t1", "a.png"), Keys.ModelWorkers("m"), Keys.Paused, Keys.Worker("w1"), Keys.Workers, Keys.StatsTotals,
-            Keys.NotifyChannel, Keys.CancelChannel, Keys.EventChannel("t1"),
+            Keys.NotifyChannel, Keys.CancelChannel, Keys.EventChannel("t1"), Keys.WebhookSecret("acme"),
         ], lua);
     }
 

@@ -5,13 +5,23 @@ using Hangfire.Server;
 namespace TaskManager.Api.Webhooks;
 
 /// <summary>
-/// Webhook delivery in the scheduler role: the dispatcher (beside the scheduler's loop in its
-/// Hangfire server), the delivery job, and a Hangfire server of its own for the <c>webhooks</c>
-/// queue, with its own workers, so that deliveries waiting on slow receivers never hold up the
-/// retry jobs, nor each other beyond its worker count.
+/// The webhooks' wiring, in the scheduler role: the sender, the dispatcher (beside the
+/// scheduler's loop in its Hangfire server), the delivery job, and a Hangfire server of its own
+/// for the <c>webhooks</c> queue, with its own workers, so that deliveries waiting on slow
+/// receivers never hold up the retry jobs, nor each other beyond its worker count.
 /// </summary>
-public static class WebhookDeliverySetup
+public static class WebhookSetup
 {
+    /// <summary>
+    /// One <see cref="WebhookSender"/> for the process: it holds the one long-lived handler whose
+    /// pooled connections every delivery shares.
+    /// </summary>
+    public static IServiceCollection AddWebhookSending(this IServiceCollection services)
+    {
+        services.AddSingleton<WebhookSender>();
+        return services;
+    }
+
     public static IServiceCollection AddWebhookDeliveries(this IServiceCollection services, TaskManagerOptions options)
     {
         WebhookRetryAttribute.DelaysSeconds = WebhookDelays.Parse(options.Webhooks.RetryDelaysSeconds, out _) ?? WebhookDelays.Default;
