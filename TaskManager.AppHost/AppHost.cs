@@ -140,6 +140,8 @@ builder.AddProject<Projects.TaskManager_Api>("scheduler", launchProfileName: nul
     .WithHttpEndpoint(name: "http")
     .WithEnvironment("ASPNETCORE_ENVIRONMENT", builder.Environment.EnvironmentName)
     .WithEnvironment("TaskManager__Role", "scheduler")
+    // Development: webhooks may reach a receiver on this machine (refused by default).
+    .WithEnvironment("TaskManager__Webhooks__AllowPrivateTargets", "true")
     .WithReference(redis)
     .WaitFor(redis)
     // Each replica runs its own Hangfire server (named after its process id) and sweeps; each
