@@ -15,9 +15,11 @@ public sealed class RedisWebhookDeliveries(RedisScripts scripts, RedisKeys keys,
 
     public async Task<IReadOnlyList<WebhookDue>> TakeDueAsync(int batch, TimeSpan gap)
     {
+        var now = NowMs;
         var reply = (RedisResult[])(await Scripts.RunAsync(Script.TakeWebhooks, [Keys.WebhooksDue],
-            [NowMs, batch, (long)gap.TotalMilliseconds]).ConfigureAwait(false))!;
-        return reply.Select(Replies.ReadWebhookDue).ToArray();
+            [now, batch, (long)gap.TotalMilliseconds]).ConfigureAwait(false))!;
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(now);
+        return reply.Select(r => Replies.ReadWebhookDue(r) with { At = at }).ToArray();
     }
 
     public async Task<string> CreateAsync(WebhookDue due, string body)

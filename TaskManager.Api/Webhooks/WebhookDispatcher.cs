@@ -20,7 +20,6 @@ public sealed partial class WebhookDispatcher(
     ITaskInspector inspector,
     IBackgroundJobClient jobs,
     JobStorage storage,
-    TimeProvider time,
     IOptions<TaskManagerOptions> options,
     ILogger<WebhookDispatcher> logger) : IBackgroundProcess
 {
@@ -51,7 +50,8 @@ public sealed partial class WebhookDispatcher(
             {
                 continue; // deleted meanwhile: nothing to tell
             }
-            var id = await deliveries.CreateAsync(webhook, TaskJson.WebhookBody(webhook.Event, task, links, time.GetUtcNow()));
+            // The body's timestamp is when the event was taken: a task's output deliveries are 500 ms apart by it.
+            var id = await deliveries.CreateAsync(webhook, TaskJson.WebhookBody(webhook.Event, task, links, webhook.At));
             var job = Send(webhook.TaskId, webhook.Event, webhook.Target, id, last.GetValueOrDefault(webhook.TaskId) ?? webhook.LastJob);
             last[webhook.TaskId] = job;
             await deliveries.SetJobAsync(webhook.TaskId, id, job);

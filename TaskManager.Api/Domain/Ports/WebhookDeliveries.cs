@@ -33,8 +33,13 @@ public interface IWebhookDeliveries
     Task<IReadOnlyList<string>> TakeRedeliveriesAsync(int batch);
 }
 
-/// <summary>A delivery to make: a task's event, for its tenant, to its webhook URL, after the task's last delivery job (if any).</summary>
-public sealed record WebhookDue(string TaskId, string Event, string Tenant, string Target, string? TraceParent, string? LastJob);
+/// <summary>
+/// A delivery to make: a task's event, for its tenant, to its webhook URL, after the task's last
+/// delivery job (if any); <paramref name="At"/> is when it was taken, the time the spacing of a
+/// task's output and logs deliveries is counted by.
+/// </summary>
+public sealed record WebhookDue(string TaskId, string Event, string Tenant, string Target, string? TraceParent, string? LastJob,
+    DateTimeOffset At = default);
 
 /// <summary>A webhook delivery: its id is the <c>webhook-id</c> of each of its attempts.</summary>
 public sealed record WebhookDelivery(
