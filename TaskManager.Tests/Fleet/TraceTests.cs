@@ -42,4 +42,35 @@ public sealed class TraceTests(RedisServer redis) : IClassFixture<RedisServer>
         // The submission itself is part of the client's request trace.
         Assert.Contains(receiver.Spans, s => s.TraceId == submit.TraceId && s.SpanId == submit.ParentSpanId);
     }
+
+    [Fact]
+    public async Task AWebhookDelivery_IsASpanOfItsTasksTrace()
+    {
+        await redis.FlushAsync();
+        await using var otlp = new OtlpReceiver();
+        await using var receiver = await ClientWebhookReceiver.StartAsync();
+        var telemetry = new Dictionary<string, string>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.Endpoint,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "200",
+            ["TaskManager__Webhooks__AllowPrivateTargets"] = "true",
+        };
+        await using var api = await ApiProcess.StartAsync(redis, environment: telemetry);
+        await using var scheduler = await ApiProcess.StartAsync(redis, role: "scheduler", environment: telemetry);
+        var id = (await (await api.Client.PostJsonAsync("/api/tasks",
+            $$"""{"type":"tts","input":{"text":"x"},"webhook":"{{receiver.Url("/ok/traced")}}"}""")).JsonAsync()).GetProperty("id").GetString()!;
+        await api.Client.PatchAsync($"/api/tasks/{id}/cancel", null);
+
+        var (submit, deliver) = await Wait.ForAsync(
+            () => Task.FromResult((
+                otlp.Spans.FirstOrDefault(s => s.Name == "task.submit" && s.Attributes.GetValueOrDefault("task.id") == id),
+                otlp.Spans.FirstOrDefault(s => s.Name == "webhook.deliver" && s.Attributes.GetValueOrDefault("task.id") == id))),
+            spans => spans.Item1 is not null && spans.Item2 is not null, TimeSpan.FromSeconds(30), "the submit and delivery spans to be exported");
+
+        Assert.Equal(submit!.TraceId, deliver!.TraceId);
+        Assert.Equal("completed", deliver.Attributes["webhook.event"]);
+        Assert.Equal("delivered", deliver.Attributes["webhook.outcome"]);
+        Assert.Single(receiver.For(id));
+    }
 }
