@@ -11,7 +11,8 @@ namespace TaskManager.Bench;
 /// TaskManager as a deployment runs it: the API and the scheduler (the same Release build in its
 /// two roles) on one Redis, with generated keys. The settings differ from the defaults in two
 /// ways only, both because a benchmark is one tenant doing the work of many: the per-key rate
-/// limit and the tenant's cap of queued tasks are raised.
+/// limit and the tenant's cap of queued tasks are raised. The scheduler, which sends the webhooks,
+/// may also reach private targets: the webhooks scenario's receiver is on loopback.
 /// </summary>
 public sealed class Deployment : IAsyncDisposable
 {
@@ -19,11 +20,14 @@ public sealed class Deployment : IAsyncDisposable
 
     private readonly List<Child> workers = [];
 
-    private Deployment(Redis redis, string root, string logs)
+    private readonly IReadOnlyDictionary<string, string> schedulerSettings;
+
+    private Deployment(Redis redis, string root, string logs, IReadOnlyDictionary<string, string> schedulerSettings)
     {
         Redis = redis;
         Root = root;
         Logs = logs;
+        this.schedulerSettings = schedulerSettings;
     }
 
     public Redis Redis { get; }
@@ -42,9 +46,13 @@ public sealed class Deployment : IAsyncDisposable
 
     public string WorkerToken { get; } = "bench-worker-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
 
-    public static async Task<Deployment> StartAsync(Redis redis, string root, string logs)
+    /// <summary>The admin key (the Hangfire dashboard at /hangfire, the admin endpoints).</summary>
+    public string AdminKey { get; } = "bench-admin-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+
+    /// <param name="schedulerSettings">More settings for the scheduler only (e.g. <c>TaskManager__Webhooks__Concurrency</c>).</param>
+    public static async Task<Deployment> StartAsync(Redis redis, string root, string logs, IReadOnlyDictionary<string, string>? schedulerSettings = null)
     {
-        var deployment = new Deployment(redis, root, logs);
+        var deployment = new Deployment(redis, root, logs, schedulerSettings ?? new Dictionary<string, string>());
         var port = Child.FreePort();
         deployment.BaseAddress = new Uri($"http://127.0.0.1:{port}");
         deployment.Api = deployment.StartService("api", port);
@@ -74,7 +82,7 @@ public sealed class Deployment : IAsyncDisposable
     private Child StartService(string role, int port)
     {
         var dll = Path.Combine(Root, "TaskManager.Api", "bin", "Release", "net10.0", "TaskManager.Api.dll");
-        return Child.Start("dotnet", [dll], Path.Combine(Logs, role + ".log"), new Dictionary<string, string>
+        var environment = new Dictionary<string, string>
         {
             ["ConnectionStrings__redis"] = Redis.ConnectionString.Replace(",allowAdmin=true", "", StringComparison.Ordinal),
             ["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}",
@@ -82,11 +90,21 @@ public sealed class Deployment : IAsyncDisposable
             ["TaskManager__ApiKeys__0__Key"] = ClientKey,
             ["TaskManager__ApiKeys__0__Tenant"] = "bench",
             ["TaskManager__WorkerTokens__0"] = WorkerToken,
-            ["TaskManager__AdminKeys__0"] = "bench-admin-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16)),
+            ["TaskManager__AdminKeys__0"] = AdminKey,
             ["TaskManager__RateLimitPerSecond"] = "1000000",
             ["TaskManager__RateLimitBurst"] = "1000000",
             ["TaskManager__TenantQueueCap"] = "100000000",
-        }, Root);
+        };
+        if (role == "scheduler")
+        {
+            // The webhooks scenario's receiver listens on 127.0.0.1, which the sender refuses by default.
+            environment["TaskManager__Webhooks__AllowPrivateTargets"] = "true";
+            foreach (var (name, value) in schedulerSettings)
+            {
+                environment[name] = value;
+            }
+        }
+        return Child.Start("dotnet", [dll], Path.Combine(Logs, role + ".log"), environment, Root);
     }
 
     /// <summary>An HTTP client with its own pool of keep-alive connections.</summary>

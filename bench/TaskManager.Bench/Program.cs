@@ -10,7 +10,17 @@ var quick = args.Contains("--quick");
 var runs = Option("--runs", quick ? 1 : 3);
 var jobs = Option("--jobs", quick ? 2_000 : 20_000);
 var skipPeers = args.Contains("--no-peers");
-var only = OptionText("--only")?.Split(',') ?? ["submit", "e2e", "pickup", "memory", "flat", "idle"];
+// The scheduler's webhook settings, where given: by default it runs with the API's defaults.
+var schedulerSettings = new Dictionary<string, string>();
+if (OptionText("--webhook-concurrency") is { } webhookConcurrency)
+{
+    schedulerSettings["TaskManager__Webhooks__Concurrency"] = webhookConcurrency;
+}
+if (OptionText("--webhook-poll-ms") is { } webhookPoll)
+{
+    schedulerSettings["TaskManager__Webhooks__PollIntervalMs"] = webhookPoll;
+}
+var only = OptionText("--only")?.Split(',') ?? ["submit", "e2e", "pickup", "memory", "flat", "idle", "webhooks"];
 var peers = (OptionText("--peers")?.Split(',') ?? Peers.Names).Where(_ => !skipPeers).ToArray();
 var settings = new BenchSettings(
     Jobs: jobs,
@@ -27,7 +37,10 @@ var settings = new BenchSettings(
     FlatSamples: quick ? 100 : 200,
     FlatRounds: quick ? 2 : 3,
     IdleWorkers: Option("--idle-workers", quick ? 200 : 1_000),
-    IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)));
+    IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)),
+    WebhookJobs: Option("--webhook-jobs", quick ? 2_000 : 10_000),
+    WebhookSamples: quick ? 30 : 100,
+    SchedulerSettings: schedulerSettings);
 
 var root = FindRoot();
 var logs = Path.Combine(root, "bench", ".logs", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
@@ -37,6 +50,7 @@ void Say(string line) => Console.Error.WriteLine($"[{clock.Elapsed:mm\\:ss}] {li
 Say($"logs in {logs}; {runs} run(s) of {jobs:N0} jobs{(quick ? " (quick)" : "")}");
 
 var ours = new List<Dictionary<string, double>>();
+var failures = new List<string>();
 var theirs = peers.ToDictionary(p => p, _ => new List<Dictionary<string, double>>());
 string redisVersion = "";
 for (var run = 1; run <= runs; run++)
@@ -45,12 +59,13 @@ for (var run = 1; run <= runs; run++)
     await using (var redis = await Redis.StartAsync(logs))
     {
         redisVersion = redis.Version;
-        await using var deployment = await Deployment.StartAsync(redis, root, logs);
+        await using var deployment = await Deployment.StartAsync(redis, root, logs, schedulerSettings);
         var scenarios = new Scenarios(deployment, settings, Say);
         foreach (var (name, scenario) in new (string, Func<Task>)[]
         {
             ("submit", scenarios.SubmitAsync), ("e2e", scenarios.EndToEndAsync), ("pickup", scenarios.PickupAsync),
             ("memory", scenarios.MemoryAsync), ("flat", scenarios.FlatCostAsync), ("idle", scenarios.IdleFleetAsync),
+            ("webhooks", scenarios.WebhooksAsync),
         })
         {
             if (only.Contains(name))
@@ -59,6 +74,7 @@ for (var run = 1; run <= runs; run++)
             }
         }
         ours.Add(scenarios.Figures);
+        failures.AddRange(scenarios.Failures.Select(f => $"run {run}: {f}"));
     }
     foreach (var peer in peers)
     {
@@ -71,11 +87,15 @@ for (var run = 1; run <= runs; run++)
     }
 }
 
-var report = Report.Markdown(Medians(ours), theirs.ToDictionary(p => p.Key, p => Medians(p.Value)), settings, runs, quick, redisVersion);
+var report = Report.Markdown(Medians(ours), theirs.ToDictionary(p => p.Key, p => Medians(p.Value)), settings, runs, quick, redisVersion, failures);
 Console.WriteLine(report);
 await File.WriteAllTextAsync(Path.Combine(logs, "report.md"), report);
 Say($"done in {clock.Elapsed:mm\\:ss}; the table is also in {logs}/report.md");
-return 0;
+foreach (var failure in failures)
+{
+    Say("FAILED: " + failure);
+}
+return failures.Count == 0 ? 0 : 1;
 
 static Dictionary<string, double> Medians(List<Dictionary<string, double>> runs) =>
     runs.SelectMany(r => r.Keys).Distinct().ToDictionary(k => k, k => Median.Of(runs.Where(r => r.ContainsKey(k)).Select(r => r[k])));
@@ -104,7 +124,7 @@ static string FindRoot()
 internal static class Report
 {
     public static string Markdown(Dictionary<string, double> tm, Dictionary<string, Dictionary<string, double>> peers,
-        BenchSettings settings, int runs, bool quick, string redisVersion)
+        BenchSettings settings, int runs, bool quick, string redisVersion, IReadOnlyList<string> failures)
     {
         var md = new StringBuilder();
         md.AppendLine($"### TaskManager benchmark{(quick ? " (quick)" : "")}, {DateTime.UtcNow:yyyy-MM-dd}");
@@ -206,6 +226,35 @@ internal static class Report
         md.AppendLine($"Idle fleet: {settings.IdleWorkers:N0} workers long-polling (a lease and a heartbeat each): API {Num(T("idle_api_cpu_percent"))}% " +
             $"and Redis {Num(T("idle_redis_cpu_percent"))}% of one core; a task arriving is picked up in {Num(T("idle_pickup_p50_ms"))} ms " +
             $"(p50), {Num(T("idle_pickup_p99_ms"))} ms (p99).");
+        md.AppendLine();
+
+        // The webhooks beside the same run's hot path, measured without them: tasks without a
+        // webhook must cost what they did.
+        md.AppendLine("**Webhooks**");
+        md.AppendLine();
+        var scheduler = settings.SchedulerSettings.Count == 0
+            ? "the scheduler's webhook settings at their defaults"
+            : "the scheduler with " + string.Join(", ", settings.SchedulerSettings.Select(s => $"`{s.Key}={s.Value}`"));
+        md.AppendLine($"| {settings.WebhookJobs:N0} no-op tasks, each with a `completed` webhook to a receiver in the bench, drained by the Python workers ({scheduler}) | |");
+        md.AppendLine("|---|---|");
+        Row(md, "deliveries/s (first received → last)", Rate(T("webhooks_per_s")));
+        Row(md, "the same tasks completed/s (first `completed_at` → last); drained/s (first submission → last success)",
+            $"{Rate(T("webhooks_completions_per_s"))}; {Rate(T("webhooks_e2e_python_per_s"))}");
+        Row(md, "`completed_at` → received, p50 / p99 (ms)", Ms2(T("webhooks_p50_ms"), T("webhooks_p99_ms")));
+        Row(md, "of which `completed_at` → the delivery made (its `timestamp`), p50 / p99 (ms)", Ms2(T("webhooks_dispatch_p50_ms"), T("webhooks_dispatch_p99_ms")));
+        Row(md, "of which the delivery made → received, p50 / p99 (ms)", Ms2(T("webhooks_send_p50_ms"), T("webhooks_send_p99_ms")));
+        Row(md, "last task completed → last delivery received (s)", Num(T("webhooks_tail_s")));
+        Row(md, "the scheduler's CPU per delivery (µs; its dispatcher, Hangfire workers and sender); idle (% of a core)",
+            $"{Rate(T("webhooks_scheduler_cpu_us"))}; {Num(T("webhooks_scheduler_idle_cpu_percent"))}");
+        Row(md, "delivered / duplicates / unexpected", $"{Rate(T("webhooks_delivered"))} / {Rate(T("webhooks_duplicates"))} / {Rate(T("webhooks_strangers"))}");
+        Row(md, $"one task at a time ({settings.WebhookSamples}), `completed_at` → received, p50 / p99 (ms)", Ms2(T("webhooks_single_p50_ms"), T("webhooks_single_p99_ms")));
+        Row(md, "same run, tasks without webhooks: submit at 64 connections (requests/s; p99 ms)", $"{Rate(T("submit_64_rps"))}; {Num(T("submit_64_p99_ms"))}");
+        Row(md, "same run, tasks without webhooks: end to end, Python worker (tasks/s)", Rate(T("e2e_python_per_s")));
+        foreach (var failure in failures)
+        {
+            md.AppendLine();
+            md.AppendLine($"**Failed:** {failure}");
+        }
         return md.ToString();
     }
 

@@ -22,7 +22,10 @@ public sealed record BenchSettings(
     int FlatSamples,
     int FlatRounds,
     int IdleWorkers,
-    TimeSpan IdleWindow);
+    TimeSpan IdleWindow,
+    int WebhookJobs,
+    int WebhookSamples,
+    IReadOnlyDictionary<string, string> SchedulerSettings);
 
 /// <summary>TaskManager's scenarios; each writes its figures into <see cref="Figures"/>.</summary>
 public sealed class Scenarios(Deployment deployment, BenchSettings settings, Action<string> say)
@@ -31,6 +34,9 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
 
     /// <summary>Figures by name, e.g. <c>submit_64_rps</c>.</summary>
     public Dictionary<string, double> Figures { get; } = [];
+
+    /// <summary>What failed without stopping the run (the webhooks that did not all arrive), one line each.</summary>
+    public List<string> Failures { get; } = [];
 
     private static string Batch(int count) =>
         "{\"tasks\":[" + string.Join(",", Enumerable.Repeat(NoOpTask, count)) + "]}";
@@ -495,6 +501,293 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             $"pickup p50 {latencies.Percentile(50):0.00} ms, p99 {latencies.Percentile(99):0.00} ms");
         await stop.CancelAsync();
         await Task.WhenAll(loops);
+    }
+
+    // ---- webhooks ----
+
+    /// <summary>
+    /// WebhookJobs no-op sim tasks, each with a <c>completed</c> webhook (the default filter) to a
+    /// receiver in this process (<see cref="WebhookReceiver"/>), submitted in batches of 1,000 while
+    /// the Python workers drain them, as in the end-to-end scenario. Measured: deliveries a second
+    /// (first receipt to last), completed_at → receipt p50 / p99 (and its two parts, split at the
+    /// body's <c>timestamp</c>, when the scheduler made the delivery), the time from the last
+    /// completion to the last delivery, the drain's own rate, duplicates. Then WebhookSamples tasks
+    /// one at a time, each waited for: the latency with no backlog. First an unmeasured round of
+    /// <see cref="WebhookWarmUpJobs"/> warms the scheduler's delivery path and the workers, as the
+    /// end-to-end scenario's warm-up does the API's worker endpoints.
+    /// </summary>
+    public async Task WebhooksAsync()
+    {
+        await deployment.ResetAsync();
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await deployment.StartPythonWorkersAsync(settings.PythonWorkers, settings.PythonCapacity);
+        try
+        {
+            using var http = deployment.NewClient(16, deployment.ClientKey);
+            var warm = WebhookWarmUpJobs(settings.WebhookJobs);
+            var warmIds = await SubmitWithWebhooksAsync(http, WebhookBatches(receiver.Url + "/warm/", warm));
+            if (!await WaitForDeliveriesAsync(receiver, "warm", warm, null))
+            {
+                await WebhooksFailedAsync(http, receiver, "warm", warmIds, "the warm-up");
+                return;
+            }
+
+            // The scheduler's CPU with nothing to deliver (its sweeps, the dispatcher's polls, the idle
+            // Hangfire workers), to set beside its CPU per delivery below.
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            var idleCpu = deployment.Scheduler.CpuSeconds();
+            var idleClock = Stopwatch.StartNew();
+            await Task.Delay(TimeSpan.FromSeconds(3));
+            Figures["webhooks_scheduler_idle_cpu_percent"] = (deployment.Scheduler.CpuSeconds() - idleCpu) / idleClock.Elapsed.TotalSeconds * 100;
+
+            var jobs = settings.WebhookJobs;
+            var batches = WebhookBatches(receiver.Url + "/hook/", jobs);
+            var succeeded = await deployment.SucceededAsync("llm");
+            var schedulerCpu = deployment.Scheduler.CpuSeconds();
+            var clock = Stopwatch.StartNew();
+            var submitting = SubmitWithWebhooksAsync(http, batches);
+            var arrived = await WaitForDeliveriesAsync(receiver, "hook", jobs, async () =>
+            {
+                if (!Figures.ContainsKey("webhooks_e2e_python_per_s") && await deployment.SucceededAsync("llm") - succeeded >= jobs)
+                {
+                    Figures["webhooks_e2e_python_per_s"] = jobs / clock.Elapsed.TotalSeconds;
+                }
+            });
+            var ids = await submitting;
+            // The scheduler's CPU over the round, per task: its dispatcher, the Hangfire workers of
+            // the webhooks queue and their sends (its sweeps cost next to nothing).
+            Figures["webhooks_scheduler_cpu_us"] = (deployment.Scheduler.CpuSeconds() - schedulerCpu) / jobs * 1e6;
+            RecordWebhooks(receiver, ids);
+            if (!arrived)
+            {
+                await WebhooksFailedAsync(http, receiver, "hook", ids, "the measured round");
+                return;
+            }
+
+            // One at a time, nothing queued: the dispatcher's poll and one delivery. A random pause
+            // before each, so that tasks complete at any point of the dispatcher's poll interval: sent
+            // right after a delivery, each would complete just after a poll and wait a whole interval.
+            var random = new Random(7);
+            for (var i = 0; i < settings.WebhookSamples; i++)
+            {
+                await Task.Delay(random.Next(0, 250));
+                var task = NoOpTask[..^1] + $",\"webhook\":\"{receiver.Url}/single/{i}\"}}";
+                using (var response = await http.PostAsync("/api/tasks", Deployment.Json(task)))
+                {
+                    response.EnsureSuccessStatusCode();
+                }
+                var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+                while (receiver.Distinct("single") <= i)
+                {
+                    if (DateTime.UtcNow > deadline)
+                    {
+                        throw new TimeoutException($"The webhook of task {i} of the one-at-a-time round did not arrive in 30 s.");
+                    }
+                    await Task.Delay(2);
+                }
+            }
+            var single = new Latencies();
+            var singleDispatch = new Latencies();
+            foreach (var receipt in receiver.Receipts("single").GroupBy(r => r.TaskId).Select(g => g.MinBy(r => r.ReceivedAt)!))
+            {
+                single.Add((receipt.ReceivedAt - receipt.CompletedAt!.Value).TotalMilliseconds);
+                singleDispatch.Add((receipt.Timestamp!.Value - receipt.CompletedAt!.Value).TotalMilliseconds);
+            }
+            Figures["webhooks_single_p50_ms"] = single.Percentile(50);
+            Figures["webhooks_single_p99_ms"] = single.Percentile(99);
+            say($"webhooks one at a time ({settings.WebhookSamples}): completed→receipt p50 {single.Percentile(50):0.0} ms, p99 {single.Percentile(99):0.0} ms " +
+                $"(→dispatched p50 {singleDispatch.Percentile(50):0.0} ms, p99 {singleDispatch.Percentile(99):0.0} ms)");
+        }
+        finally
+        {
+            await deployment.StopPythonWorkersAsync();
+        }
+    }
+
+    /// <summary>Tasks with webhooks drained, and their deliveries waited for, before the measured round.</summary>
+    public static int WebhookWarmUpJobs(int jobs) => Math.Clamp(jobs / 10, 200, 1000);
+
+    /// <summary>
+    /// The batches (of 1,000 at most) of <paramref name="count"/> no-op tasks, task n's webhook
+    /// <paramref name="target"/> followed by n; made before the clock starts.
+    /// </summary>
+    private static List<(int From, byte[] Body)> WebhookBatches(string target, int count)
+    {
+        var batches = new List<(int, byte[])>();
+        for (var from = 0; from < count; from += 1000)
+        {
+            var body = new StringBuilder("{\"tasks\":[");
+            for (var n = from; n < Math.Min(count, from + 1000); n++)
+            {
+                body.Append(n == from ? "" : ",").Append(NoOpTask, 0, NoOpTask.Length - 1)
+                    .Append(",\"webhook\":\"").Append(target).Append(n.ToString(CultureInfo.InvariantCulture)).Append("\"}");
+            }
+            batches.Add((from, Encoding.UTF8.GetBytes(body.Append("]}").ToString())));
+        }
+        return batches;
+    }
+
+    /// <summary>Sends the batches one after the other (as the end-to-end scenario does); task n's id is the answer's n-th.</summary>
+    private static async Task<string[]> SubmitWithWebhooksAsync(HttpClient http, List<(int From, byte[] Body)> batches)
+    {
+        var ids = new List<string>();
+        foreach (var (from, body) in batches)
+        {
+            using var content = new ByteArrayContent(body);
+            content.Headers.ContentType = new("application/json");
+            using var response = await http.PostAsync("/api/tasks/batch", content);
+            response.EnsureSuccessStatusCode();
+            await using var stream = await response.Content.ReadAsStreamAsync();
+            using var answer = await JsonDocument.ParseAsync(stream);
+            var items = answer.RootElement.GetProperty("items").EnumerateArray().ToArray();
+            if (answer.RootElement.GetProperty("refused").GetInt32() != 0 || ids.Count != from)
+            {
+                throw new InvalidOperationException($"A batch of tasks with webhooks was refused in part: {answer.RootElement.GetProperty("refused")} refused.");
+            }
+            ids.AddRange(items.Select(i => i.GetProperty("task").GetProperty("id").GetString()!));
+        }
+        return [.. ids];
+    }
+
+    /// <summary>
+    /// Waits until <paramref name="count"/> distinct tasks have had a delivery under
+    /// <c>/{segment}/</c>: false when they have not within max(120 s, 50 ms a task), or when none
+    /// has come for 60 s. <paramref name="polled"/> runs at each poll (every 20 ms).
+    /// </summary>
+    private async Task<bool> WaitForDeliveriesAsync(WebhookReceiver receiver, string segment, int count, Func<Task>? polled)
+    {
+        var limit = TimeSpan.FromSeconds(Math.Max(120, count * 0.05));
+        var clock = Stopwatch.StartNew();
+        var lastCount = 0;
+        var lastChange = TimeSpan.Zero;
+        var lastSaid = TimeSpan.Zero;
+        while (receiver.Distinct(segment) is var got && got < count)
+        {
+            if (polled is not null)
+            {
+                await polled();
+            }
+            if (got != lastCount)
+            {
+                (lastCount, lastChange) = (got, clock.Elapsed);
+            }
+            if (clock.Elapsed > limit || clock.Elapsed - lastChange > TimeSpan.FromSeconds(60))
+            {
+                return false;
+            }
+            if (clock.Elapsed - lastSaid > TimeSpan.FromSeconds(10))
+            {
+                lastSaid = clock.Elapsed;
+                say($"webhooks ({segment}): {got:N0} of {count:N0} delivered after {clock.Elapsed.TotalSeconds:0} s");
+            }
+            await Task.Delay(20);
+        }
+        if (polled is not null)
+        {
+            await polled();
+        }
+        return true;
+    }
+
+    /// <summary>The measured round's figures, from the receipts of the tasks <paramref name="ids"/> (task n's webhook was /hook/n).</summary>
+    private void RecordWebhooks(WebhookReceiver receiver, string[] ids)
+    {
+        var index = ids.Select((id, n) => (id, n)).ToDictionary(p => p.id, p => p.n, StringComparer.Ordinal);
+        var first = new Dictionary<string, WebhookReceipt>(StringComparer.Ordinal);
+        int duplicates = 0, strangers = 0, misrouted = 0;
+        foreach (var receipt in receiver.Receipts("hook"))
+        {
+            if (receipt.TaskId is null || receipt.CompletedAt is null || !index.TryGetValue(receipt.TaskId, out var n))
+            {
+                strangers++;
+                continue;
+            }
+            if (receipt.Path != $"/hook/{n}")
+            {
+                misrouted++;
+            }
+            if (first.TryGetValue(receipt.TaskId, out var earlier))
+            {
+                duplicates++;
+                if (receipt.ReceivedAt >= earlier.ReceivedAt)
+                {
+                    continue;
+                }
+            }
+            first[receipt.TaskId] = receipt;
+        }
+        Figures["webhooks_delivered"] = first.Count;
+        Figures["webhooks_duplicates"] = duplicates;
+        Figures["webhooks_strangers"] = strangers + misrouted;
+        if (first.Count < 2)
+        {
+            return;
+        }
+        var total = new Latencies();
+        var dispatch = new Latencies();
+        var send = new Latencies();
+        foreach (var receipt in first.Values)
+        {
+            total.Add((receipt.ReceivedAt - receipt.CompletedAt!.Value).TotalMilliseconds);
+            if (receipt.Timestamp is { } made)
+            {
+                dispatch.Add((made - receipt.CompletedAt!.Value).TotalMilliseconds);
+                send.Add((receipt.ReceivedAt - made).TotalMilliseconds);
+            }
+        }
+        var firstAt = first.Values.Min(r => r.ReceivedAt);
+        var lastAt = first.Values.Max(r => r.ReceivedAt);
+        var lastCompleted = first.Values.Max(r => r.CompletedAt!.Value);
+        var firstCompleted = first.Values.Min(r => r.CompletedAt!.Value);
+        Figures["webhooks_per_s"] = (first.Count - 1) / (lastAt - firstAt).TotalSeconds;
+        Figures["webhooks_completions_per_s"] = (first.Count - 1) / (lastCompleted - firstCompleted).TotalSeconds;
+        Figures["webhooks_p50_ms"] = total.Percentile(50);
+        Figures["webhooks_p99_ms"] = total.Percentile(99);
+        Figures["webhooks_dispatch_p50_ms"] = dispatch.Percentile(50);
+        Figures["webhooks_dispatch_p99_ms"] = dispatch.Percentile(99);
+        Figures["webhooks_send_p50_ms"] = send.Percentile(50);
+        Figures["webhooks_send_p99_ms"] = send.Percentile(99);
+        Figures["webhooks_tail_s"] = (lastAt - lastCompleted).TotalSeconds;
+        say($"webhooks: {first.Count:N0} of {ids.Length:N0} delivered, {Figures["webhooks_per_s"]:N0}/s (tasks completed at " +
+            $"{Figures["webhooks_completions_per_s"]:N0}/s; drain {Figures.GetValueOrDefault("webhooks_e2e_python_per_s", double.NaN):N0} tasks/s); " +
+            $"completed→receipt p50 {total.Percentile(50):N0} ms, p99 {total.Percentile(99):N0} ms " +
+            $"(→dispatched p50 {dispatch.Percentile(50):N0} / p99 {dispatch.Percentile(99):N0}, dispatched→receipt p50 {send.Percentile(50):N0} / p99 {send.Percentile(99):N0}); " +
+            $"last completion → last delivery {Figures["webhooks_tail_s"]:0.00} s; {duplicates} duplicate(s), {strangers + misrouted} unexpected; " +
+            $"scheduler CPU {Figures.GetValueOrDefault("webhooks_scheduler_cpu_us", double.NaN):N0} µs a delivery " +
+            $"({Figures.GetValueOrDefault("webhooks_scheduler_idle_cpu_percent", double.NaN):0.0}% of a core idle)");
+    }
+
+    /// <summary>
+    /// Not all deliveries arrived: writes what the API says of the missing ones (each task's status
+    /// and its deliveries, from GET /api/tasks/{id}/webhooks) to webhooks-missing.txt, counts their
+    /// delivery states, and adds a failure line. The run goes on, so that its other figures are kept.
+    /// </summary>
+    private async Task WebhooksFailedAsync(HttpClient http, WebhookReceiver receiver, string segment, string[] ids, string round)
+    {
+        var received = receiver.Receipts(segment).Select(r => r.TaskId).ToHashSet(StringComparer.Ordinal);
+        var missing = ids.Where(id => !received.Contains(id)).ToArray();
+        var states = new Dictionary<string, int>(StringComparer.Ordinal);
+        var file = Path.Combine(deployment.Logs, "webhooks-missing.txt");
+        await using (var log = new StreamWriter(file))
+        {
+            foreach (var id in missing.Take(200))
+            {
+                var task = JsonDocument.Parse(await http.GetStringAsync($"/api/tasks/{id}")).RootElement;
+                var deliveries = await http.GetStringAsync($"/api/tasks/{id}/webhooks");
+                var state = string.Join("+", JsonDocument.Parse(deliveries).RootElement.GetProperty("deliveries").EnumerateArray()
+                    .Select(d => $"{d.GetProperty("state").GetString()} ({d.GetProperty("attempts").GetArrayLength()} attempt(s))")
+                    .DefaultIfEmpty("none made"));
+                var key = $"task {task.GetProperty("status").GetString()}, delivery {state}";
+                states[key] = states.GetValueOrDefault(key) + 1;
+                await log.WriteLineAsync($"{id} {task.GetProperty("status").GetString()} completed_at={task.GetProperty("completed_at")} webhooks={deliveries}");
+            }
+        }
+        var failure = $"webhooks, {round}: {ids.Length - missing.Length:N0} of {ids.Length:N0} tasks' deliveries arrived " +
+            $"({receiver.Receipts(segment).Count:N0} received in all); of {Math.Min(200, missing.Length)} missing looked at: " +
+            string.Join(", ", states.Select(s => $"{s.Value} {s.Key}")) + $". Details in {file}, the scheduler's log in {deployment.Logs}/scheduler.log.";
+        Figures["webhooks_missing"] = missing.Length;
+        Failures.Add(failure);
+        say("FAILED: " + failure);
     }
 
     public static string Format(double value) => value.ToString("0.##", CultureInfo.InvariantCulture);
