@@ -28,6 +28,9 @@ public sealed partial class WebhookDispatcher(
 
     private const int Batch = 500;
 
+    /// <summary>How many tasks' deliveries are made at once.</summary>
+    private const int Parallelism = 8;
+
     public void Execute(BackgroundProcessContext context)
     {
         // One pass a call, as the scheduler's loop: Hangfire calls again, and restarts after an error.
@@ -42,21 +45,17 @@ public sealed partial class WebhookDispatcher(
     {
         var due = await deliveries.TakeDueAsync(Batch, Gap);
         var links = TaskLinks.At(options.Value.PublicUrl);
-        var last = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var webhook in due)
-        {
-            var task = await inspector.GetAsync(webhook.TaskId);
-            if (task is null)
+        // Tasks side by side (each delivery waits on a few Redis round trips, Hangfire's among
+        // them); one task's deliveries one after another, each job following the one before.
+        await Parallel.ForEachAsync(due.GroupBy(d => d.TaskId), new ParallelOptions { MaxDegreeOfParallelism = Parallelism },
+            async (task, _) =>
             {
-                continue; // deleted meanwhile: nothing to tell
-            }
-            // The body's timestamp is when the event was taken: a task's output deliveries are 500 ms apart by it.
-            var id = await deliveries.CreateAsync(webhook, TaskJson.WebhookBody(webhook.Event, task, links, webhook.At));
-            var job = Send(webhook.TaskId, webhook.Event, webhook.Target, id, last.GetValueOrDefault(webhook.TaskId) ?? webhook.LastJob);
-            last[webhook.TaskId] = job;
-            await deliveries.SetJobAsync(webhook.TaskId, id, job);
-            LogDue(logger, webhook.Event, webhook.TaskId, id, job);
-        }
+                var after = (string?)null;
+                foreach (var webhook in task)
+                {
+                    after = await DispatchAsync(webhook, links, after ?? webhook.LastJob) ?? after;
+                }
+            });
         foreach (var id in await deliveries.TakeRedeliveriesAsync(Batch))
         {
             if (await deliveries.GetAsync(id) is { } delivery)
@@ -66,6 +65,22 @@ public sealed partial class WebhookDispatcher(
             }
         }
         return due.Count;
+    }
+
+    /// <summary>Records one delivery and makes its job, after <paramref name="after"/>; returns the job, or null when the task is gone.</summary>
+    private async Task<string?> DispatchAsync(WebhookDue webhook, TaskLinks links, string? after)
+    {
+        var task = await inspector.GetAsync(webhook.TaskId);
+        if (task is null)
+        {
+            return null; // deleted meanwhile: nothing to tell
+        }
+        // The body's timestamp is when the event was taken: a task's output deliveries are 500 ms apart by it.
+        var id = await deliveries.CreateAsync(webhook, TaskJson.WebhookBody(webhook.Event, task, links, webhook.At));
+        var job = Send(webhook.TaskId, webhook.Event, webhook.Target, id, after);
+        await deliveries.SetJobAsync(webhook.TaskId, id, job);
+        LogDue(logger, webhook.Event, webhook.TaskId, id, job);
+        return job;
     }
 
     /// <summary>A job that sends the delivery: after <paramref name="after"/> (the task's previous delivery job) unless that one is over.</summary>
