@@ -128,6 +128,7 @@ public sealed class OpenAiApiTests(ApiFixture fixture) : IClassFixture<ApiFixtur
         var array = await Client.PostJsonAsync("/v1/chat/completions", "[1]");
         var unknown = await Client.PostJsonAsync("/v1/embeddings", """{"input":"x"}""");
         var method = await Client.GetAsync("/v1/chat/completions");
+        var large = await Client.PostJsonAsync("/v1/completions", $$"""{"prompt":"{{new string('x', 1_100_000)}}"}""");
 
         Assert.Equal(HttpStatusCode.BadRequest, broken.StatusCode);
         Assert.Contains("JSON", OpenAi.Error(await broken.JsonAsync()).GetProperty("message").GetString());
@@ -137,6 +138,8 @@ public sealed class OpenAiApiTests(ApiFixture fixture) : IClassFixture<ApiFixtur
         Assert.Contains("/v1/embeddings", OpenAi.Error(await unknown.JsonAsync()).GetProperty("message").GetString());
         Assert.Equal(HttpStatusCode.MethodNotAllowed, method.StatusCode);
         OpenAi.Error(await method.JsonAsync());
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, large.StatusCode);
+        Assert.Equal("request_too_large", OpenAi.Error(await large.JsonAsync()).GetProperty("code").GetString());
         // The rest of the API keeps its ProblemDetails.
         var problem = await Client.PostJsonAsync("/api/tasks", "{}");
         Assert.Equal("application/problem+json", problem.Content.Headers.ContentType?.MediaType);

@@ -337,6 +337,29 @@ public sealed class OpenAiTests : IClassFixture<FleetFixture>
     }
 
     [Fact]
+    public async Task AClientThatGivesUpWaitingForAnAnswer_CancelsItsTask()
+    {
+        await ReadyAsync();
+        using var leaving = new CancellationTokenSource();
+        var user = Guid.NewGuid().ToString("N");
+
+        var request = fleet.Client.PostAsync("/v1/chat/completions", new StringContent(
+            $$"""{"model":"{{ChatModel}}","messages":[{"role":"user","content":"a long story"}],"max_tokens":40,"user":"{{user}}"}""",
+            System.Text.Encoding.UTF8, "application/json"), leaving.Token);
+        // The answer names the task only when it comes: find it by its user, once it runs.
+        var task = await Wait.ForAsync(async () => (await (await fleet.Client.GetAsync("/api/tasks?type=llm&status=running&limit=100")).JsonAsync())
+                .GetProperty("items").EnumerateArray()
+                .FirstOrDefault(t => t.GetProperty("metadata").GetProperty("openai").TryGetProperty("user", out var u) && u.GetString() == user),
+            t => t.ValueKind == JsonValueKind.Object, Timeout, "the request's task to run");
+        await leaving.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => request);
+
+        var id = task.GetProperty("id").GetString()!;
+        var ended = await fleet.WaitForStatusAsync(id, s => s is "canceled" or "succeeded" or "failed", Timeout);
+        Assert.Equal("canceled", ended.GetProperty("status").GetString());
+    }
+
+    [Fact]
     public async Task ATenantsRequest_IsListedUnderItsTenant_AndNotUnderAnothers()
     {
         await ReadyAsync();
