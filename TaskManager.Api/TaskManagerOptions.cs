@@ -162,6 +162,20 @@ public sealed class TaskManagerOptions : IValidatableObject
     /// <summary>Webhook deliveries (<c>TaskManager:Webhooks:*</c>).</summary>
     [ValidateObjectMembers]
     public WebhookOptions Webhooks { get; set; } = new();
+
+    /// <summary>The OpenAI-compatible API under <c>/v1</c> (<c>TaskManager:OpenAi:*</c>).</summary>
+    public OpenAiOptions OpenAi { get; set; } = new();
+}
+
+/// <summary>Settings under <c>TaskManager:OpenAi:</c> (environment: <c>TaskManager__OpenAi__*</c>).</summary>
+public sealed class OpenAiOptions
+{
+    /// <summary>
+    /// Whether a client that goes away before its answer (a dropped stream, a closed connection)
+    /// cancels the task it made, as it cancels the model's work at OpenAI. False leaves the task
+    /// running: a client may then follow it at <c>/api/tasks/{id}/events</c>.
+    /// </summary>
+    public bool CancelOnDisconnect { get; set; } = true;
 }
 
 /// <summary>Settings under <c>TaskManager:Webhooks:</c> (environment: <c>TaskManager__Webhooks__*</c>).</summary>

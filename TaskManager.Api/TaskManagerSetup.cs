@@ -41,6 +41,8 @@ public static class TaskManagerSetup
             builder.Services.AddCoordination();
             builder.Services.ConfigureHttpJsonOptions(json => TaskJson.Configure(json.SerializerOptions));
             builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+            // Before AddProblemDetails: the problems of requests under /v1 are written in OpenAI's shape.
+            builder.Services.AddOpenAiApi();
             builder.Services.AddProblemDetails();
             builder.Services.AddExceptionHandler<ErrorHandling>();
             builder.Services.AddOpenApi();
@@ -92,6 +94,7 @@ public static class TaskManagerSetup
         app.MapStatsApi();
         app.MapWorkersApi();
         app.MapWebhookSecretsApi();
+        app.MapOpenAiApi();
         return app;
     }
 }

@@ -97,6 +97,16 @@ public static class FleetApi
     private static WorkerHealthDto HealthOf(WorkerRecord worker, DateTimeOffset now, TaskManagerOptions options) =>
         new(worker.Id, worker.Name, WorkerStatuses.Of(worker, now, options), worker.LastSeen, Math.Round((now - worker.LastSeen).TotalSeconds, 1), worker.Running);
 
+    /// <summary>The models a worker has loaded or declared, as it last reported them.</summary>
+    internal static IReadOnlyList<string> ModelsOf(WorkerRecord worker)
+    {
+        using var state = JsonDocument.Parse(worker.StateJson ?? worker.InfoJson);
+        return state.RootElement.ValueKind == JsonValueKind.Object && state.RootElement.TryGetProperty("models", out var models)
+            && models.ValueKind == JsonValueKind.Array
+            ? models.EnumerateArray().Where(m => m.ValueKind == JsonValueKind.String).Select(m => m.GetString()!).ToArray()
+            : [];
+    }
+
     private static RawJson? Member(JsonElement root, string name) =>
         root.ValueKind == JsonValueKind.Object && root.TryGetProperty(name, out var value) && value.ValueKind != JsonValueKind.Null
             ? new RawJson(value.GetRawText())

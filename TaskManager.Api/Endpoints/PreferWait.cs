@@ -94,9 +94,10 @@ public static class PreferWait
 
     /// <summary>
     /// Waits until the task is final or <paramref name="wait"/> has passed (or the API is
-    /// stopping), then reads it; null when it no longer exists.
+    /// stopping), then reads it; null when it no longer exists. Throws OperationCanceledException
+    /// when the client goes away. The OpenAI-compatible API waits for its answers with it too.
     /// </summary>
-    private static async Task<TaskRecord?> UntilFinalAsync(string id, TimeSpan wait, HttpContext http)
+    internal static async Task<TaskRecord?> UntilFinalAsync(string id, TimeSpan wait, HttpContext http)
     {
         var services = http.RequestServices;
         var inspector = services.GetRequiredService<ITaskInspector>();

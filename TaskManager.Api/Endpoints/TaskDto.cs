@@ -118,6 +118,9 @@ public readonly struct TaskLinks
     public string Task(string id) => root + id;
 
     public TaskUrlsDto For(string id) => new(root + id, $"{root}{id}/cancel", $"{root}{id}/events");
+
+    /// <summary>The URL of one of the task's artifacts (its output holds them as paths from the API's root).</summary>
+    public string Artifact(string id, string name) => $"{root}{id}/artifacts/{name}";
 }
 
 public sealed record TaskListDto(IReadOnlyList<TaskDto> Items, string? NextCursor);

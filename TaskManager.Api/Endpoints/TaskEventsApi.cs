@@ -13,7 +13,6 @@ namespace TaskManager.Api.Endpoints;
 /// </summary>
 public static partial class TaskEventsApi
 {
-    private const int Page = 500;
     private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
 
     public static RouteGroupBuilder MapTaskEventsApi(this IEndpointRouteBuilder app)
@@ -50,42 +49,15 @@ public static partial class TaskEventsApi
         await response.StartAsync(aborted);
 
         var text = new StringBuilder();
-        // The stream ends after a final status with nothing after it. A task run again after it
-        // ended (POST .../retry) has more events past its first final status, and they follow.
-        var endsAtFinal = false;
-        while (!aborted.IsCancellationRequested)
+        await foreach (var events in TaskEventFeed.FollowAsync(inspector, subscription, id, string.IsNullOrEmpty(last) ? null : last, () => KeepAlive, aborted))
         {
-            var events = await inspector.ReadEventsAsync(id, string.IsNullOrEmpty(last) ? null : last, Page, follows: true);
             text.Clear();
             foreach (var e in events)
             {
                 Format(text, e);
-                last = e.Id;
-                endsAtFinal = e.Kind == "status" && IsFinal(e.DataJson);
             }
-            if (text.Length > 0)
-            {
-                await response.WriteAsync(text.ToString(), aborted);
-                await response.Body.FlushAsync(aborted);
-            }
-            if (endsAtFinal && events.Count < Page)
-            {
-                break;
-            }
-            if (events.Count == Page)
-            {
-                continue;
-            }
-            if (!await subscription.WaitAsync(KeepAlive, aborted))
-            {
-                // A task deleted meanwhile will say nothing more.
-                if (await inspector.GetAsync(id) is null)
-                {
-                    break;
-                }
-                await response.WriteAsync(": keep-alive\n\n", aborted);
-                await response.Body.FlushAsync(aborted);
-            }
+            await response.WriteAsync(text.Length > 0 ? text.ToString() : ": keep-alive\n\n", aborted);
+            await response.Body.FlushAsync(aborted);
         }
         return TypedResults.Empty;
     }
@@ -120,15 +92,6 @@ public static partial class TaskEventsApi
         text.Append("\n\n");
     }
 
-    private static bool IsFinal(string statusJson)
-    {
-        var status = StatusValue().Match(statusJson);
-        return status.Success && TaskState.IsFinal(status.Groups[1].Value);
-    }
-
     [GeneratedRegex(@"^\d{1,9}$")]
     private static partial Regex EventId();
-
-    [GeneratedRegex("\"status\":\"([a-z_]+)\"")]
-    private static partial Regex StatusValue();
 }

@@ -62,20 +62,7 @@ public static class TasksApi
         {
             return Problems.Invalid("Idempotency-Key", $"must be 1 to {MaxIdempotencyKeyLength} visible ASCII characters.");
         }
-        var request = body.Request!;
-        // The submission's span: its context is stored with the task, so that the execution and
-        // what befalls the task later appear in the same trace.
-        using var span = TaskTelemetry.Source.StartActivity("task.submit");
-        span?.SetTag("task.type", request.Type);
-        // A lease waiting on this replica for such a task gets it from this call's own store call.
-        var result = await broker.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
-            idempotencyKey, idempotencyKey is null ? null : Fingerprint(request));
-        span?.SetTag("task.id", result.Task?.Id);
-        if (result.Kind == SubmitKind.Created)
-        {
-            telemetry.Submitted(request.Type);
-            TaskLog.Submitted(logger, result.Id, request.Type, result.Task!.Tenant);
-        }
+        var result = await StoreAsync(body.Request!, user, broker, telemetry, logger, idempotencyKey);
         switch (result.Kind)
         {
             case SubmitKind.Existing:
@@ -93,6 +80,28 @@ public static class TasksApi
             default:
                 return Created(result.Task!, context.Request);
         }
+    }
+
+    /// <summary>
+    /// Stores a valid task request for the caller, under its tenant: the submission's span (its
+    /// context is stored with the task, so that the execution and what befalls the task later appear
+    /// in the same trace), the hand-off to a lease waiting on this replica (from this call's own
+    /// store call), the count and the log line. Also the door of the OpenAI-compatible API.
+    /// </summary>
+    internal static async Task<SubmitResult> StoreAsync(TaskRequest request, ClaimsPrincipal user, LeaseBroker broker, TaskTelemetry telemetry,
+        ILogger logger, string? idempotencyKey = null)
+    {
+        using var span = TaskTelemetry.Source.StartActivity("task.submit");
+        span?.SetTag("task.type", request.Type);
+        var result = await broker.SubmitAsync(request, span?.Id ?? SubmitTaskBody.TraceParent(), SubmitterTenant(user),
+            idempotencyKey, idempotencyKey is null ? null : Fingerprint(request));
+        span?.SetTag("task.id", result.Task?.Id);
+        if (result.Kind == SubmitKind.Created)
+        {
+            telemetry.Submitted(request.Type);
+            TaskLog.Submitted(logger, result.Id, request.Type, result.Task!.Tenant);
+        }
+        return result;
     }
 
     private static async Task<Results<Ok<TaskBatchDto>, ProblemHttpResult>> SubmitBatch(

@@ -6,6 +6,9 @@ namespace TaskManager.Tests.Infrastructure;
 /// <summary>One server-sent event as a client sees it.</summary>
 public sealed record SseEvent(string? Id, string Event, JsonElement Data);
 
+/// <summary>One server-sent event with its data as sent (which need not be JSON: OpenAI's streams end with <c>[DONE]</c>).</summary>
+public sealed record RawSseEvent(string? Id, string Event, string Data);
+
 /// <summary>A minimal server-sent events reader over a real HTTP connection.</summary>
 public sealed class SseClient : IAsyncDisposable
 {
@@ -32,8 +35,19 @@ public sealed class SseClient : IAsyncDisposable
         return new SseClient(response, new StreamReader(await response.Content.ReadAsStreamAsync()));
     }
 
+    /// <summary>Reads the stream of an answer already received (a POST that streams, such as OpenAI's).</summary>
+    public static async Task<SseClient> OfAsync(HttpResponseMessage response)
+    {
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        return new SseClient(response, new StreamReader(await response.Content.ReadAsStreamAsync()));
+    }
+
     /// <summary>The next event, or null when the server ended the stream.</summary>
-    public async Task<SseEvent?> NextAsync(TimeSpan timeout)
+    public async Task<SseEvent?> NextAsync(TimeSpan timeout) =>
+        await NextRawAsync(timeout) is { } e ? new SseEvent(e.Id, e.Event, JsonDocument.Parse(e.Data).RootElement.Clone()) : null;
+
+    /// <summary>The next event with its data as sent, or null when the server ended the stream.</summary>
+    public async Task<RawSseEvent?> NextRawAsync(TimeSpan timeout)
     {
         using var cancel = new CancellationTokenSource(timeout);
         string? id = null, name = null, data = null;
@@ -43,7 +57,7 @@ public sealed class SseClient : IAsyncDisposable
             {
                 if (data is not null)
                 {
-                    return new SseEvent(id, name ?? "message", JsonDocument.Parse(data).RootElement.Clone());
+                    return new RawSseEvent(id, name ?? "message", data);
                 }
                 continue;
             }
@@ -65,11 +79,15 @@ public sealed class SseClient : IAsyncDisposable
     }
 
     /// <summary>Every event until the server ends the stream.</summary>
-    public async Task<List<SseEvent>> ReadToEndAsync(TimeSpan timeout)
+    public async Task<List<SseEvent>> ReadToEndAsync(TimeSpan timeout) =>
+        (await ReadRawToEndAsync(timeout)).Select(e => new SseEvent(e.Id, e.Event, JsonDocument.Parse(e.Data).RootElement.Clone())).ToList();
+
+    /// <summary>Every event, its data as sent, until the server ends the stream.</summary>
+    public async Task<List<RawSseEvent>> ReadRawToEndAsync(TimeSpan timeout)
     {
-        var events = new List<SseEvent>();
+        var events = new List<RawSseEvent>();
         var deadline = DateTime.UtcNow + timeout;
-        while (await NextAsync(deadline - DateTime.UtcNow) is { } e)
+        while (await NextRawAsync(deadline - DateTime.UtcNow) is { } e)
         {
             events.Add(e);
         }

@@ -61,6 +61,8 @@ def load(env: Mapping[str, str] | None = None, *, need_api_url: bool = True) -> 
     types = _task_types(get("TASKMANAGER_TASK_TYPES"), served)
     if any(served[t] == "celery" for t in types):
         celery_settings(env)  # checked here, at start-up; the executors read them again
+    if any(served[t] == "sim" for t in types):
+        sim_tokens_per_second(env)  # likewise: the sim backend reads it in each executor
     return Config(
         api_url=_api_url(env, need_api_url),
         token=get("TASKMANAGER_WORKER_TOKEN") or None,
@@ -89,6 +91,24 @@ class CelerySettings:
 
 DEFAULT_CELERY_QUEUE = "gpu_queue"
 DEFAULT_CELERY_TASK_NAME = "app.tasks.run_{type}_inference"
+
+
+def sim_tokens_per_second(env: Mapping[str, str] | None = None) -> float | None:
+    """TASKMANAGER_SIM_TOKENS_PER_SECOND: the pace at which the `sim` backend makes an `llm` task's
+    tokens when the task's `metadata.sim` sets no `duration_ms` (None: unset, no pacing); raises
+    ConfigError. A client that cannot steer the simulation through metadata (the OpenAI-compatible
+    API) then still sees a stream arrive over time."""
+    env = os.environ if env is None else env
+    value = env.get("TASKMANAGER_SIM_TOKENS_PER_SECOND", "").strip()
+    if not value:
+        return None
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = math.nan
+    if not math.isfinite(rate) or not 0 < rate <= 1_000_000:
+        raise ConfigError(f"TASKMANAGER_SIM_TOKENS_PER_SECOND must be a number of tokens a second above 0 (got {value!r})")
+    return rate
 
 
 def celery_settings(env: Mapping[str, str] | None = None) -> CelerySettings:

@@ -3,7 +3,7 @@ import socket
 import tempfile
 import unittest
 
-from taskmanager_worker.config import ConfigError, load
+from taskmanager_worker.config import ConfigError, load, sim_tokens_per_second
 
 URL = {"TASKMANAGER_API_URL": "http://api:8084"}
 
@@ -97,6 +97,15 @@ class NumberTests(unittest.TestCase):
         for value in ("-1", "soon", "nan", "inf"):
             with self.subTest(value=value), self.assertRaisesRegex(ConfigError, "TASKMANAGER_CANCEL_GRACE_SECONDS"):
                 load({**URL, "TASKMANAGER_CANCEL_GRACE_SECONDS": value})
+
+    def test_sim_token_pace_is_read_and_checked(self):
+        self.assertEqual(sim_tokens_per_second({"TASKMANAGER_SIM_TOKENS_PER_SECOND": "12.5"}), 12.5)
+        self.assertIsNone(sim_tokens_per_second({}))
+        for value in ("0", "-1", "fast", "nan", "inf"):
+            with self.subTest(value=value), self.assertRaisesRegex(ConfigError, "TASKMANAGER_SIM_TOKENS_PER_SECOND"):
+                load({**URL, "TASKMANAGER_SIM_TOKENS_PER_SECOND": value})
+        # Only a worker with a sim backend reads it.
+        load({**URL, "TASKMANAGER_BACKEND": "tts=espeak", "TASKMANAGER_SIM_TOKENS_PER_SECOND": "fast"})
 
 
 class GpuTests(unittest.TestCase):

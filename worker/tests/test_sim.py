@@ -1,5 +1,8 @@
 import base64
+import os
+import time
 import unittest
+from unittest import mock
 
 from helpers import read_png, read_wav
 from taskmanager_worker.backends import Artifact, InvalidInput, TaskError, TaskStopped
@@ -188,6 +191,54 @@ class SteeringTests(unittest.TestCase):
     def test_bad_input_is_invalid_input(self):
         with self.assertRaisesRegex(InvalidInput, "input.num_images"):
             run("sd", {"prompt": "x", "num_images": 0})
+
+
+class TimedContext(FakeContext):
+    """Notes when each chunk came, from the start of the run."""
+
+    def __init__(self):
+        super().__init__()
+        self.start = time.monotonic()
+        self.times = []
+
+    def chunk(self, text):
+        super().chunk(text)
+        self.times.append(time.monotonic() - self.start)
+
+
+class TokenPaceTests(unittest.TestCase):
+    """TASKMANAGER_SIM_TOKENS_PER_SECOND paces llm tasks that metadata.sim does not time."""
+
+    def run_paced(self, rate, task_input, sim=None, task_type="llm"):
+        ctx = TimedContext()
+        with mock.patch.dict(os.environ, {"TASKMANAGER_SIM_TOKENS_PER_SECOND": rate}):
+            output = run(task_type, task_input, sim=sim, ctx=ctx)
+        return output, ctx, time.monotonic() - ctx.start
+
+    def test_tokens_come_one_by_one_at_the_rate(self):
+        # max_tokens 10 caps the answer at 10 tokens: a second at 10 tokens a second.
+        output, ctx, elapsed = self.run_paced("10", {"prompt": "hi", "max_tokens": 10, "stream": True})
+        self.assertEqual(output["usage"]["completion_tokens"], 10)
+        self.assertEqual("".join(ctx.chunks), output["text"])
+        self.assertGreaterEqual(elapsed, 0.95)
+        # Token i of 10 comes at about (i + 1) / 10 s: the first after about 0.1 s, not all at the end.
+        self.assertGreaterEqual(ctx.times[0], 0.09)
+        self.assertLess(ctx.times[0], 0.6)
+        self.assertGreaterEqual(ctx.times[-1], 0.95)
+        self.assertEqual(ctx.times, sorted(ctx.times))
+
+    def test_without_the_setting_an_answer_comes_at_once(self):
+        ctx = TimedContext()
+        run("llm", {"prompt": "hi", "max_tokens": 10, "stream": True}, ctx=ctx)
+        self.assertLess(ctx.times[-1], 0.5)
+
+    def test_a_duration_in_metadata_wins(self):
+        _, _, elapsed = self.run_paced("1", {"prompt": "hi", "max_tokens": 10}, sim={"duration_ms": 50})
+        self.assertLess(elapsed, 2.0)
+
+    def test_other_types_are_not_paced(self):
+        _, _, elapsed = self.run_paced("1", {"text": "hi"}, task_type="tts")
+        self.assertLess(elapsed, 0.5)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ A task steers it through its `metadata.sim` object:
 - `fail_attempts`: with `fail`, fail only attempts 1 to this number, and succeed after (a task
   that a retry mends);
 - `hang`: true to loop forever ignoring stop requests, so that only a kill ends the task.
+
+The worker's TASKMANAGER_SIM_TOKENS_PER_SECOND, when set, paces `llm` tasks that set no
+`duration_ms`: their tokens (as many as `max_tokens` allows) take that long to make, so a streamed
+answer arrives token by token over time, as a real model's does, for clients that cannot set
+`metadata.sim` (the OpenAI-compatible API).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Any
 
+from ..config import sim_tokens_per_second
 from . import (Artifact, InvalidInput, TaskContext, TaskError, TaskStopped, input_integer, input_number, input_string,
                task_input)
 
@@ -78,6 +84,7 @@ class SimBackend:
 
     def __init__(self) -> None:
         self._model: str | None = None
+        self._tokens_per_second = sim_tokens_per_second()
 
     def load(self, model: str | None) -> None:
         self._model = model or "sim"
@@ -101,7 +108,11 @@ class SimBackend:
         plan = _MAKERS[task["type"]](values, steering, rng)
         ctx.log(f"SIMULATION: {plan.log} (model '{self._model}': nothing loaded, no GPU used)")
         lines = [f"SIMULATION: log line {i + 1}/{steering.logs}" for i in range(steering.logs)]
-        _pace(ctx, steering.duration_s, plan.pieces, lines, plan.steps)
+        duration_s = steering.duration_s
+        if task["type"] == "llm" and duration_s == 0 and self._tokens_per_second:
+            # plan.steps is the number of tokens the answer has.
+            duration_s = plan.steps / self._tokens_per_second
+        _pace(ctx, duration_s, plan.pieces, lines, plan.steps)
         attempt = task.get("attempt") if type(task.get("attempt")) is int else 1
         if steering.fail is not None and (steering.fail_attempts is None or attempt <= steering.fail_attempts):
             ctx.log(f"SIMULATION: failing ({steering.fail}) as metadata.sim.fail asks")
