@@ -20,7 +20,7 @@ if (OptionText("--webhook-poll-ms") is { } webhookPoll)
 {
     schedulerSettings["TaskManager__Webhooks__PollIntervalMs"] = webhookPoll;
 }
-var only = OptionText("--only")?.Split(',') ?? ["submit", "e2e", "pickup", "memory", "flat", "idle", "webhooks"];
+var only = OptionText("--only")?.Split(',') ?? ["submit", "e2e", "pickup", "memory", "flat", "idle", "webhooks", "streams"];
 var peers = (OptionText("--peers")?.Split(',') ?? Peers.Names).Where(_ => !skipPeers).ToArray();
 var settings = new BenchSettings(
     Jobs: jobs,
@@ -40,7 +40,12 @@ var settings = new BenchSettings(
     IdleWindow: TimeSpan.FromSeconds(Option("--idle-seconds", quick ? 5 : 30)),
     WebhookJobs: Option("--webhook-jobs", quick ? 2_000 : 10_000),
     WebhookSamples: quick ? 30 : 100,
-    SchedulerSettings: schedulerSettings);
+    SchedulerSettings: schedulerSettings,
+    StreamCounts: OptionText("--streams")?.Split(',').Select(n => int.Parse(n, CultureInfo.InvariantCulture)).ToArray() ?? (quick ? [100] : [100, 1_000]),
+    StreamTokens: Option("--stream-tokens", 200),
+    StreamTokensPerSecond: Option("--stream-tokens-per-second", 20),
+    // As the Python worker reports a task's chunks: the first at once, then at most every 100 ms.
+    StreamReportMs: Option("--stream-report-ms", 100));
 
 var root = FindRoot();
 var logs = Path.Combine(root, "bench", ".logs", DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
@@ -65,7 +70,7 @@ for (var run = 1; run <= runs; run++)
         {
             ("submit", scenarios.SubmitAsync), ("e2e", scenarios.EndToEndAsync), ("pickup", scenarios.PickupAsync),
             ("memory", scenarios.MemoryAsync), ("flat", scenarios.FlatCostAsync), ("idle", scenarios.IdleFleetAsync),
-            ("webhooks", scenarios.WebhooksAsync),
+            ("webhooks", scenarios.WebhooksAsync), ("streams", scenarios.StreamsAsync),
         })
         {
             if (only.Contains(name))
@@ -250,6 +255,33 @@ internal static class Report
         Row(md, $"one task at a time ({settings.WebhookSamples}), `completed_at` → received, p50 / p99 (ms)", Ms2(T("webhooks_single_p50_ms"), T("webhooks_single_p99_ms")));
         Row(md, "same run, tasks without webhooks: submit at 64 connections (requests/s; p99 ms)", $"{Rate(T("submit_64_rps"))}; {Num(T("submit_64_p99_ms"))}");
         Row(md, "same run, tasks without webhooks: end to end, Python worker (tasks/s)", Rate(T("e2e_python_per_s")));
+        md.AppendLine();
+
+        // Streamed chat completions, against the target: 1,000 streams, 20 chunks a second each, p99 < 250 ms.
+        md.AppendLine("**Streams**");
+        md.AppendLine();
+        md.AppendLine($"| `POST /v1/chat/completions`, `stream: true`, `max_tokens` {settings.StreamTokens}, tokens made at {settings.StreamTokensPerSecond}/s by the in-bench worker " +
+            $"(reported as the Python worker does: the first at once, then at most every {settings.StreamReportMs} ms) | " +
+            string.Join(" | ", settings.StreamCounts.Select(n => $"{n:N0} streams")) + " |");
+        md.AppendLine("|---|" + string.Concat(settings.StreamCounts.Select(_ => "---|")));
+        void StreamRow(string label, Func<string, string> cell) =>
+            Row(md, label, settings.StreamCounts.Select(n => cell($"streams_{n}")).ToArray());
+        StreamRow("chunks relayed/s (steady part; planned)", k => $"{Rate(T(k + "_chunks_per_s"))} ({Rate(double.Parse(k[8..], CultureInfo.InvariantCulture) * settings.StreamTokensPerSecond)})" +
+            (T(k + "_steady") == 0 ? ", whole round: no steady part" : ""));
+        StreamRow("worker's report → client's receipt, p50 / p99 (ms; one clock)", k => Ms2(T(k + "_p50_ms"), T(k + "_p99_ms")));
+        StreamRow("token made → client's receipt, p50 / p99 (ms; the worker's batching included)", k => Ms2(T(k + "_made_p50_ms"), T(k + "_made_p99_ms")));
+        StreamRow("request → first chunk, p50 / p99 (ms)", k => Ms2(T(k + "_first_p50_ms"), T(k + "_first_p99_ms")));
+        StreamRow("CPU over the steady part, % of a core: API / Redis / bench (clients and worker)",
+            k => $"{Num(T(k + "_api_cpu_percent"))} / {Num(T(k + "_redis_cpu_percent"))} / {Num(T(k + "_bench_cpu_percent"))}");
+        StreamRow($"streams complete ({settings.StreamTokens} chunks and `[DONE]`); worker reports refused", k => $"{Rate(T(k + "_complete"))}; {Rate(T(k + "_refused_reports"))}");
+        var largest = settings.StreamCounts.Max();
+        var key = $"streams_{largest}";
+        md.AppendLine();
+        md.AppendLine("| target | measured | met |");
+        md.AppendLine("|---|---|---|");
+        Check(md, $"{largest:N0} concurrent streams, {largest * settings.StreamTokensPerSecond:N0} chunks/s (within 5%), p99 < 250 ms, all complete",
+            $"{Rate(T(key + "_chunks_per_s"))} chunks/s, p99 {Num(T(key + "_p99_ms"))} ms, {Rate(T(key + "_complete"))} complete",
+            T(key + "_chunks_per_s") >= largest * settings.StreamTokensPerSecond * 0.95 && T(key + "_p99_ms") < 250 && T(key + "_complete") >= largest);
         foreach (var failure in failures)
         {
             md.AppendLine();

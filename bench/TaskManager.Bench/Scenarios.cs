@@ -25,7 +25,11 @@ public sealed record BenchSettings(
     TimeSpan IdleWindow,
     int WebhookJobs,
     int WebhookSamples,
-    IReadOnlyDictionary<string, string> SchedulerSettings);
+    IReadOnlyDictionary<string, string> SchedulerSettings,
+    int[] StreamCounts,
+    int StreamTokens,
+    int StreamTokensPerSecond,
+    int StreamReportMs);
 
 /// <summary>TaskManager's scenarios; each writes its figures into <see cref="Figures"/>.</summary>
 public sealed class Scenarios(Deployment deployment, BenchSettings settings, Action<string> say)
@@ -788,6 +792,212 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         Figures["webhooks_missing"] = missing.Length;
         Failures.Add(failure);
         say("FAILED: " + failure);
+    }
+
+    // ---- streams ----
+
+    /// <summary>
+    /// For each count in StreamCounts, that many <c>POST /v1/chat/completions</c> with
+    /// <c>stream: true</c> and <c>max_tokens</c> StreamTokens sent at once from this process, read
+    /// as server-sent events, while the in-bench <see cref="StreamWorker"/> makes each task's tokens
+    /// at StreamTokensPerSecond and reports them as the Python worker does. Measured over the steady
+    /// part (every stream has had its first chunk, none has had its last): chunks received a second;
+    /// report→receipt p50 / p99 over every chunk (the worker's report sent → the client read the
+    /// chunk's line; one clock); CPU of the API, Redis and the bench process (its clients and worker);
+    /// how many streams ended with all their tokens and <c>[DONE]</c>. An unmeasured round of a few
+    /// short streams first warms the /v1 and progress paths.
+    /// </summary>
+    public async Task StreamsAsync()
+    {
+        await StreamRoundAsync(Math.Min(50, settings.StreamCounts.Min()), Math.Min(20, settings.StreamTokens), null);
+        foreach (var count in settings.StreamCounts)
+        {
+            await StreamRoundAsync(count, settings.StreamTokens, $"streams_{count}");
+        }
+    }
+
+    private async Task StreamRoundAsync(int count, int tokens, string? name)
+    {
+        await deployment.ResetAsync();
+        using var workerHttp = deployment.NewClient(count + 64, deployment.WorkerToken);
+        var worker = new StreamWorker(workerHttp, settings.StreamTokensPerSecond, settings.StreamReportMs);
+        using var stop = new CancellationTokenSource();
+        const int capacity = 100;
+        var workers = (count + capacity - 1) / capacity;
+        var running = worker.RunAsync(workers, capacity, stop.Token);
+        await deployment.WaitForWorkersAsync(workers, "The stream workers did not register.");
+
+        using var handler = new SocketsHttpHandler
+        {
+            MaxConnectionsPerServer = count + 16,
+            PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
+            PooledConnectionLifetime = Timeout.InfiniteTimeSpan,
+            UseProxy = false,
+        };
+        using var http = new HttpClient(handler) { BaseAddress = deployment.BaseAddress, Timeout = Timeout.InfiniteTimeSpan };
+        http.DefaultRequestHeaders.Authorization = new("Bearer", deployment.ClientKey);
+        var body = $$"""{"messages":[{"role":"user","content":"hi"}],"max_tokens":{{tokens}},"stream":true}""";
+        // Long enough for a round far slower than planned, bounded so that a stuck stream ends the round.
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(60 + tokens / (double)settings.StreamTokensPerSecond * 6));
+
+        // CPU of the API, Redis and this process every 100 ms, to be read at the window's bounds.
+        var cpu = new List<(long At, double Api, double Redis, double Bench)>();
+        using var sampling = new CancellationTokenSource();
+        var sampler = Task.Run(async () =>
+        {
+            while (!sampling.IsCancellationRequested)
+            {
+                var sample = (Stopwatch.GetTimestamp(), deployment.Api.CpuSeconds(), Child.CpuSecondsOf(deployment.Redis.Pid),
+                    Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds);
+                lock (cpu)
+                {
+                    cpu.Add(sample);
+                }
+                try
+                {
+                    await Task.Delay(100, sampling.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+        });
+
+        var began = Stopwatch.GetTimestamp();
+        var streams = await Task.WhenAll(Enumerable.Range(0, count).Select(_ => Task.Run(() => OneStreamAsync(http, body, limit.Token))));
+        await sampling.CancelAsync();
+        await sampler;
+        await stop.CancelAsync();
+        await running;
+        if (name is null)
+        {
+            return;
+        }
+
+        var complete = streams.Count(s => s.Done && s.Error is null && s.Receipts.Count == tokens);
+        var errors = streams.Where(s => s.Error is not null).Select(s => s.Error!).ToArray();
+        Figures[$"{name}_complete"] = complete;
+        Figures[$"{name}_refused_reports"] = worker.Refused;
+        var withChunks = streams.Where(s => s.Receipts.Count > 0).ToArray();
+        if (withChunks.Length == 0)
+        {
+            Failures.Add($"streams, {count}: no chunk arrived ({errors.FirstOrDefault()})");
+            return;
+        }
+
+        // The steady part: every stream has had its first chunk, and none has had its last. When
+        // there is none (the first stream ended before the last began), the whole round.
+        var allStarted = withChunks.Max(s => s.Receipts[0]);
+        var firstEnded = withChunks.Min(s => s.Receipts[^1]);
+        var steady = complete == count && firstEnded > allStarted;
+        var (from, to) = steady ? (allStarted, firstEnded) : (withChunks.Min(s => s.Receipts[0]), withChunks.Max(s => s.Receipts[^1]));
+        var seconds = Stopwatch.GetElapsedTime(from, to).TotalSeconds;
+        var inWindow = withChunks.Sum(s => s.Receipts.Count(r => r >= from && r <= to));
+        Figures[$"{name}_chunks_per_s"] = inWindow / seconds;
+        Figures[$"{name}_window_s"] = seconds;
+        Figures[$"{name}_steady"] = steady ? 1 : 0;
+
+        var reported = new Latencies();
+        var made = new Latencies();
+        var firstChunk = new Latencies();
+        var unmatched = 0;
+        foreach (var s in withChunks)
+        {
+            firstChunk.Add(Stopwatch.GetElapsedTime(s.Sent, s.Receipts[0]).TotalMilliseconds);
+            if (s.TaskId is null || !worker.Chunks.TryGetValue(s.TaskId, out var times))
+            {
+                unmatched++;
+                continue;
+            }
+            for (var i = 0; i < Math.Min(s.Receipts.Count, times.Reported.Length); i++)
+            {
+                reported.Add(Stopwatch.GetElapsedTime(times.Reported[i], s.Receipts[i]).TotalMilliseconds);
+                made.Add(Stopwatch.GetElapsedTime(times.Made[i], s.Receipts[i]).TotalMilliseconds);
+            }
+        }
+        foreach (var p in new[] { 50, 99 })
+        {
+            Figures[$"{name}_p{p}_ms"] = reported.Percentile(p);
+            Figures[$"{name}_made_p{p}_ms"] = made.Percentile(p);
+            Figures[$"{name}_first_p{p}_ms"] = firstChunk.Percentile(p);
+        }
+
+        (long At, double Api, double Redis, double Bench) At(long t, bool after)
+        {
+            lock (cpu)
+            {
+                return after ? cpu.FirstOrDefault(c => c.At >= t, cpu[^1]) : cpu.LastOrDefault(c => c.At <= t, cpu[0]);
+            }
+        }
+        var (c0, c1) = (At(from, after: true), At(to, after: false));
+        if (c1.At <= c0.At)
+        {
+            (c0, c1) = (cpu[0], cpu[^1]);
+        }
+        var cpuSeconds = Stopwatch.GetElapsedTime(c0.At, c1.At).TotalSeconds;
+        Figures[$"{name}_api_cpu_percent"] = (c1.Api - c0.Api) / cpuSeconds * 100;
+        Figures[$"{name}_redis_cpu_percent"] = (c1.Redis - c0.Redis) / cpuSeconds * 100;
+        Figures[$"{name}_bench_cpu_percent"] = (c1.Bench - c0.Bench) / cpuSeconds * 100;
+        Figures[$"{name}_round_s"] = Stopwatch.GetElapsedTime(began).TotalSeconds;
+
+        say($"{count:N0} streams of {tokens} tokens at {settings.StreamTokensPerSecond}/s: {complete:N0} complete; " +
+            $"{Figures[$"{name}_chunks_per_s"]:N0} chunks/s over {seconds:0.0} s ({(steady ? "steady part" : "whole round: no steady part")}; " +
+            $"{count * settings.StreamTokensPerSecond:N0} planned); report→receipt p50 {reported.Percentile(50):0.0} ms, p99 {reported.Percentile(99):0.0} ms; " +
+            $"made→receipt p50 {made.Percentile(50):0.0}, p99 {made.Percentile(99):0.0} ms; first chunk p50 {firstChunk.Percentile(50):0} ms, p99 {firstChunk.Percentile(99):0} ms; " +
+            $"CPU API {Figures[$"{name}_api_cpu_percent"]:0}%, Redis {Figures[$"{name}_redis_cpu_percent"]:0}%, bench {Figures[$"{name}_bench_cpu_percent"]:0}% of a core; " +
+            $"{worker.Refused} report(s) refused, {unmatched} stream(s) without a task");
+        if (complete < count)
+        {
+            Failures.Add($"streams, {count}: {complete:N0} of {count:N0} streams ended with {tokens} chunks and [DONE]; " +
+                $"{errors.Length} error(s){(errors.Length > 0 ? ", the first: " + errors[0] : "")}; " +
+                $"chunks received per stream from {streams.Min(s => s.Receipts.Count)} to {streams.Max(s => s.Receipts.Count)}");
+        }
+    }
+
+    /// <summary>One streamed chat completion: when it was sent, its task, when each content chunk's line was read, whether it ended with [DONE].</summary>
+    private sealed record StreamRead(long Sent, string? TaskId, List<long> Receipts, bool Done, string? Error);
+
+    private static async Task<StreamRead> OneStreamAsync(HttpClient http, string body, CancellationToken limit)
+    {
+        var receipts = new List<long>(256);
+        var sent = Stopwatch.GetTimestamp();
+        string? taskId = null;
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/chat/completions") { Content = Deployment.Json(body) };
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, limit);
+            if (!response.IsSuccessStatusCode)
+            {
+                return new(sent, null, receipts, false, $"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(limit)}");
+            }
+            taskId = response.Headers.TryGetValues("X-TaskManager-Task-Id", out var ids) ? ids.First() : null;
+            using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(limit));
+            while (await reader.ReadLineAsync(limit) is { } line)
+            {
+                if (!line.StartsWith("data: ", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+                if (line == "data: [DONE]")
+                {
+                    return new(sent, taskId, receipts, true, null);
+                }
+                // Not parsed: the clients share the two cores with what they measure.
+                if (line.Contains("\"content\":", StringComparison.Ordinal))
+                {
+                    receipts.Add(Stopwatch.GetTimestamp());
+                }
+                else if (line.Contains("\"error\"", StringComparison.Ordinal))
+                {
+                    return new(sent, taskId, receipts, false, line);
+                }
+            }
+            return new(sent, taskId, receipts, false, "the stream ended without [DONE]");
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
+        {
+            return new(sent, taskId, receipts, false, e.GetType().Name + ": " + e.Message);
+        }
     }
 
     public static string Format(double value) => value.ToString("0.##", CultureInfo.InvariantCulture);

@@ -1,0 +1,212 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using System.Text.Json;
+
+namespace TaskManager.Bench;
+
+/// <summary>When each of a task's chunks was made and when the report that carried it was sent (Stopwatch timestamps).</summary>
+public sealed class ChunkTimes(int count)
+{
+    public long[] Made { get; } = new long[count];
+
+    public long[] Reported { get; } = new long[count];
+}
+
+/// <summary>
+/// The streams scenario's worker, in the bench process (one clock with the clients): it leases
+/// <c>llm</c> tasks and makes each task's <c>max_tokens</c> tokens at <c>tokensPerSecond</c>,
+/// reporting them as the Python worker does: the first chunk at once, then the chunks made since
+/// in one progress report at most every <c>reportMs</c> per task (one report in flight per task),
+/// the last ones with the result (<c>POST /api/workers/{id}/complete</c>). It records, for each
+/// chunk, when it was made and when the report carrying it was sent. Each registered worker has
+/// <c>capacity</c> slots (the API allows up to 1,024); a slot is a task, not a process.
+/// </summary>
+public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int reportMs)
+{
+    /// <summary>By task id, the times of its chunks.</summary>
+    public ConcurrentDictionary<string, ChunkTimes> Chunks { get; } = new(StringComparer.Ordinal);
+
+    private int refused;
+
+    /// <summary>Reports the API refused (progress or complete not 200): 0 in a sound run.</summary>
+    public int Refused => Volatile.Read(ref refused);
+
+    /// <summary>Runs <paramref name="workers"/> registered workers of <paramref name="capacity"/> slots until <paramref name="stop"/>.</summary>
+    public async Task RunAsync(int workers, int capacity, CancellationToken stop)
+    {
+        var ids = new string[workers];
+        var dotnet = new DotnetWorker(client);
+        for (var i = 0; i < workers; i++)
+        {
+            ids[i] = await dotnet.RegisterAsync($"bench-stream-{i}", capacity);
+        }
+        await Task.WhenAll(ids.Select(id => Task.Run(() => LoopAsync(id, capacity, stop))));
+    }
+
+    private async Task LoopAsync(string workerId, int capacity, CancellationToken stop)
+    {
+        var running = new ConcurrentDictionary<string, string>(StringComparer.Ordinal);
+        var tasks = new List<Task>();
+        var heartbeat = Stopwatch.StartNew();
+        while (!stop.IsCancellationRequested)
+        {
+            if (heartbeat.Elapsed > TimeSpan.FromSeconds(4))
+            {
+                heartbeat.Restart();
+                _ = HeartbeatAsync(workerId, running);
+            }
+            var free = Math.Min(100, capacity - running.Count);
+            if (free <= 0)
+            {
+                await Task.Delay(20, CancellationToken.None);
+                continue;
+            }
+            IReadOnlyList<(string Id, string Token, int Tokens)> leased;
+            try
+            {
+                leased = await LeaseAsync(workerId, free, stop);
+            }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            foreach (var (id, token, count) in leased)
+            {
+                running[id] = token;
+                tasks.Add(Task.Run(async () =>
+                {
+                    try
+                    {
+                        await RunTaskAsync(workerId, id, token, count);
+                    }
+                    finally
+                    {
+                        running.TryRemove(id, out _);
+                    }
+                }, CancellationToken.None));
+            }
+            tasks.RemoveAll(t => t.IsCompleted);
+        }
+        await Task.WhenAll(tasks);
+    }
+
+    private async Task<IReadOnlyList<(string Id, string Token, int Tokens)>> LeaseAsync(string workerId, int maxTasks, CancellationToken stop)
+    {
+        using var response = await client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=1",
+            Deployment.Json($$"""{"max_tasks":{{maxTasks}}}"""), stop);
+        if (response.StatusCode == HttpStatusCode.NoContent)
+        {
+            return [];
+        }
+        response.EnsureSuccessStatusCode();
+        await using var stream = await response.Content.ReadAsStreamAsync(stop);
+        using var json = await JsonDocument.ParseAsync(stream, cancellationToken: stop);
+        return json.RootElement.GetProperty("tasks").EnumerateArray().Select(t =>
+        {
+            var tokens = t.GetProperty("input").TryGetProperty("max_tokens", out var m) && m.TryGetInt32(out var n) ? n : 16;
+            return (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!, Math.Max(1, tokens));
+        }).ToArray();
+    }
+
+    private async Task HeartbeatAsync(string workerId, ConcurrentDictionary<string, string> running)
+    {
+        var body = new StringBuilder("{\"running\":[");
+        var first = true;
+        foreach (var (id, token) in running)
+        {
+            body.Append(first ? "" : ",").Append("{\"task_id\":\"").Append(id).Append("\",\"lease_token\":\"").Append(token).Append("\"}");
+            first = false;
+        }
+        try
+        {
+            using var response = await client.PostAsync($"/api/workers/{workerId}/heartbeat?wait_seconds=0", Deployment.Json(body.Append("]}").ToString()));
+        }
+        catch (HttpRequestException)
+        {
+        }
+    }
+
+    /// <summary>Token i is made at (i + 1) / tokensPerSecond after the lease; the reports go as the Python worker sends them.</summary>
+    private async Task RunTaskAsync(string workerId, string id, string token, int tokens)
+    {
+        var times = new ChunkTimes(tokens);
+        Chunks[id] = times;
+        var start = Stopwatch.GetTimestamp();
+        var every = Stopwatch.Frequency / (double)tokensPerSecond;
+        var least = Stopwatch.Frequency * reportMs / 1000;
+        var next = 0; // the first chunk not yet reported
+        var lastSent = 0L;
+        Task inFlight = Task.CompletedTask;
+        for (var i = 0; i < tokens; i++)
+        {
+            var due = start + (long)((i + 1) * every);
+            var wait = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), due);
+            if (wait > TimeSpan.Zero)
+            {
+                await Task.Delay(wait);
+            }
+            var now = Stopwatch.GetTimestamp();
+            times.Made[i] = now;
+            if (i == tokens - 1)
+            {
+                break; // the last chunks go with the result
+            }
+            if (inFlight.IsCompleted && (next == 0 || now - lastSent >= least))
+            {
+                var (from, to) = (next, i + 1);
+                next = to;
+                lastSent = now;
+                inFlight = ProgressAsync(workerId, id, token, times, from, to);
+            }
+        }
+        await inFlight;
+        var body = new StringBuilder("{\"results\":[{\"task_id\":\"").Append(id).Append("\",\"lease_token\":\"").Append(token)
+            .Append("\",\"output\":{\"text\":\"").Append(Text(tokens)).Append("\",\"finish_reason\":\"length\",\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":")
+            .Append(tokens).Append("}},\"chunks\":[");
+        AppendChunks(body, next, tokens);
+        body.Append("]}],\"max_tasks\":0}");
+        var sent = Stopwatch.GetTimestamp();
+        for (var c = next; c < tokens; c++)
+        {
+            times.Reported[c] = sent;
+        }
+        using var response = await client.PostAsync($"/api/workers/{workerId}/complete", Deployment.Json(body.ToString()));
+        var answer = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode || !answer.Contains("\"status\":200", StringComparison.Ordinal))
+        {
+            Interlocked.Increment(ref refused);
+        }
+    }
+
+    private async Task ProgressAsync(string workerId, string id, string token, ChunkTimes times, int from, int to)
+    {
+        var body = new StringBuilder("{\"lease_token\":\"").Append(token).Append("\",\"chunks\":[");
+        AppendChunks(body, from, to);
+        body.Append("]}");
+        var sent = Stopwatch.GetTimestamp();
+        for (var c = from; c < to; c++)
+        {
+            times.Reported[c] = sent;
+        }
+        using var response = await client.PostAsync($"/api/workers/{workerId}/tasks/{id}/progress", Deployment.Json(body.ToString()));
+        if (response.StatusCode != HttpStatusCode.OK)
+        {
+            Interlocked.Increment(ref refused);
+        }
+    }
+
+    /// <summary>A token: a word and its space, about the length of a real model's.</summary>
+    private const string Token = " tok";
+
+    private static void AppendChunks(StringBuilder body, int from, int to)
+    {
+        for (var c = from; c < to; c++)
+        {
+            body.Append(c == from ? "\"" : ",\"").Append(Token).Append('"');
+        }
+    }
+
+    private static string Text(int tokens) => string.Concat(Enumerable.Repeat(Token, tokens));
+}
