@@ -899,6 +899,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
 
         var reported = new Latencies();
         var made = new Latencies();
+        var answered = new Latencies();
         var firstChunk = new Latencies();
         var unmatched = 0;
         foreach (var s in withChunks)
@@ -913,6 +914,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             {
                 reported.Add(Stopwatch.GetElapsedTime(times.Reported[i], s.Receipts[i]).TotalMilliseconds);
                 made.Add(Stopwatch.GetElapsedTime(times.Made[i], s.Receipts[i]).TotalMilliseconds);
+                answered.Add(Stopwatch.GetElapsedTime(times.Reported[i], times.Answered[i]).TotalMilliseconds);
             }
         }
         foreach (var p in new[] { 50, 99 })
@@ -920,7 +922,10 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             Figures[$"{name}_p{p}_ms"] = reported.Percentile(p);
             Figures[$"{name}_made_p{p}_ms"] = made.Percentile(p);
             Figures[$"{name}_first_p{p}_ms"] = firstChunk.Percentile(p);
+            Figures[$"{name}_answered_p{p}_ms"] = answered.Percentile(p);
         }
+        // Reports over the whole round (the worker sends one per task at a time, so under load each carries more chunks).
+        Figures[$"{name}_chunks_per_report"] = count * (double)tokens / worker.Reports;
 
         (long At, double Api, double Redis, double Bench) At(long t, bool after)
         {
@@ -943,6 +948,8 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         say($"{count:N0} streams of {tokens} tokens at {settings.StreamTokensPerSecond}/s: {complete:N0} complete; " +
             $"{Figures[$"{name}_chunks_per_s"]:N0} chunks/s over {seconds:0.0} s ({(steady ? "steady part" : "whole round: no steady part")}; " +
             $"{count * settings.StreamTokensPerSecond:N0} planned); report→receipt p50 {reported.Percentile(50):0.0} ms, p99 {reported.Percentile(99):0.0} ms; " +
+            $"of which the report answered p50 {answered.Percentile(50):0.0}, p99 {answered.Percentile(99):0.0} ms; " +
+            $"{Figures[$"{name}_chunks_per_report"]:0.00} chunks a report; " +
             $"made→receipt p50 {made.Percentile(50):0.0}, p99 {made.Percentile(99):0.0} ms; first chunk p50 {firstChunk.Percentile(50):0} ms, p99 {firstChunk.Percentile(99):0} ms; " +
             $"CPU API {Figures[$"{name}_api_cpu_percent"]:0}%, Redis {Figures[$"{name}_redis_cpu_percent"]:0}%, bench {Figures[$"{name}_bench_cpu_percent"]:0}% of a core; " +
             $"{worker.Refused} report(s) refused, {unmatched} stream(s) without a task");

@@ -12,6 +12,9 @@ public sealed class ChunkTimes(int count)
     public long[] Made { get; } = new long[count];
 
     public long[] Reported { get; } = new long[count];
+
+    /// <summary>When the API answered the report that carried the chunk.</summary>
+    public long[] Answered { get; } = new long[count];
 }
 
 /// <summary>
@@ -29,6 +32,10 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
     public ConcurrentDictionary<string, ChunkTimes> Chunks { get; } = new(StringComparer.Ordinal);
 
     private int refused;
+    private int reports;
+
+    /// <summary>Progress reports and results sent, each carrying one or more chunks.</summary>
+    public int Reports => Volatile.Read(ref reports);
 
     /// <summary>Reports the API refused (progress or complete not 200): 0 in a sound run.</summary>
     public int Refused => Volatile.Read(ref refused);
@@ -172,8 +179,14 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
         {
             times.Reported[c] = sent;
         }
+        Interlocked.Increment(ref reports);
         using var response = await client.PostAsync($"/api/workers/{workerId}/complete", Deployment.Json(body.ToString()));
         var answer = await response.Content.ReadAsStringAsync();
+        var answered = Stopwatch.GetTimestamp();
+        for (var c = next; c < tokens; c++)
+        {
+            times.Answered[c] = answered;
+        }
         if (!response.IsSuccessStatusCode || !answer.Contains("\"status\":200", StringComparison.Ordinal))
         {
             Interlocked.Increment(ref refused);
@@ -190,7 +203,13 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
         {
             times.Reported[c] = sent;
         }
+        Interlocked.Increment(ref reports);
         using var response = await client.PostAsync($"/api/workers/{workerId}/tasks/{id}/progress", Deployment.Json(body.ToString()));
+        var answered = Stopwatch.GetTimestamp();
+        for (var c = from; c < to; c++)
+        {
+            times.Answered[c] = answered;
+        }
         if (response.StatusCode != HttpStatusCode.OK)
         {
             Interlocked.Increment(ref refused);
