@@ -269,6 +269,7 @@ internal static class Report
         StreamRow("chunks relayed/s (steady part; planned)", k => $"{Rate(T(k + "_chunks_per_s"))} ({Rate(double.Parse(k[8..], CultureInfo.InvariantCulture) * settings.StreamTokensPerSecond)})" +
             (T(k + "_steady") == 0 ? ", whole round: no steady part" : ""));
         StreamRow("worker's report → client's receipt, p50 / p99 (ms; one clock)", k => Ms2(T(k + "_p50_ms"), T(k + "_p99_ms")));
+        StreamRow("the same, chunks received in the steady part only, p50 / p99 (ms)", k => Ms2(T(k + "_steady_p50_ms"), T(k + "_steady_p99_ms")));
         StreamRow("of which the report sent → the API's answer to it, p50 / p99 (ms)", k => Ms2(T(k + "_answered_p50_ms"), T(k + "_answered_p99_ms")));
         StreamRow("chunks a report (progress reports and results)", k => Num(T(k + "_chunks_per_report")));
         StreamRow("token made → client's receipt, p50 / p99 (ms; the worker's batching included)", k => Ms2(T(k + "_made_p50_ms"), T(k + "_made_p99_ms")));

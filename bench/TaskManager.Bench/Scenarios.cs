@@ -803,7 +803,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
     /// at StreamTokensPerSecond and reports them as the Python worker does. Measured over the steady
     /// part (every stream has had its first chunk, none has had its last): chunks received a second;
     /// report→receipt p50 / p99 over every chunk (the worker's report sent → the client read the
-    /// chunk's line; one clock); CPU of the API, Redis and the bench process (its clients and worker);
+    /// chunk's line; one clock), and over the chunks received in the steady part only; CPU of the API, Redis and the bench process (its clients and worker);
     /// how many streams ended with all their tokens and <c>[DONE]</c>. An unmeasured round of a few
     /// short streams first warms the /v1 and progress paths.
     /// </summary>
@@ -900,6 +900,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         var reported = new Latencies();
         var made = new Latencies();
         var answered = new Latencies();
+        var steadyReported = new Latencies();
         var firstChunk = new Latencies();
         var unmatched = 0;
         foreach (var s in withChunks)
@@ -912,7 +913,12 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             }
             for (var i = 0; i < Math.Min(s.Receipts.Count, times.Reported.Length); i++)
             {
-                reported.Add(Stopwatch.GetElapsedTime(times.Reported[i], s.Receipts[i]).TotalMilliseconds);
+                var latency = Stopwatch.GetElapsedTime(times.Reported[i], s.Receipts[i]).TotalMilliseconds;
+                reported.Add(latency);
+                if (s.Receipts[i] >= from && s.Receipts[i] <= to)
+                {
+                    steadyReported.Add(latency);
+                }
                 made.Add(Stopwatch.GetElapsedTime(times.Made[i], s.Receipts[i]).TotalMilliseconds);
                 answered.Add(Stopwatch.GetElapsedTime(times.Reported[i], times.Answered[i]).TotalMilliseconds);
             }
@@ -923,6 +929,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             Figures[$"{name}_made_p{p}_ms"] = made.Percentile(p);
             Figures[$"{name}_first_p{p}_ms"] = firstChunk.Percentile(p);
             Figures[$"{name}_answered_p{p}_ms"] = answered.Percentile(p);
+            Figures[$"{name}_steady_p{p}_ms"] = steadyReported.Percentile(p);
         }
         // Reports over the whole round (the worker sends one per task at a time, so under load each carries more chunks).
         Figures[$"{name}_chunks_per_report"] = count * (double)tokens / worker.Reports;
@@ -948,6 +955,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
         say($"{count:N0} streams of {tokens} tokens at {settings.StreamTokensPerSecond}/s: {complete:N0} complete; " +
             $"{Figures[$"{name}_chunks_per_s"]:N0} chunks/s over {seconds:0.0} s ({(steady ? "steady part" : "whole round: no steady part")}; " +
             $"{count * settings.StreamTokensPerSecond:N0} planned); report→receipt p50 {reported.Percentile(50):0.0} ms, p99 {reported.Percentile(99):0.0} ms; " +
+            $"steady part only p50 {steadyReported.Percentile(50):0.0} ms, p99 {steadyReported.Percentile(99):0.0} ms; " +
             $"of which the report answered p50 {answered.Percentile(50):0.0}, p99 {answered.Percentile(99):0.0} ms; " +
             $"{Figures[$"{name}_chunks_per_report"]:0.00} chunks a report; " +
             $"made→receipt p50 {made.Percentile(50):0.0}, p99 {made.Percentile(99):0.0} ms; first chunk p50 {firstChunk.Percentile(50):0} ms, p99 {firstChunk.Percentile(99):0} ms; " +
