@@ -848,7 +848,7 @@ public sealed class Scenarios(Deployment deployment, BenchSettings settings, Act
             while (!sampling.IsCancellationRequested)
             {
                 var sample = (Stopwatch.GetTimestamp(), deployment.Api.CpuSeconds(), Child.CpuSecondsOf(deployment.Redis.Pid),
-                    Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds);
+                    Child.CpuSecondsOf(Environment.ProcessId));
                 lock (cpu)
                 {
                     cpu.Add(sample);

@@ -37,7 +37,7 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
     /// <summary>Progress reports and results sent, each carrying one or more chunks.</summary>
     public int Reports => Volatile.Read(ref reports);
 
-    /// <summary>Reports the API refused (progress or complete not 200): 0 in a sound run.</summary>
+    /// <summary>Reports the API refused (progress or complete not 200), or a task's run that failed to report: 0 in a sound run.</summary>
     public int Refused => Volatile.Read(ref refused);
 
     /// <summary>Runs <paramref name="workers"/> registered workers of <paramref name="capacity"/> slots until <paramref name="stop"/>.</summary>
@@ -87,6 +87,11 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
                     try
                     {
                         await RunTaskAsync(workerId, id, token, count);
+                    }
+                    catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
+                    {
+                        // Counted with the refused reports; the stream will not be whole, and the round says so.
+                        Interlocked.Increment(ref refused);
                     }
                     finally
                     {
