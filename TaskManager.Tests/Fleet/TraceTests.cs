@@ -48,7 +48,7 @@ public sealed class TraceTests(RedisServer redis) : IClassFixture<RedisServer>
     {
         await redis.FlushAsync();
         await using var otlp = new OtlpReceiver();
-        await using var receiver = await ClientWebhookReceiver.StartAsync();
+        await using var receiver = await WebhookReceiver.StartAsync();
         var telemetry = new Dictionary<string, string>
         {
             ["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp.Endpoint,
@@ -59,7 +59,7 @@ public sealed class TraceTests(RedisServer redis) : IClassFixture<RedisServer>
         await using var api = await ApiProcess.StartAsync(redis, environment: telemetry);
         await using var scheduler = await ApiProcess.StartAsync(redis, role: "scheduler", environment: telemetry);
         var id = (await (await api.Client.PostJsonAsync("/api/tasks",
-            $$"""{"type":"tts","input":{"text":"x"},"webhook":"{{receiver.Url("/ok/traced")}}"}""")).JsonAsync()).GetProperty("id").GetString()!;
+            $$"""{"type":"tts","input":{"text":"x"},"webhook":"{{receiver.Url("/status/204/traced")}}"}""")).JsonAsync()).GetProperty("id").GetString()!;
         await api.Client.PatchAsync($"/api/tasks/{id}/cancel", null);
 
         var (submit, deliver) = await Wait.ForAsync(

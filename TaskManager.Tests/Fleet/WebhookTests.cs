@@ -15,7 +15,7 @@ public sealed class WebhookTests(WebhookFleet fleet) : IClassFixture<WebhookFlee
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(45);
 
-    private ClientWebhookReceiver Receiver => fleet.Receiver;
+    private WebhookReceiver Receiver => fleet.Receiver;
 
     [Fact]
     public async Task EachFilter_DeliversExactlyItsEvents_InOrder_CompletedLast_OutputSpacedOut()
@@ -74,7 +74,7 @@ public sealed class WebhookTests(WebhookFleet fleet) : IClassFixture<WebhookFlee
     [Fact]
     public async Task A410_StopsTheDeliveryAfterOneAttempt()
     {
-        var id = await SubmitAsync("gone", """{"type":"tts","input":{"text":"x"}}""", path: "gone");
+        var id = await SubmitAsync("gone", """{"type":"tts","input":{"text":"x"}}""", path: "status/410");
 
         var delivery = (await fleet.WaitForDeliveriesAsync(id, d => d[0].GetProperty("state").GetString() != "pending")).Single();
 
@@ -89,7 +89,7 @@ public sealed class WebhookTests(WebhookFleet fleet) : IClassFixture<WebhookFlee
     [Fact]
     public async Task AReceiverThatNeverAnswers_DoesNotDelayAnotherTasksDelivery()
     {
-        var stuck = await SubmitAsync("stuck", """{"type":"tts","input":{"text":"x"}}""", path: "never");
+        var stuck = await SubmitAsync("stuck", """{"type":"tts","input":{"text":"x"}}""", path: "silent");
         await ReceivedAsync(stuck, r => r.Count >= 1);
 
         var other = await SubmitAsync("prompt", """{"type":"tts","input":{"text":"y"}}""");
@@ -147,16 +147,16 @@ public sealed class WebhookTests(WebhookFleet fleet) : IClassFixture<WebhookFlee
         Assert.Equal("expired", received.Json.GetProperty("data").GetProperty("status").GetString());
     }
 
-    private async Task<string> SubmitAsync(string name, string json, string path = "ok")
+    private async Task<string> SubmitAsync(string name, string json, string path = "status/204")
     {
-        var target = Receiver.Url($"/{path}/{name}-{Guid.NewGuid():N}");
+        var target = Receiver.Url($"/{path}/{name}-{Guid.NewGuid():N}").ToString();
         using var document = JsonDocument.Parse(json);
         var request = document.RootElement.EnumerateObject().ToDictionary(p => p.Name, p => p.Value.Clone());
         request["webhook"] = JsonSerializer.SerializeToElement(target);
         return await fleet.SubmitAsync(JsonSerializer.Serialize(request));
     }
 
-    private async Task<IReadOnlyList<ReceivedWebhook>> ReceivedAsync(string taskId, Func<IReadOnlyList<ReceivedWebhook>, bool> done) =>
+    private async Task<IReadOnlyList<ReceivedDelivery>> ReceivedAsync(string taskId, Func<IReadOnlyList<ReceivedDelivery>, bool> done) =>
         await Wait.ForAsync(() => Task.FromResult(Receiver.For(taskId)), done, Timeout, $"webhooks of task {taskId}");
 }
 
@@ -175,11 +175,11 @@ public sealed class WebhookFleet : Fleet<RedisServer>
 
     protected override IDictionary<string, string> Settings => WebhookSettings;
 
-    public ClientWebhookReceiver Receiver { get; private set; } = null!;
+    public WebhookReceiver Receiver { get; private set; } = null!;
 
     public override async Task InitializeAsync()
     {
-        Receiver = await ClientWebhookReceiver.StartAsync();
+        Receiver = await WebhookReceiver.StartAsync();
         await base.InitializeAsync();
         StartWorker("webhooks", capacity: 4, environment: new Dictionary<string, string> { ["TASKMANAGER_TASK_TYPES"] = "llm,tts" });
     }
@@ -221,8 +221,8 @@ public sealed class WebhookSafetyTests(ProductionWebhookFleet fleet) : IClassFix
     [Fact]
     public async Task ATargetOnLoopback_IsRefused_WithTheReasonInTheDeliveryLog_AndNothingIsSent()
     {
-        await using var receiver = await ClientWebhookReceiver.StartAsync();
-        var id = await fleet.SubmitAsync($$"""{"type":"tts","input":{"text":"x"},"webhook":"{{receiver.Url("/ok/private")}}"}""");
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var id = await fleet.SubmitAsync($$"""{"type":"tts","input":{"text":"x"},"webhook":"{{receiver.Url("/status/204/private")}}"}""");
         await fleet.Client.PatchAsync($"/api/tasks/{id}/cancel", null);
 
         var delivery = (await Wait.ForAsync(
@@ -233,7 +233,7 @@ public sealed class WebhookSafetyTests(ProductionWebhookFleet fleet) : IClassFix
         var attempt = delivery.GetProperty("attempts").EnumerateArray().Single();
         Assert.Equal(JsonValueKind.Null, attempt.GetProperty("status_code").ValueKind);
         Assert.Contains("127.0.0.1", attempt.GetProperty("error").GetString(), StringComparison.Ordinal);
-        Assert.Empty(receiver.Received);
+        Assert.Empty(receiver.Deliveries);
     }
 }
 

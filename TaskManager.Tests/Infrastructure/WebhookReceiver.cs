@@ -1,5 +1,8 @@
 using System.Collections.Concurrent;
 using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -11,10 +14,12 @@ namespace TaskManager.Tests.Infrastructure;
 
 /// <summary>
 /// A webhook receiver on a free port of both loopbacks (127.0.0.1 and [::1]), in the test's
-/// process: it keeps each delivery it gets and counts the connections made to it, so a test can
-/// show that a refused target saw nothing at all. Its paths:
+/// process, as a client's service would run one: it keeps each delivery it gets and counts the
+/// connections made to it, so a test can show that a refused target saw nothing at all. Its paths
+/// (each may go on with a name of the test's, <c>/status/204/my-task</c>):
 /// <list type="bullet">
 /// <item><c>/status/{code}</c>: answers that status.</item>
+/// <item><c>/flaky</c>: 500 to the first two requests to a path, then 200.</item>
 /// <item><c>/redirect</c>: 302 to <c>/status/200</c>.</item>
 /// <item><c>/silent</c>: never answers; holds the request until the sender goes away.</item>
 /// <item><c>/large</c>: 200 and a body of 1 MiB that does not end: after it the answer is held
@@ -45,6 +50,9 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
     public Uri Url(string path, string host = "127.0.0.1") => new($"http://{host}:{Port}{path}");
 
+    /// <summary>The webhooks about one task (the body's <c>data.id</c>), in the order they arrived.</summary>
+    public IReadOnlyList<ReceivedDelivery> For(string taskId) => Deliveries.Where(d => d.TaskId == taskId).ToArray();
+
     public static async Task<WebhookReceiver> StartAsync()
     {
         var receiver = new WebhookReceiver(RedisServer.FreePort());
@@ -70,17 +78,23 @@ public sealed class WebhookReceiver : IAsyncDisposable
 
     private void Map()
     {
-        app.MapPost("/status/{code:int}", async (int code, HttpContext context) =>
+        app.MapPost("/status/{code:int}/{**name}", async (int code, HttpContext context) =>
         {
             await RecordAsync(context);
             return Results.StatusCode(code);
+        });
+        app.MapPost("/flaky/{**name}", async (HttpContext context) =>
+        {
+            await RecordAsync(context);
+            var path = context.Request.Path.Value ?? "";
+            return Results.StatusCode(Deliveries.Count(d => d.Path == path) <= 2 ? 500 : 200);
         });
         app.MapPost("/redirect", async (HttpContext context) =>
         {
             await RecordAsync(context);
             return Results.Redirect(Url("/status/200").ToString());
         });
-        app.MapPost("/silent", async (HttpContext context) =>
+        app.MapPost("/silent/{**name}", async (HttpContext context) =>
         {
             await RecordAsync(context);
             await HoldUntilDroppedAsync(context);
@@ -113,7 +127,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
         using var reader = new StreamReader(context.Request.Body);
         var body = await reader.ReadToEndAsync();
         var headers = context.Request.Headers.ToDictionary(h => h.Key.ToLowerInvariant(), h => h.Value.ToString(), StringComparer.Ordinal);
-        deliveries.Enqueue(new ReceivedDelivery(context.Request.Path, headers, body));
+        deliveries.Enqueue(new ReceivedDelivery(context.Request.Path, headers, body, DateTimeOffset.UtcNow));
     }
 
     /// <summary>Waits, without answering further, until the sender's connection goes away.</summary>
@@ -136,5 +150,33 @@ public sealed class WebhookReceiver : IAsyncDisposable
     }
 }
 
-/// <summary>One request as the receiver got it: its path, its headers (names in lower case) and its body.</summary>
-public sealed record ReceivedDelivery(string Path, IReadOnlyDictionary<string, string> Headers, string Body);
+/// <summary>One request as the receiver got it: its path, its headers (names in lower case), its body and when it came.</summary>
+public sealed record ReceivedDelivery(string Path, IReadOnlyDictionary<string, string> Headers, string Body, DateTimeOffset ReceivedAt)
+{
+    public string Id => Headers.GetValueOrDefault("webhook-id") ?? "";
+
+    public string Timestamp => Headers.GetValueOrDefault("webhook-timestamp") ?? "";
+
+    public string Signature => Headers.GetValueOrDefault("webhook-signature") ?? "";
+
+    public JsonElement Json => JsonDocument.Parse(Body).RootElement;
+
+    /// <summary>The webhook's <c>type</c> (<c>task.completed</c>), for a body that is one.</summary>
+    public string Type => Json.GetProperty("type").GetString()!;
+
+    /// <summary>The id of the task a webhook is about; none for a body that is not a webhook.</summary>
+    public string? TaskId => Json.TryGetProperty("data", out var data) && data.TryGetProperty("id", out var id) ? id.GetString() : null;
+
+    /// <summary>
+    /// Verifies the signature as a Standard Webhooks receiver library does: the secret's bytes
+    /// (base64 after <c>whsec_</c>) key an HMAC-SHA256 of <c>{id}.{timestamp}.{body}</c>, and one of
+    /// the header's space-separated <c>v1,</c> entries must equal its base64.
+    /// </summary>
+    public bool VerifiesWith(string secret)
+    {
+        var key = Convert.FromBase64String(secret["whsec_".Length..]);
+        var expected = Convert.ToBase64String(HMACSHA256.HashData(key, Encoding.UTF8.GetBytes($"{Id}.{Timestamp}.{Body}")));
+        return Signature.Split(' ').Any(entry => entry.StartsWith("v1,", StringComparison.Ordinal) &&
+            CryptographicOperations.FixedTimeEquals(Encoding.ASCII.GetBytes(entry[3..]), Encoding.ASCII.GetBytes(expected)));
+    }
+}
