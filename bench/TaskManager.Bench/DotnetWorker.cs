@@ -30,7 +30,12 @@ public sealed class DotnetWorker(HttpClient client)
     }
 
     /// <summary>One long-poll lease; an empty list when it timed out.</summary>
-    public async Task<IReadOnlyList<(string Id, string Token)>> LeaseAsync(string workerId, int maxTasks, int waitSeconds, CancellationToken stop = default)
+    public async Task<IReadOnlyList<(string Id, string Token)>> LeaseAsync(string workerId, int maxTasks, int waitSeconds, CancellationToken stop = default) =>
+        (await LeaseTasksAsync(workerId, maxTasks, waitSeconds, stop))
+            .Select(t => (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!)).ToArray();
+
+    /// <summary>One long-poll lease, each leased task as the API gives it; none when it timed out.</summary>
+    public async Task<JsonElement[]> LeaseTasksAsync(string workerId, int maxTasks, int waitSeconds, CancellationToken stop = default)
     {
         using var response = await client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds={waitSeconds}",
             Deployment.Json($$"""{"max_tasks":{{maxTasks}}}"""), stop);
@@ -41,8 +46,7 @@ public sealed class DotnetWorker(HttpClient client)
         response.EnsureSuccessStatusCode();
         await using var stream = await response.Content.ReadAsStreamAsync(stop);
         using var json = await JsonDocument.ParseAsync(stream, cancellationToken: stop);
-        return json.RootElement.GetProperty("tasks").EnumerateArray()
-            .Select(t => (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!)).ToArray();
+        return json.RootElement.GetProperty("tasks").EnumerateArray().Select(t => t.Clone()).ToArray();
     }
 
     public async Task CompleteAsync(string workerId, string taskId, string token)

@@ -104,23 +104,12 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
         await Task.WhenAll(tasks);
     }
 
-    private async Task<IReadOnlyList<(string Id, string Token, int Tokens)>> LeaseAsync(string workerId, int maxTasks, CancellationToken stop)
-    {
-        using var response = await client.PostAsync($"/api/workers/{workerId}/lease?wait_seconds=1",
-            Deployment.Json($$"""{"max_tasks":{{maxTasks}}}"""), stop);
-        if (response.StatusCode == HttpStatusCode.NoContent)
-        {
-            return [];
-        }
-        response.EnsureSuccessStatusCode();
-        await using var stream = await response.Content.ReadAsStreamAsync(stop);
-        using var json = await JsonDocument.ParseAsync(stream, cancellationToken: stop);
-        return json.RootElement.GetProperty("tasks").EnumerateArray().Select(t =>
+    private async Task<IReadOnlyList<(string Id, string Token, int Tokens)>> LeaseAsync(string workerId, int maxTasks, CancellationToken stop) =>
+        (await new DotnetWorker(client).LeaseTasksAsync(workerId, maxTasks, 1, stop)).Select(t =>
         {
             var tokens = t.GetProperty("input").TryGetProperty("max_tokens", out var m) && m.TryGetInt32(out var n) ? n : 16;
             return (t.GetProperty("task_id").GetString()!, t.GetProperty("lease_token").GetString()!, Math.Max(1, tokens));
         }).ToArray();
-    }
 
     private async Task HeartbeatAsync(string workerId, ConcurrentDictionary<string, string> running)
     {
