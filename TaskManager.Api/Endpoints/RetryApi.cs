@@ -46,12 +46,7 @@ public static class RetryApi
             return Problems.From(outcome, id, $"retried (only {string.Join(", ", TaskState.Retryable)} tasks can be)");
         }
         var task = await inspector.GetAsync(id);
-        if (task is null)
-        {
-            return Problems.TaskNotFound(id);
-        }
-        var links = TaskLinks.Of(request);
-        return TypedResults.Accepted(links.Task(id), TaskDto.From(task, links));
+        return task is null ? Problems.TaskNotFound(id) : TasksApi.Created(task, request);
     }
 
     private static async Task<Results<Ok<BulkRetryDto>, ProblemHttpResult>> RetryMany(HttpContext context, IQueueControl control)

@@ -47,7 +47,7 @@ public static class TasksApi
     public const int MaxIdempotencyKeyLength = 255;
 
     /// <summary>202 with the task, and its URL as the client sees it in Location.</summary>
-    private static Accepted<TaskDto> Created(TaskRecord task, HttpRequest request)
+    internal static Accepted<TaskDto> Created(TaskRecord task, HttpRequest request)
     {
         var links = TaskLinks.Of(request);
         return TypedResults.Accepted(links.Task(task.Id), TaskDto.From(task, links));

@@ -32,7 +32,7 @@ public static class WebhooksApi
     }
 
     private static async Task<Results<Accepted<DeliveryDto>, ProblemHttpResult>> Redeliver(
-        string id, string deliveryId, ClaimsPrincipal user, ITaskInspector inspector, IWebhookDeliveries deliveries)
+        string id, string deliveryId, ClaimsPrincipal user, HttpRequest request, ITaskInspector inspector, IWebhookDeliveries deliveries)
     {
         if (await inspector.GetVisibleAsync(id, user) is null)
         {
@@ -50,7 +50,7 @@ public static class WebhooksApi
                 detail: $"Delivery '{deliveryId}' is pending; ask again once it is delivered or has failed.");
         }
         await deliveries.RequestRedeliveryAsync(id, deliveryId);
-        return TypedResults.Accepted($"/api/tasks/{id}/webhooks", DeliveryDto.From(delivery with { State = WebhookStates.Pending }));
+        return TypedResults.Accepted(TaskLinks.Of(request).Task(id) + "/webhooks", DeliveryDto.From(delivery with { State = WebhookStates.Pending }));
     }
 
     public sealed record DeliveryListDto(IReadOnlyList<DeliveryDto> Deliveries);
