@@ -23,15 +23,18 @@ public static partial class TaskEventsApi
         group.MapGet("/{id}/events", Events)
             .Produces(StatusCodes.Status200OK, contentType: "text/event-stream")
             .WithSummary("Follow a task: status changes, progress, output chunks and log lines as server-sent events")
-            .WithDescription("Each event has an id; reconnect with Last-Event-ID (or ?last_event_id=) to get the rest. The stream ends after the final status.");
+            .Produces(StatusCodes.Status204NoContent)
+            .WithDescription("Each event has an id; reconnect with Last-Event-ID (or ?last_event_id=) to get the rest. The stream ends after the final status; "
+                + "a request for what follows the final status of a task that has ended is answered 204 No Content, which tells an EventSource to stop reconnecting.");
         group.MapGet("/{id}/artifacts/{name}", Artifact).WithSummary("Download a binary output (image, audio)");
         return group;
     }
 
-    private static async Task<Results<EmptyHttpResult, ProblemHttpResult>> Events(
+    private static async Task<Results<EmptyHttpResult, NoContent, ProblemHttpResult>> Events(
         string id, HttpContext context, ClaimsPrincipal user, ITaskInspector inspector, TaskEventSignals signals, CancellationToken aborted)
     {
-        if (await inspector.GetVisibleAsync(id, user) is null)
+        var task = await inspector.GetVisibleAsync(id, user);
+        if (task is null)
         {
             return Problems.TaskNotFound(id);
         }
@@ -39,6 +42,13 @@ public static partial class TaskEventsApi
         if (!string.IsNullOrEmpty(last) && !EventId().IsMatch(last))
         {
             return Problems.Invalid("Last-Event-ID", "is not an event id of this stream (a whole number, like 12).");
+        }
+        // A task already final, asked for what follows its last event (a browser's EventSource
+        // reconnects so after the stream ends): nothing will. 204 tells an EventSource to stop
+        // reconnecting, and no subscription is made.
+        if (!string.IsNullOrEmpty(last) && TaskState.IsFinal(task.Status) && (await inspector.ReadEventsAsync(id, last, 1)).Count == 0)
+        {
+            return TypedResults.NoContent();
         }
 
         var response = context.Response;

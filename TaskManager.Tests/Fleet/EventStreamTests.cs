@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using System.Net;
 using TaskManager.Tests.Infrastructure;
 
 namespace TaskManager.Tests.Fleet;
@@ -69,5 +71,45 @@ public sealed class EventStreamTests : IClassFixture<FleetFixture>
 
         Assert.Equal(Enumerable.Range(21, 30), rest.Where(e => e.Event == "chunk").Select(c => c.Data.GetProperty("index").GetInt32()));
         Assert.Equal("succeeded", rest[^1].Data.GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task ReconnectAfterTheFinalEvent_EndsAtOnceWith204_AndLeavesNoSubscription()
+    {
+        var id = await fleet.SubmitAsync(Streaming);
+        List<SseEvent> events;
+        await using (var sse = await SseClient.ConnectAsync(fleet.Client, $"/api/tasks/{id}/events"))
+        {
+            events = await sse.ReadToEndAsync(Timeout);
+        }
+        Assert.Equal("succeeded", events[^1].Data.GetProperty("status").GetString());
+        // The ended stream's own subscription goes (its unsubscribe may land just after the end).
+        await Wait.UntilAsync(async () => await SubscribersAsync(id) == 0, TimeSpan.FromSeconds(5), "the ended stream's subscription to go");
+
+        // What a browser's EventSource does once the stream has ended: reconnect with the last id.
+        var watch = Stopwatch.StartNew();
+        using var reconnect = new HttpRequestMessage(HttpMethod.Get, $"/api/tasks/{id}/events");
+        reconnect.Headers.Add("Last-Event-ID", events[^1].Id);
+        using var cut = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        using var answer = await fleet.Client.SendAsync(reconnect, HttpCompletionOption.ResponseHeadersRead, cut.Token);
+        var body = await answer.Content.ReadAsStringAsync(cut.Token);
+        watch.Stop();
+
+        Assert.Equal(HttpStatusCode.NoContent, answer.StatusCode);
+        Assert.Equal("", body);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(1), $"the reconnect took {watch.Elapsed.TotalMilliseconds:F0} ms to end");
+        // Nobody is left subscribed to the task's event channel.
+        Assert.Equal(0, await SubscribersAsync(id));
+
+        // A reconnect from an earlier event of the ended task gets the rest, then the stream ends.
+        await using var earlier = await SseClient.ConnectAsync(fleet.Client, $"/api/tasks/{id}/events", events[^3].Id);
+        var rest = await earlier.ReadToEndAsync(Timeout);
+        Assert.Equal(events.TakeLast(2).Select(e => e.Id), rest.Select(e => e.Id));
+    }
+
+    private async Task<long> SubscribersAsync(string id)
+    {
+        var reply = (StackExchange.Redis.RedisResult[])(await fleet.Redis.Db.ExecuteAsync("PUBSUB", "NUMSUB", $"{{tm}}:ev:{id}"))!;
+        return (long)reply[1];
     }
 }
