@@ -130,6 +130,57 @@ public sealed partial record ProgressRequest
 
 public sealed record ProgressResponse(bool Cancel);
 
+/// <summary>One report of <c>POST /api/workers/{id}/progress</c>: as the single progress report takes it, with the task's id.</summary>
+public sealed record TaskProgress(string? TaskId, string? LeaseToken, double? Progress = null, string? Message = null,
+    IReadOnlyList<string>? Chunks = null, IReadOnlyList<string>? Logs = null);
+
+/// <param name="Reports">1 to <see cref="MaxReports"/> progress reports, each of a different task.</param>
+public sealed record ProgressBatchRequest(IReadOnlyList<TaskProgress>? Reports) : IValidatable
+{
+    public const int MaxReports = 1000;
+
+    public IDictionary<string, string[]> Validate()
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (Reports is not { Count: > 0 and <= MaxReports })
+        {
+            errors["reports"] = [$"must hold 1 to {MaxReports} reports."];
+            return errors;
+        }
+        for (var i = 0; i < Reports.Count; i++)
+        {
+            var r = Reports[i];
+            if (r is null)
+            {
+                errors[$"reports[{i}]"] = ["must be an object."];
+                continue;
+            }
+            if (!TaskIds.IsTaskId(r.TaskId))
+            {
+                errors[$"reports[{i}].task_id"] = ["must be a task id."];
+            }
+            foreach (var (field, messages) in new ProgressRequest(r.LeaseToken, r.Progress, r.Message, r.Chunks, r.Logs).Validate())
+            {
+                errors[$"reports[{i}].{field}"] = messages;
+            }
+        }
+        if (Reports.Where(r => r?.TaskId is not null).GroupBy(r => r.TaskId).Any(g => g.Count() > 1))
+        {
+            errors["reports"] = ["must name each task once."];
+        }
+        return errors;
+    }
+}
+
+/// <summary>A report's answer: 200 with whether to stop the task (it is being canceled), or 404/409 with why.</summary>
+public sealed record ProgressBatchItem(
+    string TaskId,
+    int Status,
+    bool Cancel,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)] string? Detail);
+
+public sealed record ProgressBatchResponse(IReadOnlyList<ProgressBatchItem> Results);
+
 public sealed record ArtifactResponse(string Name, string Url, string ContentType, long Bytes);
 
 /// <param name="StartedAt">When the worker started the execution, by its clock (optional, for the trace).</param>

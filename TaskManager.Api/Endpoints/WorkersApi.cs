@@ -25,6 +25,10 @@ public static class WorkersApi
         group.MapPost("/{workerId}/heartbeat", Heartbeat).WithSummary("Heartbeat; answers the tasks to stop");
         group.MapPost("/{workerId}/lease", Lease).WithSummary("Long poll for up to max_tasks tasks");
         group.MapPost("/{workerId}/tasks/{taskId}/progress", Progress).WithSummary("Report progress");
+        group.MapPost("/{workerId}/progress", ProgressBatch)
+            .WithSummary("Report the progress of many tasks at once")
+            .WithDescription("Each report as the single progress report takes it, with its task_id; one script call for them all. "
+                + "Each is answered at its place: 200 with cancel, or 404/409 with why.");
         group.MapPost("/{workerId}/tasks/{taskId}/complete", Complete)
             .WithMetadata(new BodySizeLimit(BodySizeLimit.Output))
             .WithSummary("Report a result");
@@ -209,6 +213,33 @@ public static class WorkersApi
         return outcome.Ok
             ? TypedResults.Ok(new ProgressResponse(outcome.Status == TaskState.Canceling))
             : Problems.From(outcome, taskId, "updated");
+    }
+
+    private static async Task<Results<Ok<ProgressBatchResponse>, ProblemHttpResult>> ProgressBatch(
+        string workerId, ProgressBatchRequest body, ITaskQueue queue)
+    {
+        if (!TaskIds.IsWorkerId(workerId))
+        {
+            return Problems.WorkerNotFound(workerId);
+        }
+        var reports = body.Reports!;
+        var outcomes = await queue.ReportProgressManyAsync(reports
+            .Select(r => new ProgressReport(r.TaskId!, r.LeaseToken!, r.Progress, r.Message, r.Chunks, r.Logs)).ToArray());
+        var answers = new ProgressBatchItem[reports.Count];
+        for (var i = 0; i < reports.Count; i++)
+        {
+            var (id, outcome) = (reports[i].TaskId!, outcomes[i]);
+            if (outcome.Ok)
+            {
+                answers[i] = new ProgressBatchItem(id, StatusCodes.Status200OK, outcome.Status == TaskState.Canceling, null);
+            }
+            else
+            {
+                var problem = Problems.From(outcome, id, "updated").ProblemDetails;
+                answers[i] = new ProgressBatchItem(id, problem.Status!.Value, false, problem.Detail);
+            }
+        }
+        return TypedResults.Ok(new ProgressBatchResponse(answers));
     }
 
     private static async Task<Results<Ok<ReportResponse>, ProblemHttpResult>> Complete(

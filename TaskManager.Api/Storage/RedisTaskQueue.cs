@@ -140,12 +140,31 @@ public sealed class RedisTaskQueue(RedisScripts scripts, RedisKeys keys, TimePro
         logs ??= [];
         var values = new List<RedisValue>(5 + chunks.Count + logs.Count)
         {
-            taskId, leaseToken, progress?.ToString("R", CultureInfo.InvariantCulture) ?? "", message ?? "", chunks.Count,
+            taskId, leaseToken, ProgressText(progress), message ?? "", chunks.Count,
         };
         values.AddRange(chunks.Select(c => (RedisValue)c));
         values.AddRange(logs.Select(l => (RedisValue)l));
         return Replies.ReadOutcome(await Scripts.RunAsync(Script.Progress, [Keys.Task(taskId)], [.. values]).ConfigureAwait(false));
     }
+
+    public async Task<IReadOnlyList<StoreOutcome>> ReportProgressManyAsync(IReadOnlyList<ProgressReport> reports)
+    {
+        var taskKeys = new RedisKey[reports.Count];
+        var values = new List<RedisValue>(reports.Count * 9);
+        for (var i = 0; i < reports.Count; i++)
+        {
+            var r = reports[i];
+            var (chunks, lines) = (r.Chunks ?? [], r.Logs ?? []);
+            taskKeys[i] = Keys.Task(r.TaskId);
+            values.AddRange([r.TaskId, r.LeaseToken, ProgressText(r.Progress), r.Message ?? "", chunks.Count, lines.Count]);
+            values.AddRange(chunks.Select(c => (RedisValue)c));
+            values.AddRange(lines.Select(l => (RedisValue)l));
+        }
+        var reply = (RedisResult[])(await Scripts.RunAsync(Script.ProgressBatch, taskKeys, [.. values]).ConfigureAwait(false))!;
+        return reply.Select(Replies.ReadOutcome).ToArray();
+    }
+
+    private static string ProgressText(double? progress) => progress?.ToString("R", CultureInfo.InvariantCulture) ?? "";
 
     public async Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data) =>
         Replies.ReadOutcome(await Scripts.RunAsync(Script.PutArtifact,

@@ -261,7 +261,7 @@ internal static class Report
         md.AppendLine("**Streams**");
         md.AppendLine();
         md.AppendLine($"| `POST /v1/chat/completions`, `stream: true`, `max_tokens` {settings.StreamTokens}, tokens made at {settings.StreamTokensPerSecond}/s by the in-bench worker " +
-            $"(reported as the Python worker does: the first at once, then at most every {settings.StreamReportMs} ms) | " +
+            $"(reported as the Python worker does: the first at once, then at most every {settings.StreamReportMs} ms, the reports of all streams group-committed) | " +
             string.Join(" | ", settings.StreamCounts.Select(n => $"{n:N0} streams")) + " |");
         md.AppendLine("|---|" + string.Concat(settings.StreamCounts.Select(_ => "---|")));
         void StreamRow(string label, Func<string, string> cell) =>

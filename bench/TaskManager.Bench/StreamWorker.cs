@@ -22,7 +22,8 @@ public sealed class ChunkTimes(int count)
 /// <c>llm</c> tasks and makes each task's <c>max_tokens</c> tokens at <c>tokensPerSecond</c>,
 /// reporting them as the Python worker does: the first chunk at once, then the chunks made since
 /// in one progress report at most every <c>reportMs</c> per task (one report in flight per task),
-/// the last ones with the result (<c>POST /api/workers/{id}/complete</c>). It records, for each
+/// the last ones with the result (<c>POST /api/workers/{id}/complete</c>); the progress reports of
+/// all of a worker's tasks are group-committed (<c>POST /api/workers/{id}/progress</c>). It records, for each
 /// chunk, when it was made and when the report carrying it was sent. Each registered worker has
 /// <c>capacity</c> slots (the API allows up to 1,024); a slot is a task, not a process.
 /// </summary>
@@ -187,27 +188,100 @@ public sealed class StreamWorker(HttpClient client, int tokensPerSecond, int rep
         }
     }
 
+    /// <summary>A task's progress report waiting for its worker's next batch.</summary>
+    private sealed record PendingReport(string Id, string Token, ChunkTimes Times, int From, int To)
+    {
+        public TaskCompletionSource Answered { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>By worker id, the progress reports waiting for the call in flight to come back.</summary>
+    private readonly ConcurrentDictionary<string, (ConcurrentQueue<PendingReport> Queue, int[] Sending)> batches = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// A progress report, group-committed as the Python worker does: while one call of the worker
+    /// is on its way, the reports made meanwhile queue, and the next call carries them all
+    /// (<c>POST /api/workers/{id}/progress</c>). A chunk counts as reported when its report is made.
+    /// </summary>
     private async Task ProgressAsync(string workerId, string id, string token, ChunkTimes times, int from, int to)
     {
-        var body = new StringBuilder("{\"lease_token\":\"").Append(token).Append("\",\"chunks\":[");
-        AppendChunks(body, from, to);
-        body.Append("]}");
-        var sent = Stopwatch.GetTimestamp();
+        var made = Stopwatch.GetTimestamp();
         for (var c = from; c < to; c++)
         {
-            times.Reported[c] = sent;
+            times.Reported[c] = made;
         }
         Interlocked.Increment(ref reports);
-        using var response = await client.PostAsync($"/api/workers/{workerId}/tasks/{id}/progress", Deployment.Json(body.ToString()));
+        var (queue, sending) = batches.GetOrAdd(workerId, _ => (new ConcurrentQueue<PendingReport>(), new int[1]));
+        var report = new PendingReport(id, token, times, from, to);
+        queue.Enqueue(report);
+        // Whoever finds no call on its way sends what is queued, and goes on while more is: a report
+        // queued while a call was on its way is sent by that call's sender when it comes back.
+        while (!queue.IsEmpty && Interlocked.CompareExchange(ref sending[0], 1, 0) == 0)
+        {
+            try
+            {
+                await SendBatchAsync(workerId, queue);
+            }
+            finally
+            {
+                Volatile.Write(ref sending[0], 0);
+            }
+        }
+        await report.Answered.Task;
+    }
+
+    private async Task SendBatchAsync(string workerId, ConcurrentQueue<PendingReport> queue)
+    {
+        var batch = new List<PendingReport>();
+        while (batch.Count < 1000 && queue.TryDequeue(out var r))
+        {
+            batch.Add(r);
+        }
+        if (batch.Count == 0)
+        {
+            return;
+        }
+        var body = new StringBuilder("{\"reports\":[");
+        foreach (var r in batch)
+        {
+            body.Append(r == batch[0] ? "" : ",").Append("{\"task_id\":\"").Append(r.Id).Append("\",\"lease_token\":\"").Append(r.Token)
+                .Append("\",\"chunks\":[");
+            AppendChunks(body, r.From, r.To);
+            body.Append("]}");
+        }
+        body.Append("]}");
+        string answer;
+        HttpStatusCode status;
+        try
+        {
+            using var response = await client.PostAsync($"/api/workers/{workerId}/progress", Deployment.Json(body.ToString()));
+            status = response.StatusCode;
+            answer = await response.Content.ReadAsStringAsync();
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or OperationCanceledException)
+        {
+            (status, answer) = (HttpStatusCode.ServiceUnavailable, "");
+        }
         var answered = Stopwatch.GetTimestamp();
-        for (var c = from; c < to; c++)
+        var accepted = status == HttpStatusCode.OK ? CountOf(answer, "\"status\":200") : 0;
+        Interlocked.Add(ref refused, batch.Count - accepted);
+        foreach (var r in batch)
         {
-            times.Answered[c] = answered;
+            for (var c = r.From; c < r.To; c++)
+            {
+                r.Times.Answered[c] = answered;
+            }
+            r.Answered.TrySetResult();
         }
-        if (response.StatusCode != HttpStatusCode.OK)
+    }
+
+    private static int CountOf(string text, string part)
+    {
+        var (count, at) = (0, 0);
+        while ((at = text.IndexOf(part, at, StringComparison.Ordinal)) >= 0)
         {
-            Interlocked.Increment(ref refused);
+            (count, at) = (count + 1, at + part.Length);
         }
+        return count;
     }
 
     /// <summary>A token: a word and its space, about the length of a real model's.</summary>

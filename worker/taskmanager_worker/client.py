@@ -21,6 +21,7 @@ REQUEST_TIMEOUT_SECONDS = 10.0  # per socket operation, so an upload of many meg
 LEASE_GRACE_SECONDS = 10.0  # a long poll may answer a little after its wait_seconds
 MAX_CHUNKS_PER_REPORT = 1000  # the protocol's limits on one progress report
 MAX_LOGS_PER_REPORT = 100
+MAX_REPORTS_PER_CALL = 1000  # the protocol's limit on the reports of one batched progress call
 
 
 class Result(NamedTuple):
@@ -125,17 +126,24 @@ class ApiClient:
                  logs: list[str] | None = None) -> bool:
         """Reports progress, output chunks and log lines (at most MAX_CHUNKS_PER_REPORT and
         MAX_LOGS_PER_REPORT: the caller splits); returns True when the API asks to cancel the task."""
-        body: dict[str, Any] = {"lease_token": lease_token}
-        if progress is not None:
-            body["progress"] = progress
-        if message is not None:
-            body["message"] = message
-        if chunks:
-            body["chunks"] = chunks
-        if logs:
-            body["logs"] = logs
+        body = progress_body(lease_token, progress, message, chunks, logs)
         answer = self._request("POST", self._task_path(worker_id, task_id, "progress"), body) or {}
         return answer.get("cancel") is True
+
+    def progress_many(self, worker_id: str, reports: list[dict[str, Any]]) -> list[tuple[int, bool, str | None]]:
+        """Reports the progress of many tasks in one call (each report a single progress report's
+        body with its "task_id", at most MAX_REPORTS_PER_CALL). Returns, per report in order, its
+        status code (200, or 404/409 when the attempt is no longer ours), whether the API asks to
+        cancel the task, and the API's detail."""
+        answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/progress", {"reports": reports}) or {}
+        replies = answer.get("results")
+        replies = replies if isinstance(replies, list) else []
+        answers = []
+        for i in range(len(reports)):
+            item = replies[i] if i < len(replies) and isinstance(replies[i], dict) else {}
+            status = item.get("status")
+            answers.append((status if isinstance(status, int) else 200, item.get("cancel") is True, item.get("detail")))
+        return answers
 
     def upload_artifact(self, worker_id: str, task_id: str, lease_token: str, name: str, content_type: str,
                         data: bytes) -> Any:
@@ -278,6 +286,21 @@ class ApiClient:
             self._local.connection = None
             with self._lock:
                 self._connections.discard(connection)
+
+
+def progress_body(lease_token: str, progress: float | None, message: str | None, chunks: list[str] | None,
+                  logs: list[str] | None) -> dict[str, Any]:
+    """A progress report's body, with only what it carries."""
+    body: dict[str, Any] = {"lease_token": lease_token}
+    if progress is not None:
+        body["progress"] = progress
+    if message is not None:
+        body["message"] = message
+    if chunks:
+        body["chunks"] = chunks
+    if logs:
+        body["logs"] = logs
+    return body
 
 
 def _answer(method: str, path: str, status: int, data: bytes) -> Any:

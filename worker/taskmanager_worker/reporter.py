@@ -11,6 +11,9 @@
 - **Results are group-committed**: while one slot's result is on its way, the slots that finish
   queue theirs, and the first of them sends them all in one call, which also takes the next task
   of each slot that may take one (see Reporter.complete).
+- **Progress reports are group-committed too**, those sent while a task runs: while one is on its
+  way, the others queue, and the first of them sends them all in one call (see Reporter.progress).
+  A worker streaming many tasks at once then makes a call per round trip, not one per task.
 
 The HTTP calls themselves are the client's (client.py).
 """
@@ -27,7 +30,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from .backends import Artifact
 from .backoff import Backoff
-from .client import ApiClient, ApiError, Conflict, NotFound, Result, TooLarge, TransientError
+from .client import (MAX_REPORTS_PER_CALL, ApiClient, ApiError, Conflict, NotFound, Result, TooLarge, TransientError,
+                     progress_body)
 from .task import LeasedTask
 
 log = logging.getLogger(__name__)
@@ -106,6 +110,16 @@ class _PendingResult:
     error: BaseException | None = None  # the call failed: TaskGone or ApiError
 
 
+@dataclass
+class _PendingProgress:
+    """A running task's progress report waiting to be sent (see Reporter.progress), then its answer."""
+    task: LeasedTask
+    body: dict[str, Any]
+    done: bool = False
+    cancel: bool = False
+    error: BaseException | None = None  # TaskGone or ApiError
+
+
 class Reporter:
     """Reports tasks for a worker: `worker_id()` is its id now (it changes when the worker registers
     again), `taking_more()` whether a result may take its slot's next task."""
@@ -118,14 +132,75 @@ class Reporter:
         self._results_cond = threading.Condition()  # the results waiting to be reported (see complete)
         self._results: list[_PendingResult] = []
         self._sending_results = False
+        self._progress_cond = threading.Condition()  # the progress reports waiting (see progress)
+        self._progress: list[_PendingProgress] = []
+        self._sending_progress = False
 
     def progress(self, task: LeasedTask, progress: float | None, message: str | None, chunks: list[str],
                  logs: list[str], *, final: bool) -> bool:
         """Returns True when the API asks to cancel. Raises TaskGone; when not `final`, raises
-        TransientError at once instead of retrying."""
-        return self._report(task, lambda worker_id: self._client.progress(
-            worker_id, task.task_id, task.lease_token, progress=progress, message=message, chunks=chunks,
-            logs=logs), retry=final)
+        TransientError at once instead of retrying.
+
+        A `final` report (the last chunks of a task that is ending) goes alone, retried. The others
+        are group-committed: while one slot's report is on its way, the reports of the other slots
+        queue, and the first of them sends them all in one call (POST /api/workers/{id}/progress);
+        a lone report goes at once, to the task's own progress endpoint.
+        """
+        if final:
+            return self._report(task, lambda worker_id: self._client.progress(
+                worker_id, task.task_id, task.lease_token, progress=progress, message=message, chunks=chunks,
+                logs=logs), retry=True)
+        pending = _PendingProgress(task, progress_body(task.lease_token, progress, message, chunks, logs))
+        with self._progress_cond:
+            self._progress.append(pending)
+            while self._sending_progress and not pending.done:
+                self._progress_cond.wait()
+            batch = None
+            if not pending.done:
+                batch = self._progress[:MAX_REPORTS_PER_CALL]
+                del self._progress[:len(batch)]
+                self._sending_progress = True
+        if batch is not None:
+            try:
+                self._send_progress(batch)
+            finally:
+                with self._progress_cond:
+                    for entry in batch:
+                        entry.done = True
+                    self._sending_progress = False
+                    self._progress_cond.notify_all()
+        if pending.error is not None:
+            raise pending.error
+        return pending.cancel
+
+    def _send_progress(self, batch: list[_PendingProgress]) -> None:
+        """Sends `batch` (not retried) and sets each entry's answer or error. A lone report goes to
+        its task's endpoint; where the API refuses a batch as a whole (a 400, a 413), each goes
+        alone, so that one report's fault is not the others'."""
+        if len(batch) == 1:
+            entry = batch[0]
+            try:
+                entry.cancel = self._report(entry.task, lambda worker_id: self._client.progress(
+                    worker_id, entry.task.task_id, **_single(entry.body)), retry=False)
+            except (TaskGone, ApiError) as error:
+                entry.error = error
+            return
+        try:
+            answers = self._report(batch[0].task, lambda worker_id: self._client.progress_many(
+                worker_id, [{"task_id": entry.task.task_id, **entry.body} for entry in batch]), retry=False)
+        except TransientError as error:
+            for entry in batch:
+                entry.error = error
+            return
+        except (TaskGone, ApiError):
+            for entry in batch:
+                self._send_progress([entry])
+            return
+        for entry, (code, cancel, detail) in zip(batch, answers):
+            if code == 200:
+                entry.cancel = cancel
+            else:
+                entry.error = TaskGone(f"{code}: {detail}")
 
     def upload(self, task: LeasedTask, artifact: Artifact) -> Any:
         """Uploads an artifact, retrying transient errors; returns the API's answer. Raises
@@ -251,3 +326,9 @@ class Reporter:
                 log.warning("report failed; retrying", extra={
                     **task.log_fields, "error": str(error), "retry_in_seconds": delay})
                 time.sleep(delay)
+
+
+def _single(body: dict[str, Any]) -> dict[str, Any]:
+    """A progress body as ApiClient.progress takes it: the lease token, then what it carries."""
+    return {"lease_token": body["lease_token"], "progress": body.get("progress"), "message": body.get("message"),
+            "chunks": body.get("chunks"), "logs": body.get("logs")}

@@ -38,8 +38,10 @@ class FakeApi:
         self.artifacts: dict[tuple[str, str], tuple[str, bytes]] = {}  # (task_id, name) -> (content type, data)
         self.drain = False
         self.hold_completes = False  # while set, complete calls wait (they are recorded first)
+        self.hold_progress = False  # while set, a single task's progress calls wait (recorded first)
         self.refused_results: set[str] = set()  # task ids whose result makes its whole complete call a 400
         self.complete_batches: list[dict[str, Any]] = []  # each complete call's body, in order
+        self.progress_batches: list[dict[str, Any]] = []  # each batched progress call's body, in order
         self._ids = itertools.count(1)
         self._closing = False
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -120,7 +122,7 @@ class FakeApi:
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: dict[str, str],
                body: Any) -> tuple[int, Any]:
         match = re.fullmatch(
-            r"/api/workers/(?:register|([^/]+)/(heartbeat|lease|complete)|([^/]+)/tasks/([^/]+)/(\w+)(?:/([^/]+))?)", path)
+            r"/api/workers/(?:register|([^/]+)/(heartbeat|lease|complete|progress)|([^/]+)/tasks/([^/]+)/(\w+)(?:/([^/]+))?)", path)
         if match is None or (method == "PUT") != (match.group(5) == "artifacts" and match.group(6) is not None):
             return 404, {"status": 404, "title": "Not Found"}
         kind = match.group(2) or match.group(5) or "register"
@@ -130,6 +132,8 @@ class FakeApi:
         with self.cond:
             if kind == "complete" and task_id is None:
                 return self._complete_batch(worker_id, body)
+            if kind == "progress" and task_id is None:
+                return self._progress_batch(worker_id, body)
             self.requests.append({"kind": kind, "method": method, "worker_id": worker_id, "task_id": task_id,
                                   "name": name, "query": query, "headers": headers, "body": body})
             self.cond.notify_all()
@@ -145,6 +149,8 @@ class FakeApi:
             if (task_id, kind) in self.conflicts:
                 return 409, {"status": 409, "title": "Conflict", "detail": "the attempt is no longer current"}
             if kind == "progress":
+                while self.hold_progress and not self._closing:
+                    self.cond.wait()
                 return self._progress(task_id, body)
             if kind == "artifacts":
                 return self._artifact(task_id, name, query, headers, body)
@@ -179,6 +185,29 @@ class FakeApi:
         if wanted and not self.drain and not self._closing:
             tasks, self.queue = self.queue[:wanted], self.queue[wanted:]
         return 200, {"results": answers, "tasks": tasks}
+
+    def _progress_batch(self, worker_id: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """POST /api/workers/{id}/progress: each report is recorded as a progress call of its task
+        (its body as the single endpoint's) and answered in its place."""
+        self.progress_batches.append(body)
+        answers = []
+        for report in body["reports"]:
+            task_id = report["task_id"]
+            single = {k: v for k, v in report.items() if k != "task_id"}
+            self.requests.append({"kind": "progress", "method": "POST", "worker_id": worker_id, "task_id": task_id,
+                                  "name": None, "query": {}, "headers": {}, "body": single, "batch": True})
+            if (task_id, "progress") in self.conflicts:
+                answers.append({"task_id": task_id, "status": 409, "cancel": False,
+                                "detail": "the attempt is no longer current"})
+                continue
+            status, answer = self._progress(task_id, single)
+            if status != 200:
+                return status, answer  # the API refuses a batch with a bad report as a whole
+            answers.append({"task_id": task_id, "status": 200, **answer})
+        self.cond.notify_all()
+        if worker_id not in self.worker_ids or worker_id in self.forget:
+            return 404, {"status": 404, "title": "Not Found", "detail": f"no worker {worker_id}"}
+        return 200, {"results": answers}
 
     def _progress(self, task_id: str, body: dict[str, Any]) -> tuple[int, Any]:
         chunks, lines = body.get("chunks", []), body.get("logs", [])

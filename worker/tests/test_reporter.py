@@ -30,6 +30,8 @@ class FakeClient:
         self.completes = []  # (worker_id, [task ids], max_tasks)
         self.fails = []  # (worker_id, task_id, lease_token, code, message, retryable, timing)
         self.progress_errors = []  # raised by progress(), in order
+        self.progress_calls = []  # the task ids of each progress call, single or batched, in order
+        self.progress_answer = self.answer_progress
         self.complete_answer = self.answer_all
         self.hold = None
         self._ids = iter(range(100, 1000))
@@ -51,9 +53,23 @@ class FakeClient:
         return "failed"
 
     def progress(self, worker_id, task_id, lease_token, **report):
+        with self.cond:
+            self.progress_calls.append([task_id])
+            self.cond.notify_all()
+        if self.hold is not None:
+            self.hold.wait(WAIT_SECONDS)
         if self.progress_errors:
             raise self.progress_errors.pop(0)
         return report.get("progress") == 0.5
+
+    def progress_many(self, worker_id, reports):
+        with self.cond:
+            self.progress_calls.append([r["task_id"] for r in reports])
+            self.cond.notify_all()
+        return self.progress_answer(reports)
+
+    def answer_progress(self, reports):
+        return [(200, r.get("progress") == 0.5, None) for r in reports]
 
     def upload_artifact(self, worker_id, task_id, lease_token, name, content_type, data):
         return {"url": f"/api/tasks/{task_id}/artifacts/{name}"}
@@ -149,6 +165,67 @@ class GroupCommitTests(ReporterTestCase):
         status, tasks = self.reporter.complete(task("t1"), "{}")
         self.assertEqual((status, [t.task_id for t in tasks]), (None, ["n1"]))
         self.assertEqual(self.client.fails, [])
+
+
+class ProgressGroupCommitTests(ReporterTestCase):
+    """Progress reports made while a task runs: one call on its way at a time; the reports made
+    meanwhile go together in the next, each answered in its place."""
+
+    def report_in_threads(self, reports):
+        """Reports (task_id, progress) each from a thread of its own, as slots do; returns {task_id:
+        the answer, or the error raised}."""
+        answers = {}
+
+        def report(task_id, progress):
+            try:
+                answers[task_id] = self.reporter.progress(task(task_id), progress, None, ["c"], [], final=False)
+            except Exception as error:  # noqa: BLE001 - the test looks at what each slot got
+                answers[task_id] = error
+
+        threads = [threading.Thread(target=report, args=r) for r in reports]
+        for thread in threads:
+            thread.start()
+        return threads, answers
+
+    def start_behind_a_held_call(self, reports):
+        """A lone report's call is held; `reports` queue behind it; then it is let go."""
+        self.client.hold = threading.Event()
+        first, first_answers = self.report_in_threads([("t1", None)])
+        wait_until(lambda: self.client.progress_calls, what="the first call")
+        others, answers = self.report_in_threads(reports)
+        wait_until(lambda: len(self.reporter._progress) == len(reports), what="the other reports queued")
+        self.client.hold.set()
+        for thread in first + others:
+            thread.join(WAIT_SECONDS)
+            self.assertFalse(thread.is_alive())
+        return first_answers, answers
+
+    def test_reports_made_while_one_is_on_its_way_go_together_in_one_call_each_with_its_answer(self):
+        first, answers = self.start_behind_a_held_call([("t2", 0.5), ("t3", 0.1), ("t4", None)])
+        self.assertEqual(self.client.progress_calls[0], ["t1"], "a lone report goes at once, to its own endpoint")
+        self.assertEqual(sorted(self.client.progress_calls[1]), ["t2", "t3", "t4"])
+        self.assertEqual(len(self.client.progress_calls), 2)
+        self.assertEqual((first["t1"], answers), (False, {"t2": True, "t3": False, "t4": False}),
+                         "the cancel of t2 only")
+
+    def test_a_report_no_longer_ours_in_a_batch_drops_that_task_only(self):
+        self.client.progress_answer = lambda reports: [
+            (409 if r["task_id"] == "t3" else 200, False, "no longer current") for r in reports]
+        _, answers = self.start_behind_a_held_call([("t2", None), ("t3", None)])
+        self.assertIsInstance(answers["t3"], TaskGone)
+        self.assertIs(answers["t2"], False)
+
+    def test_a_batch_that_fails_on_the_way_fails_each_report_at_once(self):
+        self.client.progress_answer = mock.Mock(side_effect=TransientError(None, "connection reset"))
+        _, answers = self.start_behind_a_held_call([("t2", None), ("t3", None)])
+        self.assertTrue(all(isinstance(a, TransientError) for a in answers.values()), answers)
+        self.assertEqual(len(self.client.progress_calls), 2, "not retried: the chunks wait for the next report")
+
+    def test_a_batch_refused_as_a_whole_is_sent_again_one_report_at_a_time(self):
+        self.client.progress_answer = mock.Mock(side_effect=ApiError(400, "400 Bad Request: reports[1].chunks"))
+        _, answers = self.start_behind_a_held_call([("t2", None), ("t3", 0.5)])
+        self.assertEqual(sorted(map(tuple, self.client.progress_calls[2:])), [("t2",), ("t3",)], "then each alone")
+        self.assertEqual(answers, {"t2": False, "t3": True})
 
 
 class ReportTests(ReporterTestCase):

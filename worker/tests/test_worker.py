@@ -158,6 +158,27 @@ class RegisterLeaseCompleteTests(WorkerTestCase):
         self.assertLessEqual(len(self.api.calls("lease")), 2)
 
 
+class ProgressGroupCommitTests(WorkerTestCase):
+    """Progress reports made while another slot's report is on its way go together in the next call."""
+
+    def test_reports_queued_behind_a_report_go_in_one_call_and_every_chunk_arrives_once_in_order(self):
+        with self.api.cond:
+            self.api.hold_progress = True
+        ids = [self.api.add_task("llm", {"prompt": "hi"}, sim={"duration_ms": 1500, "chunks": 30}) for _ in range(4)]
+        self.start_worker(TASKMANAGER_CAPACITY="4")
+        first = self.api.wait_for_call("progress")[0]["task_id"]
+        wait_until(lambda: len(self.worker._reporter._progress) == 3, what="the other slots' reports queued")
+        with self.api.cond:
+            self.api.hold_progress = False
+            self.api.cond.notify_all()
+        for task_id in ids:
+            report = self.api.final_report(task_id)
+            self.assertEqual("".join(self.api.chunks(task_id)), report["body"]["output"]["text"], "each chunk once, in order")
+        batched = self.api.progress_batches[0]["reports"]
+        self.assertEqual(sorted(r["task_id"] for r in batched), sorted(set(ids) - {first}))
+        self.assertTrue(all(r["chunks"] for r in batched), batched)
+
+
 class GroupCommitTests(WorkerTestCase):
     """Results that finish while another slot's report is on its way go together in the next call."""
 

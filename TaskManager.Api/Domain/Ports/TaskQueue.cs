@@ -39,6 +39,12 @@ public interface ITaskQueue
     Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message,
         IReadOnlyList<string>? chunks = null, IReadOnlyList<string>? logs = null);
 
+    /// <summary>
+    /// Records many progress reports in one round trip, in order (a worker that streams many tasks
+    /// at once): each as <see cref="ReportProgressAsync"/> would, with an outcome per report.
+    /// </summary>
+    Task<IReadOnlyList<StoreOutcome>> ReportProgressManyAsync(IReadOnlyList<ProgressReport> reports);
+
     /// <summary>Stores a binary output of the current attempt; Conflict when the task's artifacts would pass the output limit.</summary>
     Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data);
 
@@ -96,6 +102,11 @@ public sealed record SubmitResult(SubmitKind Kind, TaskRecord? Task, long Queued
 /// <summary>One successful result of a batch: the task, the attempt's lease token, the output JSON,
 /// and the attempt's last output chunks and log lines, if any.</summary>
 public sealed record CompletedTask(string TaskId, string LeaseToken, string OutputJson,
+    IReadOnlyList<string>? Chunks = null, IReadOnlyList<string>? Logs = null);
+
+/// <summary>One progress report of a batch: the task, the attempt's lease token, the progress (0..1)
+/// and message, if any, and output chunks and log lines.</summary>
+public sealed record ProgressReport(string TaskId, string LeaseToken, double? Progress = null, string? Message = null,
     IReadOnlyList<string>? Chunks = null, IReadOnlyList<string>? Logs = null);
 
 public enum FailureKind

@@ -257,6 +257,26 @@ local function read_report(tk)
     webhook_events = v[8]}
 end
 
+-- Records a running attempt's progress report (progress.lua, progress_batch.lua): progress (0..1)
+-- and message ('' each when not given), output chunks and log lines, as events of the task.
+-- Returns REPLY.OUTCOME: 'ok' with the status ('canceling' tells the worker to stop), 'not_found'
+-- or 'stale'.
+local function report_progress(id, token, progress, message, chunks, lines)
+  local tk = task_key(id)
+  local t = read_report(tk)
+  local refused = refuse_report(t, token)
+  if refused then return refused end
+  event_state_of(id, t)
+  if progress ~= '' or message ~= '' then
+    if progress ~= '' then call('HSET', tk, 'progress', progress) end
+    if message ~= '' then call('HSET', tk, 'progress_message', message) end
+    emit(id, 'progress', '{"progress":' .. (progress ~= '' and progress or 'null') ..
+      ',"message":' .. (message ~= '' and cjson.encode(message) or 'null') .. '}')
+  end
+  emit_output(id, tk, chunks, lines)
+  return REPLY.OUTCOME('ok', t.status, t.type)
+end
+
 -- Ends a scheduled task's wait for its retry (`t` read with read_retry): it goes back to its
 -- queue. Each side effect is named below.
 local function end_retry_wait(id, tk, t, now)
