@@ -87,6 +87,31 @@ public abstract class GatewayTests<TGateway>(GatewayFixture<TGateway> fixture)
     }
 
     [Fact]
+    public async Task OpenAiApi_ThroughTheGateway_TheOfficialSdkCallsIt_AndAStreamIsNotHeldBack()
+    {
+        var sdk = OpenAi.Client(fixture.Gateway.Root);
+        var models = (await sdk.GetOpenAIModelClient().GetModelsAsync()).Value;
+        Assert.Contains(models, m => m.Id == GatewayFixture<TGateway>.ChatModel);
+        var answer = (await sdk.GetChatClient(GatewayFixture<TGateway>.ChatModel).CompleteChatAsync("hello")).Value;
+        Assert.False(string.IsNullOrEmpty(answer.Content[0].Text));
+
+        using var response = await OpenAi.PostAsync(Client, "v1/chat/completions",
+            $$$"""{"model":"{{{GatewayFixture<TGateway>.ChatModel}}}","messages":[{"role":"user","content":"hi"}],"max_tokens":40,"stream":true}""");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var id = response.Headers.GetValues("X-TaskManager-Task-Id").Single();
+        await using var sse = await SseClient.OfAsync(response);
+        // The role, then the first token: here while the task still runs (40 tokens at 10 a second).
+        for (var content = false; !content;)
+        {
+            var e = await sse.NextRawAsync(Timeout) ?? throw new InvalidOperationException("The stream ended before its first token.");
+            content = JsonDocument.Parse(e.Data).RootElement.GetProperty("choices")[0].GetProperty("delta").TryGetProperty("content", out _);
+        }
+        Assert.Equal("running", (await (await Client.GetAsync($"api/tasks/{id}")).JsonAsync()).GetProperty("status").GetString());
+        var rest = await sse.ReadRawToEndAsync(Timeout);
+        Assert.Equal("[DONE]", rest[^1].Data);
+    }
+
+    [Fact]
     public async Task ABodyOf1MiB_IsAccepted_ALargerOne_Is413WithAProblemDetails()
     {
         var exact = ImageTask(1024 * 1024);
@@ -216,6 +241,9 @@ public sealed class GatewayFixture<TGateway> : IAsyncLifetime
 {
     public const int TenantQueueCap = 20;
 
+    /// <summary>The model the fixture's worker declares, for the OpenAI-compatible API.</summary>
+    public const string ChatModel = "sim-chat";
+
     public RedisServer Redis { get; } = new();
 
     public ApiProcess Api { get; private set; } = null!;
@@ -238,6 +266,9 @@ public sealed class GatewayFixture<TGateway> : IAsyncLifetime
         {
             ["TASKMANAGER_WORKER_NAME"] = "behind-the-gateway",
             ["TASKMANAGER_TASK_TYPES"] = "llm",
+            ["TASKMANAGER_MODELS"] = ChatModel,
+            // Paces the llm tasks that set no duration of their own (the OpenAI ones): 10 tokens a second.
+            ["TASKMANAGER_SIM_TOKENS_PER_SECOND"] = "10",
         });
         Gateway = await TGateway.StartAsync(Api.BaseAddress);
         Client = Credentials.ClientWith(Gateway.Root, Credentials.ClientKey);
