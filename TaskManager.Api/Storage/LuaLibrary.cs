@@ -44,8 +44,9 @@ public sealed class LuaLibrary
         }
 
         // Each script's body runs as a function, with KEYS and ARGV set as EVAL would set them, so
-        // that the writes it deferred (see deferred.lua) are made after any of its returns; what a
-        // call keeps (deferred writes, events' task state) starts empty, since the library's shared
+        // that the writes it deferred (see deferred.lua) and its followers' wake-ups (one per task:
+        // see events.lua) are made after any of its returns; what a call keeps (deferred writes,
+        // events' task state and wake-ups) starts empty, since the library's shared
         // part outlives a call and one that failed half-way may have left some.
         var code = new StringBuilder(SharedCode(keys)).Append("""
 
@@ -55,6 +56,7 @@ public sealed class LuaLibrary
               clear_event_state()
               local result = body()
               flush_writes()
+              flush_wakes()
               return result
             end
 

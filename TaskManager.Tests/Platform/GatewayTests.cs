@@ -90,8 +90,9 @@ public abstract class GatewayTests<TGateway>(GatewayFixture<TGateway> fixture)
     public async Task OpenAiApi_ThroughTheGateway_TheOfficialSdkCallsIt_AndAStreamIsNotHeldBack()
     {
         var sdk = OpenAi.Client(fixture.Gateway.Root);
-        var models = (await sdk.GetOpenAIModelClient().GetModelsAsync()).Value;
-        Assert.Contains(models, m => m.Id == GatewayFixture<TGateway>.ChatModel);
+        // The model is listed once the fixture's worker has registered.
+        await Wait.UntilAsync(async () => (await sdk.GetOpenAIModelClient().GetModelsAsync()).Value.Any(m => m.Id == GatewayFixture<TGateway>.ChatModel),
+            Timeout, "the worker's model to be listed through the gateway");
         var answer = (await sdk.GetChatClient(GatewayFixture<TGateway>.ChatModel).CompleteChatAsync("hello")).Value;
         Assert.False(string.IsNullOrEmpty(answer.Content[0].Text));
 

@@ -13,9 +13,9 @@
 -- only status events are kept, so that the end is never lost.
 
 local MAX_EVENTS = 100000
-local event_state
+local event_state, woken, woken_order
 
-local function clear_event_state() event_state = {} end
+local function clear_event_state() event_state, woken, woken_order = {}, {}, {} end
 
 -- What emit needs of a task (its current attempt, rp and w), read once per call; a caller that
 -- has read them passes them (a table with attempt, rp and w).
@@ -29,10 +29,19 @@ local function event_state_of(id, t)
   return st
 end
 
--- Wakes a task's followers, if it has any (`n`, the latest event's id, is for a reader's logs:
--- followers only need to know there is more).
+-- Wakes a task's followers, if it has any: once per call, however many of its events the call
+-- stores (flush_wakes, when the script ends), since a follower that wakes reads everything new.
+-- (`n`, the latest event's id, is for a reader's logs.)
 local function wake_followers(id, st, n)
-  if st.w then call('PUBLISH', event_channel(id), n or 0) end
+  if st.w then
+    if not woken[id] then woken_order[#woken_order + 1] = id end
+    woken[id] = n or woken[id] or 0
+  end
+end
+
+-- Publishes the wake-ups of the call, one per task woken (see `run` in LuaLibrary.cs).
+local function flush_wakes()
+  for _, id in ipairs(woken_order) do redis.call('PUBLISH', event_channel(id), woken[id]) end
 end
 
 -- Webhooks: a task whose webhook filter (`events`, its 'webhook_events', a comma list) takes
