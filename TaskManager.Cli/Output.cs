@@ -1,0 +1,119 @@
+using System.Text.Json;
+using Spectre.Console;
+
+namespace TaskManager.Cli;
+
+/// <summary>
+/// Where <c>tm</c> writes: results on stdout (tables, or the API's JSON with <c>--json</c>),
+/// everything else (progress, status lines, errors) on stderr, so that a pipe gets only the result.
+/// </summary>
+public static class Output
+{
+    /// <summary>Spectre.Console on stdout; as wide as a terminal, or 200 columns when piped so that tables are not squeezed.</summary>
+    public static IAnsiConsole Out { get; } = Create(Console.Out, Console.IsOutputRedirected);
+
+    /// <summary>Spectre.Console on stderr, for progress bars and errors.</summary>
+    public static IAnsiConsole Error { get; } = Create(Console.Error, Console.IsErrorRedirected);
+
+    public static bool ErrorIsTerminal => !Console.IsErrorRedirected;
+
+    private static IAnsiConsole Create(TextWriter writer, bool redirected)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = redirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+            Interactive = redirected ? InteractionSupport.No : InteractionSupport.Detect,
+        });
+        if (redirected)
+        {
+            console.Profile.Width = 200;
+        }
+        return console;
+    }
+
+    /// <summary>The API's JSON as it came, on one line, for <c>--json</c>.</summary>
+    public static void Json(string json) => Console.Out.WriteLine(json.Trim());
+
+    public static void Json(JsonElement json) => Console.Out.WriteLine(json.GetRawText());
+
+    /// <summary>A line on stderr, for what is not the result.</summary>
+    public static void Note(string line) => Console.Error.WriteLine(line);
+
+    /// <summary>
+    /// An error answer on stderr: the status, the ProblemDetails' title and detail, and each
+    /// field's errors (a 400's <c>errors</c>, keyed by the field's path).
+    /// </summary>
+    public static void Problem(ApiException ex)
+    {
+        var lines = new List<string>();
+        JsonElement problem = default;
+        try
+        {
+            if (!string.IsNullOrWhiteSpace(ex.Body))
+            {
+                problem = ApiClient.Parse(ex.Body);
+            }
+        }
+        catch (JsonException)
+        {
+            // Not JSON (a proxy's page): the status says what there is to say.
+        }
+        if (problem.ValueKind == JsonValueKind.Object)
+        {
+            var title = Text(problem, "title") ?? ex.Reason;
+            lines.Add($"error: {ex.Status} {title}");
+            if (Text(problem, "detail") is { } detail)
+            {
+                lines.Add($"  {detail}");
+            }
+            if (problem.TryGetProperty("errors", out var errors) && errors.ValueKind == JsonValueKind.Object)
+            {
+                foreach (var field in errors.EnumerateObject())
+                {
+                    var messages = field.Value.ValueKind == JsonValueKind.Array
+                        ? field.Value.EnumerateArray().Select(m => m.ToString())
+                        : [field.Value.ToString()];
+                    lines.AddRange(messages.Select(m => $"  {field.Name}: {m}"));
+                }
+            }
+        }
+        else
+        {
+            lines.Add($"error: {ex.Status} {ex.Reason}");
+        }
+        foreach (var line in lines)
+        {
+            Console.Error.WriteLine(line);
+        }
+    }
+
+    public static string? Text(JsonElement element, string property) =>
+        element.ValueKind == JsonValueKind.Object && element.TryGetProperty(property, out var v) && v.ValueKind != JsonValueKind.Null
+            ? v.ValueKind == JsonValueKind.String ? v.GetString() : v.GetRawText()
+            : null;
+
+    public static string StatusMarkup(string? status) => status switch
+    {
+        "succeeded" => "[green]succeeded[/]",
+        "failed" or "timed_out" or "expired" => $"[red]{status}[/]",
+        "canceled" or "canceling" => $"[yellow]{status}[/]",
+        "running" => "[blue]running[/]",
+        null => "",
+        _ => Markup.Escape(status),
+    };
+
+    /// <summary>A time as the API writes it (UTC, ISO 8601), shown in local time to the second.</summary>
+    public static string Time(string? iso) =>
+        iso is not null && DateTimeOffset.TryParse(iso, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var t)
+            ? t.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)
+            : "";
+
+    /// <summary>A text bar of <paramref name="width"/> cells, <paramref name="fraction"/> of it full.</summary>
+    public static string Bar(double fraction, int width = 20)
+    {
+        var full = (int)Math.Round(Math.Clamp(fraction, 0, 1) * width);
+        return new string('█', full) + new string('░', width - full);
+    }
+}

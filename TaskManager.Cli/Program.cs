@@ -1,0 +1,1 @@
+return await TaskManager.Cli.Cli.RunAsync(args);
