@@ -14,7 +14,7 @@ public static class CompletionCommand
         _tm_complete() {
             local IFS=$'\n'
             local line="${COMP_LINE:0:COMP_POINT}"
-            COMPREPLY=($(tm "[suggest:${#line}]" "$line" 2>/dev/null))
+            COMPREPLY=($(compgen -W "$(tm "[suggest:${#line}]" "$line" 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
         }
         complete -o default -F _tm_complete tm
         """;
@@ -25,7 +25,7 @@ public static class CompletionCommand
         _tm_complete() {
             local IFS=$'\n'
             local line="${COMP_LINE:0:COMP_POINT}"
-            COMPREPLY=($(tm "[suggest:${#line}]" "$line" 2>/dev/null))
+            COMPREPLY=($(compgen -W "$(tm "[suggest:${#line}]" "$line" 2>/dev/null)" -- "${COMP_WORDS[COMP_CWORD]}"))
         }
         complete -o default -F _tm_complete tm
         """;

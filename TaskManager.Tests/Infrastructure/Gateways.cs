@@ -164,10 +164,13 @@ public sealed class YarpGateway : ITestGateway<YarpGateway>
 /// <summary>Where a project of the repository has its build output, of the tests' configuration.</summary>
 public static class BuildOutput
 {
+    /// <summary>The tests' own build configuration, which the projects they run were built in too.</summary>
+    public static string Configuration { get; } =
+        AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
+
     public static string Of(string project)
     {
-        var configuration = AppContext.BaseDirectory.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}") ? "Release" : "Debug";
-        var path = Path.Combine(Repository.Root, project, "bin", configuration, "net10.0", project + ".dll");
+        var path = Path.Combine(Repository.Root, project, "bin", Configuration, "net10.0", project + ".dll");
         return File.Exists(path) ? path : throw new InvalidOperationException($"Build {project} first: {path} is missing.");
     }
 }
