@@ -104,11 +104,17 @@ public static class Output
         _ => Markup.Escape(status),
     };
 
-    /// <summary>A time as the API writes it (UTC, ISO 8601), shown in local time to the second.</summary>
-    public static string Time(string? iso) =>
-        iso is not null && DateTimeOffset.TryParse(iso, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var t)
-            ? t.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)
-            : "";
+    /// <summary>A time as the API writes it (UTC, ISO 8601), shown in local time to the second; <paramref name="compact"/>: today's without the date.</summary>
+    public static string Time(string? iso, bool compact = false)
+    {
+        if (iso is null || !DateTimeOffset.TryParse(iso, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.None, out var t))
+        {
+            return "";
+        }
+        var local = t.ToLocalTime();
+        var format = compact && local.Date == DateTimeOffset.Now.Date ? "HH:mm:ss" : "yyyy-MM-dd HH:mm:ss";
+        return local.ToString(format, System.Globalization.CultureInfo.InvariantCulture);
+    }
 
     /// <summary>A text bar of <paramref name="width"/> cells, <paramref name="fraction"/> of it full.</summary>
     public static string Bar(double fraction, int width = 20)

@@ -19,18 +19,18 @@ public static class FleetCommands
                 return ExitCodes.Done;
             }
             var table = new Table().Border(TableBorder.Simple);
-            foreach (var column in (string[])["NAME", "ID", "STATUS", "TYPES", "MODELS", "RUNNING", "DONE", "FAILED", "GPU MEMORY (used)"])
+            // The name with the id under it, and the GPU bars, are never wrapped; types and models give way on a narrow terminal.
+            foreach (var column in (string[])["WORKER", "STATUS", "TYPES", "MODELS", "RUN", "DONE", "FAIL", "GPU MEMORY USED"])
             {
-                table.AddColumn(column);
+                table.AddColumn(new TableColumn(column) { NoWrap = column is "WORKER" or "STATUS" or "GPU MEMORY USED" });
             }
             foreach (var worker in ApiClient.Parse(json).GetProperty("workers").EnumerateArray())
             {
                 table.AddRow(
-                    new Markup(Markup.Escape(Output.Text(worker, "name") ?? "")),
-                    new Markup(Markup.Escape(Output.Text(worker, "id") ?? "")),
+                    new Markup($"{Markup.Escape(Output.Text(worker, "name") ?? "")}\n[grey]{Markup.Escape(Output.Text(worker, "id") ?? "")}[/]"),
                     new Markup(WorkerStatus(Output.Text(worker, "status"))),
-                    new Markup(Markup.Escape(string.Join(",", worker.GetProperty("task_types").EnumerateArray().Select(t => t.GetString())))),
-                    new Markup(Markup.Escape(string.Join(",", worker.GetProperty("models").EnumerateArray().Select(m => m.ToString())))),
+                    new Markup(Markup.Escape(string.Join(" ", worker.GetProperty("task_types").EnumerateArray().Select(t => t.GetString())))),
+                    new Markup(Markup.Escape(string.Join(" ", worker.GetProperty("models").EnumerateArray().Select(m => m.ToString())))),
                     new Markup($"{Output.Text(worker, "running")}/{Output.Text(worker, "capacity")}"),
                     new Markup(Output.Text(worker, "completed") ?? ""),
                     new Markup(Output.Text(worker, "failed") ?? ""),
@@ -101,7 +101,7 @@ public static class FleetCommands
                 var used = total.Value - free.Value;
                 var fraction = used / total.Value;
                 var colour = fraction > 0.9 ? "red" : fraction > 0.6 ? "yellow" : "green";
-                lines.Add($"{name} [{colour}]{Output.Bar(fraction, 16)}[/] {used / 1024:0.0}/{total.Value / 1024:0.0} GiB");
+                lines.Add($"[{colour}]{Output.Bar(fraction, 12)}[/] {used / 1024:0.0}/{total.Value / 1024:0.0} GiB\n[grey]{name}[/]");
             }
             else
             {

@@ -5,11 +5,11 @@ namespace TaskManager.Cli.Commands;
 
 /// <summary>
 /// <c>tm submit --follow</c>: the task's output chunks (an LLM's tokens) on stdout as they come,
-/// its status changes, progress bar and log lines on stderr, then its final status. Ctrl+C asks
+/// its status changes, progress bar (and, with <c>--logs</c>, log lines) on stderr, then its final status. Ctrl+C asks
 /// whether to cancel the task (docs/cli.md): on a terminal it asks; with no terminal to ask on it
 /// cancels with <c>--cancel-on-interrupt</c> and otherwise leaves the task running (exit 130).
 /// </summary>
-public sealed class Follower(CommandContext context, string id, bool cancelOnInterrupt)
+public sealed class Follower(CommandContext context, string id, bool cancelOnInterrupt, bool showLogs)
 {
     private readonly ProgressLine progress = new();
     private bool midLine;
@@ -138,7 +138,7 @@ public sealed class Follower(CommandContext context, string id, bool cancelOnInt
                     }
                 }
                 break;
-            case "log":
+            case "log" when showLogs:
                 Note($"log: {e.Text("line")}");
                 break;
             case "status":

@@ -78,9 +78,10 @@ public static class ListCommand
     private static IRenderable Table(JsonObject page)
     {
         var table = new Table().Border(TableBorder.Simple);
-        foreach (var column in (string[])["ID", "TYPE", "STATUS", "PRI", "ATTEMPT", "PROGRESS", "WORKER", "CREATED"])
+        // The worker is left to tm get: with it the table no longer fits 120 columns.
+        foreach (var column in (string[])["ID", "TYPE", "STATUS", "PRI", "ATTEMPT", "PROGRESS", "CREATED"])
         {
-            table.AddColumn(column);
+            table.AddColumn(new TableColumn(column).NoWrap());
         }
         foreach (var node in page["items"]!.AsArray())
         {
@@ -94,8 +95,7 @@ public static class ListCommand
                 Output.Text(task, "priority") ?? "",
                 $"{Output.Text(task, "attempt")}/{Output.Text(task, "max_attempts")}",
                 progress,
-                Markup.Escape(Output.Text(task, "worker_id") ?? ""),
-                Output.Time(Output.Text(task, "created_at")));
+                Output.Time(Output.Text(task, "created_at"), compact: true));
         }
         if (page["next_cursor"] is not null)
         {

@@ -42,6 +42,7 @@ public static class SubmitCommand
     };
     private static readonly Option<bool> WaitOption = new("--wait") { Description = "Wait for the end; exit 0 only if the task succeeded" };
     private static readonly Option<bool> Follow = new("--follow") { Description = "Show output chunks as they come, progress, and the final status" };
+    private static readonly Option<bool> Logs = new("--logs") { Description = "With --follow: show the task's log lines too (on stderr)" };
     internal static readonly Option<bool> CancelOnInterrupt = new("--cancel-on-interrupt")
     {
         Description = "With --follow and no terminal to ask on: Ctrl+C (SIGINT) cancels the task (else it is left running)",
@@ -53,7 +54,7 @@ public static class SubmitCommand
         var submit = new Command("submit", "Submit a task (or a file of them with --file)")
         {
             Type, Prompt, Text, Image, Input, Params, Model, Priority, TimeoutSeconds, MaxAttempts, Webhook, StartDeadline, Metadata,
-            WaitOption, Follow, CancelOnInterrupt, File,
+            WaitOption, Follow, Logs, CancelOnInterrupt, File,
         };
         Type.AcceptOnlyFromAmong(Types);
         submit.WithAction(async (context, cancel) =>
@@ -81,7 +82,7 @@ public static class SubmitCommand
             var id = task.GetProperty("id").GetString()!;
             if (follow)
             {
-                return await new Follower(context, id, context.Value(CancelOnInterrupt)).RunAsync(created);
+                return await new Follower(context, id, context.Value(CancelOnInterrupt), context.Value(Logs)).RunAsync(created);
             }
             if (context.Value(WaitOption))
             {

@@ -120,33 +120,30 @@ public sealed class CliTests(CliFixture cli)
     [Fact]
     public async Task SubmitFollow_OnCtrlC_CancelsTheTask_WithCancelOnInterrupt_ElseLeavesItRunning()
     {
-        await using (var tm = cli.Start(["submit", "llm", "--prompt", "a long one", "--follow", "--cancel-on-interrupt",
-            "--metadata", """sim={"duration_ms":60000,"chunks":600}"""]))
-        {
-            await tm.WaitForStdoutAsync(text => text.Length > 0, Timeout, "the first chunk");
-            tm.Interrupt();
-            var run = await tm.WaitForExitAsync(Timeout);
+        // Told to cancel on Ctrl+C (there is no terminal to ask on): the task ends canceled, and so exits tm, with 1.
+        var canceled = await FollowALongTaskAndInterruptAsync("--cancel-on-interrupt");
+        Assert.True(canceled.ExitCode == 1, canceled.ToString());
+        var id = IdIn(canceled.StderrLines[0].Text);
+        Assert.Equal("canceled", (await Fleet.GetTaskAsync(id)).GetProperty("status").GetString());
+        Assert.Contains("canceling task", canceled.Stderr);
 
-            Assert.True(run.ExitCode == 1, run.ToString());
-            var id = IdIn(run.StderrLines[0].Text);
-            Assert.Equal("canceled", (await Fleet.GetTaskAsync(id)).GetProperty("status").GetString());
-            Assert.Contains("canceling task", run.Stderr);
-        }
+        // Not told: the task runs on, and tm says how to follow it again.
+        var left = await FollowALongTaskAndInterruptAsync();
+        Assert.True(left.ExitCode == 130, left.ToString());
+        id = IdIn(left.StderrLines[0].Text);
+        Assert.Equal("running", (await Fleet.GetTaskAsync(id)).GetProperty("status").GetString());
+        Assert.Contains($"tm events {id}", left.Stderr);
+        var cancel = await cli.TmAsync("cancel", id, "--json");
+        Assert.True(cancel.ExitCode == 0, cancel.ToString());
+    }
 
-        await using (var tm = cli.Start(["submit", "llm", "--prompt", "a long one", "--follow",
-            "--metadata", """sim={"duration_ms":60000,"chunks":600}"""]))
-        {
-            await tm.WaitForStdoutAsync(text => text.Length > 0, Timeout, "the first chunk");
-            tm.Interrupt();
-            var run = await tm.WaitForExitAsync(Timeout);
-
-            Assert.True(run.ExitCode == 130, run.ToString());
-            var id = IdIn(run.StderrLines[0].Text);
-            Assert.Equal("running", (await Fleet.GetTaskAsync(id)).GetProperty("status").GetString());
-            Assert.Contains($"tm events {id}", run.Stderr);
-            var cancel = await cli.TmAsync("cancel", id, "--json");
-            Assert.True(cancel.ExitCode == 0, cancel.ToString());
-        }
+    private async Task<TmRun> FollowALongTaskAndInterruptAsync(params string[] options)
+    {
+        await using var tm = cli.Start(["submit", "llm", "--prompt", "a long one", "--follow", .. options,
+            "--metadata", """sim={"duration_ms":60000,"chunks":600}"""]);
+        await tm.WaitForStdoutAsync(text => text.Length > 0, Timeout, "the first chunk");
+        tm.Interrupt();
+        return await tm.WaitForExitAsync(Timeout);
     }
 
     [Fact]
@@ -356,8 +353,7 @@ public sealed class CliTests(CliFixture cli)
         Assert.True(workers.ExitCode == 0, workers.ToString());
         var row = workers.Stdout.Split('\n').Single(l => l.Contains(CliFixture.WorkerName, StringComparison.Ordinal));
         Assert.Contains("healthy", row);
-        Assert.Contains("20.0/80.0 GiB", row); // 81920 MB with 61440 free: 20 GiB used
-        Assert.Contains("████░░░░░░░░░░░░", row);
+        Assert.Contains("███░░░░░░░░░ 20.0/80.0 GiB", row); // 81920 MB with 61440 free: a quarter used
 
         var stats = await cli.TmAsync("stats");
         Assert.True(stats.ExitCode == 0, stats.ToString());
