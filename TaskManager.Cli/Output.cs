@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Spectre.Console;
 
@@ -116,10 +117,27 @@ public static class Output
         return local.ToString(format, System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// A table as tm draws them: no borders, a bold header, two spaces between columns, so that a
+    /// listing fits a terminal of 100 columns; a table too wide for the terminal wraps its cells.
+    /// </summary>
+    public static Table Table(params string[] columns)
+    {
+        var table = new Table().Border(TableBorder.None).ShowHeaders();
+        foreach (var column in columns)
+        {
+            table.AddColumn(new TableColumn($"[bold]{column}[/]").Padding(0, 0, 2, 0));
+        }
+        return table;
+    }
+
+    /// <summary>A fraction as a whole percentage, "45%".</summary>
+    public static string Percent(double fraction) => $"{Math.Round(fraction * 100).ToString(CultureInfo.InvariantCulture)}%";
+
     /// <summary>A text bar of <paramref name="width"/> cells, <paramref name="fraction"/> of it full.</summary>
     public static string Bar(double fraction, int width = 20)
     {
-        var full = (int)Math.Round(Math.Clamp(fraction, 0, 1) * width);
+        var full = (int)Math.Round(Math.Clamp(fraction, 0, 1) * width, MidpointRounding.AwayFromZero);
         return new string('█', full) + new string('░', width - full);
     }
 }

@@ -18,16 +18,12 @@ public static class FleetCommands
                 Output.Json(json);
                 return ExitCodes.Done;
             }
-            var table = new Table().Border(TableBorder.Simple);
-            // The name with the id under it, and the GPU bars, are never wrapped; types and models give way on a narrow terminal.
-            foreach (var column in (string[])["WORKER", "STATUS", "TYPES", "MODELS", "RUN", "DONE", "FAIL", "GPU MEMORY USED"])
-            {
-                table.AddColumn(new TableColumn(column) { NoWrap = column is "WORKER" or "STATUS" or "GPU MEMORY USED" });
-            }
+            // Workers by name (drain takes names; --json gives the ids), so that the table fits 100 columns.
+            var table = Output.Table("WORKER", "STATUS", "TYPES", "MODELS", "RUN", "DONE", "FAIL", "GPU MEMORY USED");
             foreach (var worker in ApiClient.Parse(json).GetProperty("workers").EnumerateArray())
             {
                 table.AddRow(
-                    new Markup($"{Markup.Escape(Output.Text(worker, "name") ?? "")}\n[grey]{Markup.Escape(Output.Text(worker, "id") ?? "")}[/]"),
+                    new Markup(Markup.Escape(Output.Text(worker, "name") ?? "")),
                     new Markup(WorkerStatus(Output.Text(worker, "status"))),
                     new Markup(Markup.Escape(string.Join(" ", worker.GetProperty("task_types").EnumerateArray().Select(t => t.GetString())))),
                     new Markup(Markup.Escape(string.Join(" ", worker.GetProperty("models").EnumerateArray().Select(m => m.ToString())))),
@@ -87,7 +83,7 @@ public static class FleetCommands
         _ => Markup.Escape(status ?? ""),
     };
 
-    /// <summary>Each GPU's name and a bar of its used memory (total less free), as the worker last reported it.</summary>
+    /// <summary>Each GPU on a line: its name and a bar of its used memory (total less free), as the worker last reported it.</summary>
     private static Markup GpuBars(JsonElement gpus)
     {
         var lines = new List<string>();
@@ -95,13 +91,14 @@ public static class FleetCommands
         {
             var total = Number(gpu, "memory_total_mb");
             var free = Number(gpu, "memory_free_mb");
-            var name = Markup.Escape(Output.Text(gpu, "name") ?? "GPU");
+            // "NVIDIA H100 80GB HBM3" as "H100 80GB HBM3": the vendor's name costs a column its width.
+            var name = Markup.Escape((Output.Text(gpu, "name") ?? "GPU").Replace("NVIDIA ", "", StringComparison.Ordinal));
             if (total is > 0 && free is not null)
             {
                 var used = total.Value - free.Value;
                 var fraction = used / total.Value;
                 var colour = fraction > 0.9 ? "red" : fraction > 0.6 ? "yellow" : "green";
-                lines.Add($"[{colour}]{Output.Bar(fraction, 12)}[/] {used / 1024:0.0}/{total.Value / 1024:0.0} GiB\n[grey]{name}[/]");
+                lines.Add($"{name} [{colour}]{Output.Bar(fraction, 10)}[/] {used / 1024:0.0}/{total.Value / 1024:0.0} GiB");
             }
             else
             {

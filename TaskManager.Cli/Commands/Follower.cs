@@ -27,7 +27,7 @@ public sealed class Follower(CommandContext context, string id, bool cancelOnInt
         }
         else
         {
-            Note($"tm: task {id} submitted; Ctrl+C asks whether to cancel it.");
+            Note($"tm: {id} submitted; Ctrl+C offers to cancel it.");
         }
 
         using var interrupt = new CancellationTokenSource();
@@ -141,7 +141,7 @@ public sealed class Follower(CommandContext context, string id, bool cancelOnInt
             case "log" when showLogs:
                 Note($"log: {e.Text("line")}");
                 break;
-            case "status":
+            case "status" when !e.IsFinalStatus: // the last line says how it ended
                 Note($"tm: {e.Text("status")}" + (e.Attempt > 0 ? $" (attempt {e.Attempt})" : ""));
                 break;
         }
@@ -168,7 +168,7 @@ public sealed class Follower(CommandContext context, string id, bool cancelOnInt
         {
             Note($"error: {Output.Text(error, "code")}: {Output.Text(error, "message")}");
         }
-        Note($"tm: task {id} {status}{took}.");
+        Note($"tm: {status}{took}."); // the first line named the task
     }
 
     /// <summary>Ends a line of streamed text, so that what follows on a terminal starts on its own line.</summary>
@@ -204,13 +204,13 @@ public sealed class Follower(CommandContext context, string id, bool cancelOnInt
         {
             if (Output.ErrorIsTerminal)
             {
-                Console.Error.Write($"\r\u001b[2K{Output.Bar(fraction, 30)} {fraction,4:P0} {message}");
+                Console.Error.Write($"\r\u001b[2K{Output.Bar(fraction, 30)} {Output.Percent(fraction),4} {message}");
                 drawn = true;
             }
             else if ((int)(fraction * 10) != tenth)
             {
                 tenth = (int)(fraction * 10);
-                Console.Error.WriteLine($"progress: {Output.Bar(fraction, 30)} {fraction.ToString("P0", CultureInfo.InvariantCulture)} {message}");
+                Console.Error.WriteLine($"progress: {Output.Bar(fraction, 30)} {Output.Percent(fraction)} {message}");
             }
         }
 

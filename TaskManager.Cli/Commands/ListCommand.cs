@@ -77,17 +77,13 @@ public static class ListCommand
 
     private static IRenderable Table(JsonObject page)
     {
-        var table = new Table().Border(TableBorder.Simple);
-        // The worker is left to tm get: with it the table no longer fits 120 columns.
-        foreach (var column in (string[])["ID", "TYPE", "STATUS", "PRI", "ATTEMPT", "PROGRESS", "CREATED"])
-        {
-            table.AddColumn(new TableColumn(column).NoWrap());
-        }
+        // The worker is left to tm get: with it the table no longer fits 100 columns.
+        var table = Output.Table("ID", "TYPE", "STATUS", "PRI", "TRY", "PROGRESS", "CREATED");
         foreach (var node in page["items"]!.AsArray())
         {
             var task = JsonSerializer.SerializeToElement(node);
             var progress = task.TryGetProperty("progress", out var p) && p.ValueKind == JsonValueKind.Number
-                ? $"{Output.Bar(p.GetDouble(), 10)} {p.GetDouble():P0}" : "";
+                ? $"{Output.Bar(p.GetDouble(), 5)} {Output.Percent(p.GetDouble())}" : "";
             table.AddRow(
                 Markup.Escape(Output.Text(task, "id") ?? ""),
                 Markup.Escape(Output.Text(task, "type") ?? ""),

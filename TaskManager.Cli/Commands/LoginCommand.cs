@@ -35,7 +35,9 @@ public static class LoginCommand
             }
             else
             {
-                Output.Out.MarkupLineInterpolated($"Logged in to [bold]{connection.Url}[/]; profile [bold]{name}[/] saved in {path}");
+                var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
+                var shown = home.Length > 0 && path.StartsWith(home + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? "~" + path[home.Length..] : path;
+                Output.Out.MarkupLineInterpolated($"Profile [bold]{name}[/] ({connection.Url}) saved in {shown}");
             }
             return ExitCodes.Done;
         });

@@ -22,7 +22,8 @@ public static class QueueCommands
                 return ExitCodes.Done;
             }
             var deepest = Math.Max(1, all.EnumerateObject().Max(q => q.Value.GetProperty("depth").GetInt64()));
-            var table = new Table().Border(TableBorder.Simple).AddColumn("TYPE").AddColumn(new TableColumn("DEPTH").RightAligned()).AddColumn("").AddColumn("STATE");
+            var table = Output.Table("TYPE", "DEPTH", "", "STATE");
+            table.Columns[1].RightAligned();
             foreach (var queue in all.EnumerateObject())
             {
                 var depth = queue.Value.GetProperty("depth").GetInt64();

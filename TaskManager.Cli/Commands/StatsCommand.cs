@@ -45,10 +45,11 @@ public static class StatsCommand
         console.Write(byStatus);
         console.WriteLine();
 
-        var table = new Table().Border(TableBorder.Simple).Title("[bold]wait and run time (ms)[/]").AddColumn("TYPE");
-        foreach (var column in (string[])["RUNS", "WAIT p50", "p95", "p99", "RUN p50", "p95", "p99"])
+        console.MarkupLine("[bold]wait and run time (ms)[/]");
+        var table = Output.Table("TYPE", "RUNS", "WAIT p50", "p95", "p99", "RUN p50", "p95", "p99");
+        foreach (var column in table.Columns.Skip(1))
         {
-            table.AddColumn(new TableColumn(column).RightAligned());
+            column.RightAligned();
         }
         var wait = m.GetProperty("wait_ms");
         var run = m.GetProperty("run_ms");

@@ -91,7 +91,7 @@ public static class TaskCommands
                 var what = e.Kind switch
                 {
                     "status" => Output.StatusMarkup(e.Text("status")),
-                    "progress" => Markup.Escape($"{Output.Bar(e.Data.GetProperty("progress").GetDouble())} {e.Data.GetProperty("progress").GetDouble():P0} {e.Text("message")}"),
+                    "progress" => Markup.Escape($"{Output.Bar(e.Data.GetProperty("progress").GetDouble())} {Output.Percent(e.Data.GetProperty("progress").GetDouble())} {e.Text("message")}"),
                     "chunk" => Markup.Escape(JsonSerializer.Serialize(e.Text("text"))),
                     "log" => Markup.Escape(e.Text("line") ?? ""),
                     _ => Markup.Escape(e.DataText),

@@ -32,7 +32,7 @@ public static class TaskView
         Row("attempt", $"{Plain("attempt")} of {Plain("max_attempts")}");
         if (task.TryGetProperty("progress", out var progress) && progress.ValueKind == JsonValueKind.Number)
         {
-            Row("progress", $"{Output.Bar(progress.GetDouble())} {progress.GetDouble():P0} {Plain("progress_message")}");
+            Row("progress", $"{Output.Bar(progress.GetDouble())} {Output.Percent(progress.GetDouble())} {Plain("progress_message")}");
         }
         Row("queue position", Plain("queue_position"));
         Row("waiting", Plain("waiting_reason"));

@@ -80,8 +80,8 @@ public sealed class CliTests(CliFixture cli)
             "--metadata", """sim={"duration_ms":3000,"chunks":6}""", "--metadata", "origin=cli-test");
 
         Assert.True(run.ExitCode == 0, run.ToString());
-        var final = run.StderrLines.Single(l => l.Text.StartsWith("tm: task ", StringComparison.Ordinal) && l.Text.Contains("succeeded", StringComparison.Ordinal));
-        var id = IdIn(final.Text);
+        var final = run.StderrLines.Single(l => l.Text.StartsWith("tm: succeeded in ", StringComparison.Ordinal));
+        var id = IdIn(run.StderrLines[0].Text);
         var task = await Fleet.GetTaskAsync(id);
         Assert.Equal("succeeded", task.GetProperty("status").GetString());
         Assert.Equal("cli-test", task.GetProperty("metadata").GetProperty("origin").GetString());
@@ -353,7 +353,7 @@ public sealed class CliTests(CliFixture cli)
         Assert.True(workers.ExitCode == 0, workers.ToString());
         var row = workers.Stdout.Split('\n').Single(l => l.Contains(CliFixture.WorkerName, StringComparison.Ordinal));
         Assert.Contains("healthy", row);
-        Assert.Contains("███░░░░░░░░░ 20.0/80.0 GiB", row); // 81920 MB with 61440 free: a quarter used
+        Assert.Contains("H100 80GB ███░░░░░░░ 20.0/80.0 GiB", row); // 81920 MB with 61440 free: a quarter used
 
         var stats = await cli.TmAsync("stats");
         Assert.True(stats.ExitCode == 0, stats.ToString());
