@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Sockets;
 using System.Text;
@@ -108,7 +107,4 @@ public sealed class ApiClient : IDisposable
     public static string Escape(string segment) => Uri.EscapeDataString(segment);
 
     public void Dispose() => http.Dispose();
-
-    /// <summary>Reads <see cref="HttpStatusCode"/> names the way the API's documentation writes them.</summary>
-    public static bool IsNotFound(ApiException ex) => ex.Status == (int)HttpStatusCode.NotFound;
 }

@@ -23,9 +23,11 @@ public static class Output
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(writer),
-            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
+            // Decided by the stream's own redirection: Spectre's detection looks at stdout's, which
+            // would hide the progress bar on a terminal's stderr while the ids go to a file.
+            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Yes,
             ColorSystem = redirected ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
-            Interactive = redirected ? InteractionSupport.No : InteractionSupport.Detect,
+            Interactive = redirected ? InteractionSupport.No : InteractionSupport.Yes,
         });
         if (redirected)
         {

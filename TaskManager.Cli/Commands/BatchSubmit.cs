@@ -16,6 +16,9 @@ public static class BatchSubmit
     /// <summary>The API's limit on one batch.</summary>
     public const int BatchSize = 1000;
 
+    /// <summary>How many refused lines are reported one by one; the rest are counted (a tenant's queue cap can refuse thousands).</summary>
+    private const int MaxReported = 20;
+
     public static async Task<int> RunAsync(CommandContext context, FileInfo file, CancellationToken cancel)
     {
         if (!file.Exists)
@@ -55,7 +58,7 @@ public static class BatchSubmit
                     Output.Note($"error: lines {batch[0].Number} to {batch[^1].Number} were refused as a whole:");
                     throw;
                 }
-                refused += Report(context, batch, answer);
+                refused += Report(context, batch, answer, MaxReported - refused);
                 advanced(batch.Length);
             }
         }
@@ -75,11 +78,15 @@ public static class BatchSubmit
             var sent = 0;
             await SendAll(n => Output.Note($"submitted {sent += n}/{lines.Count}"));
         }
+        if (refused > 0)
+        {
+            Output.Note($"error: {refused} of {lines.Count} task requests were refused" + (refused > MaxReported ? $" (the first {MaxReported} are listed above)." : "."));
+        }
         return refused == 0 ? ExitCodes.Done : ExitCodes.Refused;
     }
 
-    /// <summary>Prints the ids of a batch's created tasks (or, with --json, the API's answer) and reports its refused lines; returns how many were refused.</summary>
-    private static int Report(CommandContext context, (int Number, string Json)[] batch, string answer)
+    /// <summary>Prints the ids of a batch's created tasks (or, with --json, the API's answer) and reports up to <paramref name="report"/> refused lines; returns how many were refused.</summary>
+    private static int Report(CommandContext context, (int Number, string Json)[] batch, string answer, int report)
     {
         var result = ApiClient.Parse(answer);
         if (context.Json)
@@ -96,7 +103,10 @@ public static class BatchSubmit
                 ids.Append(task.GetProperty("id").GetString()).Append('\n');
                 continue;
             }
-            refused++;
+            if (++refused > report)
+            {
+                continue;
+            }
             var problem = item.TryGetProperty("problem", out var p) ? p : default;
             var errors = problem.ValueKind == JsonValueKind.Object && problem.TryGetProperty("errors", out var e) && e.ValueKind == JsonValueKind.Object
                 ? string.Join("; ", e.EnumerateObject().Select(f => $"{f.Name}: {string.Join(" ", f.Value.EnumerateArray().Select(m => m.ToString()))}"))
