@@ -87,7 +87,8 @@ public sealed class CliFixture : IAsyncLifetime
     private async Task InstallAsync()
     {
         var packages = Path.Combine(root, "nupkg");
-        await DotnetAsync("pack", Path.Combine(Repository.Root, "TaskManager.Cli"), "-c", BuildOutput.Configuration, "--no-build", "-o", packages);
+        // Built with the tests (a project reference); no build server is left running after the pack.
+        await DotnetAsync("pack", Path.Combine(Repository.Root, "TaskManager.Cli"), "-c", BuildOutput.Configuration, "--no-build", "--disable-build-servers", "-o", packages);
         var config = Path.Combine(root, "nuget.config");
         await File.WriteAllTextAsync(config, $"""
             <?xml version="1.0" encoding="utf-8"?>

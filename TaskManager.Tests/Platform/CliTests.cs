@@ -71,20 +71,33 @@ public sealed class CliTests(CliFixture cli)
 
         var unknown = await cli.TmAsync(["--profile", "nope", "ls"], noEnvironment, home);
         Assert.True(unknown.ExitCode == 2, unknown.ToString());
+
+        // XDG_CONFIG_HOME, when set, is where the profiles go instead.
+        var xdg = Path.Combine(cli.NewHome(), "xdg");
+        var elsewhereLogin = await cli.TmAsync(["login", "--url", Fleet.Api.BaseAddress.ToString(), "--key", Credentials.ClientKey],
+            new Dictionary<string, string?> { ["TASKMANAGER_URL"] = null, ["TASKMANAGER_API_KEY"] = null, ["XDG_CONFIG_HOME"] = xdg }, home);
+        Assert.True(elsewhereLogin.ExitCode == 0, elsewhereLogin.ToString());
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(xdg, "taskmanager", "config.json")));
     }
 
     [Fact]
     public async Task SubmitFollow_PrintsTheChunksWhileTheTaskRuns_ThenItsFinalStatus()
     {
         var run = await cli.TmAsync("submit", "llm", "--prompt", "tell me a story", "--follow",
-            "--metadata", """sim={"duration_ms":3000,"chunks":6}""", "--metadata", "origin=cli-test");
+            "--metadata", """sim={"duration_ms":3000,"chunks":6}""", "--metadata", "origin=cli-test", "run=42", "dry=false", "--metadata", """{"tags":["a"]}""");
 
         Assert.True(run.ExitCode == 0, run.ToString());
         var final = run.StderrLines.Single(l => l.Text.StartsWith("tm: succeeded in ", StringComparison.Ordinal));
         var id = IdIn(run.StderrLines[0].Text);
         var task = await Fleet.GetTaskAsync(id);
         Assert.Equal("succeeded", task.GetProperty("status").GetString());
-        Assert.Equal("cli-test", task.GetProperty("metadata").GetProperty("origin").GetString());
+        // --metadata: KEY=VALUE pairs, a value that parses as JSON taken as JSON, and JSON objects, merged.
+        var metadata = task.GetProperty("metadata");
+        Assert.Equal("cli-test", metadata.GetProperty("origin").GetString());
+        Assert.Equal(42, metadata.GetProperty("run").GetInt32());
+        Assert.False(metadata.GetProperty("dry").GetBoolean());
+        Assert.Equal("a", metadata.GetProperty("tags")[0].GetString());
+        Assert.Equal(6, metadata.GetProperty("sim").GetProperty("chunks").GetInt32());
         // The text on stdout is the task's output, made of the chunks as they came.
         Assert.Equal(task.GetProperty("output").GetProperty("text").GetString(), run.Stdout.TrimEnd('\n'));
 
@@ -237,6 +250,13 @@ public sealed class CliTests(CliFixture cli)
         using var tenantB = Fleet.Api.ClientWith(Credentials.OtherClientKey);
         var last = await (await tenantB.GetAsync($"/api/tasks/{ids[^1]}")).JsonAsync();
         Assert.Equal(4999, last.GetProperty("metadata").GetProperty("line").GetInt32());
+
+        // ls reads as many pages (of 100 at most) as --limit needs.
+        var listed = await cli.TmAsync(["ls", "--limit", "250", "--json"], new Dictionary<string, string?> { ["TASKMANAGER_API_KEY"] = Credentials.OtherClientKey });
+        Assert.True(listed.ExitCode == 0, listed.ToString());
+        var items = JsonDocument.Parse(listed.Stdout).RootElement.GetProperty("items").EnumerateArray().Select(t => t.GetProperty("id").GetString()).ToArray();
+        Assert.Equal(250, items.Length);
+        Assert.Equal(ids.Reverse().Take(250), items); // newest first: the file's last lines
 
         // A bad line is refused alone, with its line number; the others are created.
         await File.WriteAllLinesAsync(file, [lines.First(), """{"type":"llm","input":{}}""", lines.First()]);
