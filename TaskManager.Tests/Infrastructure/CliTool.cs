@@ -46,9 +46,23 @@ public sealed class CliFixture : IAsyncLifetime
     /// <c>TASKMANAGER_URL</c> at the API and <c>TASKMANAGER_API_KEY</c> tenant A's client key unless
     /// <paramref name="environment"/> says otherwise (a null value removes the variable).
     /// </summary>
-    public TmProcess Start(IEnumerable<string> args, IDictionary<string, string?>? environment = null, string? home = null)
+    public TmProcess Start(IEnumerable<string> args, IDictionary<string, string?>? environment = null, string? home = null) =>
+        Start(Tool, args, environment, home);
+
+    /// <summary>
+    /// Starts <c>tm</c> on a terminal of its own: util-linux's <c>script</c> runs it on a new
+    /// pseudo-terminal and relays it, so that what the test writes to the process's stdin is typed
+    /// on that terminal (Ctrl+C included: "" is turned into SIGINT by the terminal) and what tm
+    /// prints on stdout and stderr comes back together on stdout. The exit code is tm's.
+    /// </summary>
+    public TmProcess StartOnATerminal(IEnumerable<string> args) =>
+        Start("script", ["--quiet", "--return", "--command", string.Join(' ', args.Prepend(Tool).Select(ShellQuote)), "/dev/null"], null, null);
+
+    private static string ShellQuote(string arg) => "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
+
+    private TmProcess Start(string program, IEnumerable<string> args, IDictionary<string, string?>? environment, string? home)
     {
-        var start = new ProcessStartInfo(Tool) { WorkingDirectory = root };
+        var start = new ProcessStartInfo(program) { WorkingDirectory = root };
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
@@ -214,6 +228,13 @@ public sealed class TmProcess : IAsyncDisposable
                 ? throw new InvalidOperationException($"tm exited ({process.ExitCode}) before {what}:\n{Stdout}\n{Stderr}")
                 : false;
         }, timeout, what);
+
+    /// <summary>Types <paramref name="text"/> on tm's stdin.</summary>
+    public async Task TypeAsync(string text)
+    {
+        await process.StandardInput.WriteAsync(text);
+        await process.StandardInput.FlushAsync();
+    }
 
     /// <summary>Sends SIGINT, as Ctrl+C in a terminal does.</summary>
     public void Interrupt()

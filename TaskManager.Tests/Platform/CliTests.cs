@@ -150,6 +150,25 @@ public sealed class CliTests(CliFixture cli)
         Assert.True(cancel.ExitCode == 0, cancel.ToString());
     }
 
+    [Fact]
+    public async Task SubmitFollow_OnATerminal_CtrlCAsksWhetherToCancel_AndYesCancelsTheTask()
+    {
+        await using var tm = cli.StartOnATerminal(["submit", "llm", "--prompt", "a long one", "--follow",
+            "--metadata", """sim={"duration_ms":60000,"chunks":600}"""]);
+        await tm.WaitForStdoutAsync(text => text.Contains("running (attempt 1)", StringComparison.Ordinal), Timeout, "the task to start");
+        var id = IdIn(tm.Stdout);
+
+        await tm.TypeAsync("\u0003");
+        await tm.WaitForStdoutAsync(text => text.Contains($"Cancel task {id}? [y/N]", StringComparison.Ordinal), Timeout, "the question");
+        Assert.Equal("running", (await Fleet.GetTaskAsync(id)).GetProperty("status").GetString()); // nothing done before the answer
+        await tm.TypeAsync("y\n");
+        var run = await tm.WaitForExitAsync(Timeout);
+
+        Assert.True(run.ExitCode == 1, run.ToString());
+        Assert.Equal("canceled", (await Fleet.GetTaskAsync(id)).GetProperty("status").GetString());
+        Assert.Contains("tm: canceled", run.Stdout);
+    }
+
     private async Task<TmRun> FollowALongTaskAndInterruptAsync(params string[] options)
     {
         await using var tm = cli.Start(["submit", "llm", "--prompt", "a long one", "--follow", .. options,
