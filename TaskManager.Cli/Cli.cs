@@ -93,7 +93,15 @@ public static class Cli
             }
             catch (ApiException ex)
             {
-                Output.Problem(ex);
+                // With --json a script gets the ProblemDetails as the API sent it, else it is written out for a person.
+                if (context.Json && Output.IsJson(ex.Body))
+                {
+                    Console.Error.WriteLine(ex.Body!.Trim());
+                }
+                else
+                {
+                    Output.Problem(ex);
+                }
                 return ExitCodes.Refused;
             }
             catch (UnreachableException ex)

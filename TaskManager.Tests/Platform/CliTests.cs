@@ -226,6 +226,13 @@ public sealed class CliTests(CliFixture cli)
         Assert.Contains(invalid.StderrLines, l => l.Text.StartsWith("  input.max_tokens: ", StringComparison.Ordinal));
         Assert.Equal("", invalid.Stdout);
 
+        // With --json, the ProblemDetails as the API sent it, for a script to read.
+        var invalidJson = await cli.TmAsync("submit", "llm", "--prompt", "x", "--priority", "12", "--json");
+        Assert.True(invalidJson.ExitCode == 3, invalidJson.ToString());
+        var problem = JsonDocument.Parse(invalidJson.Stderr).RootElement;
+        Assert.Equal(400, problem.GetProperty("status").GetInt32());
+        Assert.True(problem.GetProperty("errors").TryGetProperty("priority", out _));
+
         var missing = await cli.TmAsync("get", new string('0', 32));
         Assert.True(missing.ExitCode == 3, missing.ToString());
         Assert.Contains("error: 404 Task not found.", missing.Stderr);
