@@ -41,6 +41,12 @@ public sealed class EventStream(ApiClient api, string taskId, TextWriter diagnos
     /// <summary>How many times the stream was made again after a loss.</summary>
     public int Reconnects { get; private set; }
 
+    /// <summary>
+    /// Set when the API answered 204: the task has ended and nothing follows the event asked after
+    /// (its final status was at or before it), so the stream ends without a final status event.
+    /// </summary>
+    public bool EndedBefore { get; private set; }
+
     public async IAsyncEnumerable<TaskEvent> ReadAsync(string? lastEventId = null, [EnumeratorCancellation] CancellationToken cancel = default)
     {
         var failures = 0;
@@ -79,6 +85,10 @@ public sealed class EventStream(ApiClient api, string taskId, TextWriter diagnos
             {
                 await reader.DisposeAsync();
             }
+            if (EndedBefore)
+            {
+                yield break;
+            }
             // The stream closed before the final status, or broke: open it again from the last event received.
             if (lost is UnreachableException && Reconnects == 0)
             {
@@ -99,6 +109,11 @@ public sealed class EventStream(ApiClient api, string taskId, TextWriter diagnos
     {
         using var response = await api.SendRawAsync(HttpMethod.Get, $"api/tasks/{ApiClient.Escape(taskId)}/events", cancel: cancel,
             completion: HttpCompletionOption.ResponseHeadersRead, timeout: false, lastEventId: lastEventId);
+        if (response.StatusCode == System.Net.HttpStatusCode.NoContent)
+        {
+            EndedBefore = true;
+            yield break;
+        }
         await using var body = await response.Content.ReadAsStreamAsync(cancel);
         using var lines = new StreamReader(body, Encoding.UTF8);
         string? id = null, kind = null;

@@ -77,7 +77,8 @@ public static class TaskCommands
         {
             var taskId = context.Value(id)!;
             string? status = null;
-            await foreach (var e in new EventStream(context.Api, taskId, Console.Error).ReadAsync(context.Value(after), cancel))
+            var stream = new EventStream(context.Api, taskId, Console.Error);
+            await foreach (var e in stream.ReadAsync(context.Value(after), cancel))
             {
                 if (e.IsFinalStatus)
                 {
@@ -97,6 +98,11 @@ public static class TaskCommands
                     _ => Markup.Escape(e.DataText),
                 };
                 Output.Out.MarkupLine($"[grey]{e.Id,5}[/] {e.Kind,-8} [grey]a{e.Attempt}[/] {what}");
+            }
+            if (status is null && stream.EndedBefore)
+            {
+                // --after the final event: nothing more came; the task says how it ended.
+                status = Output.Text(await context.Api.GetJsonAsync(TaskPath(taskId), cancel), "status");
             }
             return status == "succeeded" ? ExitCodes.Done : ExitCodes.TaskFailed;
         });

@@ -312,6 +312,11 @@ public sealed class CliTests(CliFixture cli)
             events.Select(e => e.GetProperty("id").GetString()));
         Assert.Equal(12, events.Count(e => e.GetProperty("event").GetString() == "chunk"));
         Assert.Equal("succeeded", events[^1].GetProperty("data").GetProperty("status").GetString());
+
+        // After the final event there is nothing more to follow (the API answers 204): tm ends at once, by the task's status.
+        var after = await cli.TmAsync("events", id, "--after", events[^1].GetProperty("id").GetString()!, "--json");
+        Assert.True(after.ExitCode == 0, after.ToString());
+        Assert.Equal("", after.Stdout);
     }
 
     [Fact]
