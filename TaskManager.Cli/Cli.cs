@@ -109,6 +109,12 @@ public static class Cli
                 Output.Note($"error: {ex.Message}");
                 return ExitCodes.Unreachable;
             }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // Not 1: a script must not read a bug of tm's (an answer it could not read) as the task's failure.
+                Output.Note($"error: tm failed: {ex.GetType().Name}: {ex.Message}");
+                return ExitCodes.Internal;
+            }
         });
         return command;
     }

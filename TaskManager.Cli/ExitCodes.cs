@@ -18,6 +18,9 @@ public static class ExitCodes
     /// <summary>The API could not be reached: connection refused, name not resolved, no answer in time.</summary>
     public const int Unreachable = 4;
 
+    /// <summary>tm itself failed (an answer it could not read): EX_SOFTWARE of sysexits.h.</summary>
+    public const int Internal = 70;
+
     /// <summary>Interrupted (Ctrl+C) while following a task that was left running: 128 + SIGINT, as shells report it.</summary>
     public const int Interrupted = 130;
 }
