@@ -1,0 +1,102 @@
+using System.Security.Claims;
+using Microsoft.AspNetCore.Antiforgery;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authentication.Cookies;
+
+namespace TaskManager.Web.Services;
+
+public static class ConsoleClaims
+{
+    /// <summary>The signed-in user's API key: kept in the encrypted session cookie, never sent to the page.</summary>
+    public const string Key = "taskmanager:key";
+}
+
+public static class ConsoleRoles
+{
+    public const string Client = "client";
+    public const string Admin = "admin";
+}
+
+public static class ConsoleSetup
+{
+    /// <summary>The API as service discovery names it (services__api__http__0, which the AppHost sets).</summary>
+    public const string ApiAddress = "https+http://api";
+
+    public static WebApplicationBuilder AddConsole(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddHttpClient(TaskManagerClient.Calls, http =>
+        {
+            http.BaseAddress = new Uri(ApiAddress);
+            http.Timeout = TimeSpan.FromSeconds(30);
+        });
+        // Note: an event stream stays open as long as its task runs, past any resilience timeout,
+        // so this client goes without the standard handler (experimental API of Microsoft.Extensions.Http.Resilience).
+#pragma warning disable EXTEXP0001
+        builder.Services.AddHttpClient(TaskManagerClient.Streams, http =>
+        {
+            http.BaseAddress = new Uri(ApiAddress);
+            http.Timeout = Timeout.InfiniteTimeSpan;
+        })
+        .RemoveAllResilienceHandlers();
+#pragma warning restore EXTEXP0001
+        builder.Services.AddScoped<TaskManagerClient>();
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<ThroughputHistory>();
+
+        builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme)
+            .AddCookie(options =>
+            {
+                options.Cookie.Name = "TaskManager.Console";
+                options.Cookie.HttpOnly = true;
+                options.Cookie.SameSite = SameSiteMode.Strict;
+                options.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+                options.LoginPath = "/signin";
+                options.AccessDeniedPath = "/signin";
+                options.ExpireTimeSpan = TimeSpan.FromHours(8);
+                options.SlidingExpiration = true;
+            });
+        builder.Services.AddAuthorization();
+        builder.Services.AddCascadingAuthenticationState();
+        builder.Services.AddAntiforgery(options =>
+        {
+            options.Cookie.SameSite = SameSiteMode.Strict;
+            options.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
+        return builder;
+    }
+
+    /// <summary>The session cookie of a key the API accepted.</summary>
+    public static Task SignInAsync(HttpContext context, string key, string role) =>
+        context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, new ClaimsPrincipal(new ClaimsIdentity(
+            [new Claim(ClaimTypes.Name, role == ConsoleRoles.Admin ? "admin" : "tenant"), new Claim(ClaimTypes.Role, role), new Claim(ConsoleClaims.Key, key)],
+            CookieAuthenticationDefaults.AuthenticationScheme)));
+
+    /// <summary>Sign-out (a form post with its antiforgery token) and artifacts, fetched from the API with the user's key.</summary>
+    public static WebApplication MapConsoleEndpoints(this WebApplication app)
+    {
+        app.MapPost("/signout", async (HttpContext context, IAntiforgery antiforgery) =>
+        {
+            if (!await antiforgery.IsRequestValidAsync(context))
+            {
+                return Results.BadRequest();
+            }
+            await context.SignOutAsync(CookieAuthenticationDefaults.AuthenticationScheme);
+            return Results.LocalRedirect("/signin");
+        }).DisableAntiforgery(); // validated above, where a refusal can be answered
+
+        app.MapGet("/tasks/{id}/artifacts/{name}", async (string id, string name, HttpContext context, TaskManagerClient api) =>
+        {
+            var key = context.User.FindFirst(ConsoleClaims.Key)!.Value;
+            using var answer = await api.ArtifactAsync(key, id, name, context.RequestAborted);
+            if (!answer.IsSuccessStatusCode)
+            {
+                return Results.StatusCode((int)answer.StatusCode);
+            }
+            context.Response.ContentType = answer.Content.Headers.ContentType?.ToString() ?? "application/octet-stream";
+            context.Response.Headers.ContentDisposition = answer.Content.Headers.ContentDisposition?.ToString() ?? "inline";
+            await answer.Content.CopyToAsync(context.Response.Body, context.RequestAborted);
+            return Results.Empty;
+        }).RequireAuthorization();
+        return app;
+    }
+}
