@@ -162,6 +162,14 @@ if (Flag("Gateway"))
     gateway.WithUrl(ReferenceExpression.Create($"{gatewayHttp}/api/health"), "API health through the gateway");
 }
 
+// The operator console: a client of the API (found by service discovery, like the gateway), never
+// of Redis; its address is the resource's URL on the dashboard. Sign in with api-key or admin-key.
+var web = builder.AddProject<Projects.TaskManager_Web>("web")
+    .WithReference(apiHttp)
+    .WaitFor(api)
+    .WithHttpHealthCheck("/health");
+web.WithUrlForEndpoint("http", url => url.DisplayText = "Console");
+
 var workerDirectory = Path.GetFullPath(Path.Combine(builder.AppHostDirectory, "..", "worker"));
 if (useContainers)
 {

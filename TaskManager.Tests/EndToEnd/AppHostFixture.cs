@@ -7,7 +7,7 @@ namespace TaskManager.Tests.EndToEnd;
 /// <summary>
 /// The whole application as <c>dotnet run --project TaskManager.AppHost</c> starts it, without a
 /// container runtime: a local redis-server, the API, the scheduler and the Python worker, each a
-/// real process, and the gateway in front of the API. Started once for the tests that share it.
+/// real process, the gateway in front of the API and the web console. Started once for the tests that share it.
 /// </summary>
 public sealed class AppHostFixture : IAsyncLifetime
 {
@@ -39,7 +39,7 @@ public sealed class AppHostFixture : IAsyncLifetime
         App = await builder.BuildAsync();
         using var start = new CancellationTokenSource(StartTimeout);
         await App.StartAsync(start.Token);
-        foreach (var resource in (string[])["redis", "api", "scheduler", "gateway"])
+        foreach (var resource in (string[])["redis", "api", "scheduler", "gateway", "web"])
         {
             await App.ResourceNotifications.WaitForResourceHealthyAsync(resource, start.Token);
         }

@@ -2,6 +2,7 @@ using System.Net;
 using System.Text.Json;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using TaskManager.Tests.Infrastructure;
 
@@ -47,6 +48,33 @@ public sealed class AppHostTests(AppHostFixture app) : IClassFixture<AppHostFixt
         Assert.Equal(id, task.GetProperty("id").GetString());
         var listed = await (await app.Gateway.GetAsync("/api/tasks?limit=100")).JsonAsync();
         Assert.Contains(listed.GetProperty("items").EnumerateArray(), t => t.GetProperty("id").GetString() == id);
+    }
+
+    [Fact]
+    public async Task TheWebResource_ServesItsSignInPage_AndSignsInWithAKeyTheApiKnows()
+    {
+        var cookies = new CookieContainer();
+        using var web = new HttpClient(new HttpClientHandler { CookieContainer = cookies, AllowAutoRedirect = false })
+        {
+            BaseAddress = app.App.GetEndpoint("web", "http"),
+        };
+        var home = await web.GetAsync("/");
+        Assert.Equal(HttpStatusCode.Redirect, home.StatusCode);
+        var signIn = await web.GetStringAsync(home.Headers.Location);
+        Assert.Contains("API key", signIn, StringComparison.Ordinal);
+
+        // The console asks the API, found by service discovery, whether it knows the key.
+        var token = System.Text.RegularExpressions.Regex.Match(signIn, "name=\"__RequestVerificationToken\" value=\"([^\"]+)\"").Groups[1].Value;
+        var posted = await web.PostAsync(home.Headers.Location, new FormUrlEncodedContent(new Dictionary<string, string>
+        {
+            ["_handler"] = "signin",
+            ["__RequestVerificationToken"] = token,
+            ["Input.Key"] = Credentials.ClientKey,
+        }));
+        Assert.Equal(HttpStatusCode.Redirect, posted.StatusCode);
+        var overview = await web.GetAsync(posted.Headers.Location);
+        Assert.Equal(HttpStatusCode.OK, overview.StatusCode);
+        Assert.Contains("Overview", await overview.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     [Fact]
