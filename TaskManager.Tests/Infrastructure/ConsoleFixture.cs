@@ -130,6 +130,14 @@ public sealed class ConsoleSession(ConsoleFixture fixture, IBrowserContext conte
         return session;
     }
 
+    /// <summary>A session at 1280×800, signed in with <paramref name="key"/>.</summary>
+    public static async Task<ConsoleSession> SignedInAsync(ConsoleFixture fixture, ITestOutputHelper output, string key)
+    {
+        var session = await OpenAsync(fixture, output);
+        await session.SignInAsync(key);
+        return session;
+    }
+
     /// <summary>Signs in with <paramref name="key"/> and waits for the overview, running over its circuit.</summary>
     public async Task SignInAsync(string key)
     {

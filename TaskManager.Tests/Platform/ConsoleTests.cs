@@ -38,9 +38,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
     [Fact]
     public async Task ATenant_SubmitsAStreamedLlmTaskFromTheForm_SeesItsTokensArrive_ThenSucceeded()
     {
-        await using var session = await ConsoleSession.OpenAsync(fixture, output);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
         var page = session.Page;
-        await session.SignInAsync(Credentials.ClientKey);
         var cookie = (await page.Context.CookiesAsync()).Single(c => c.Name == "TaskManager.Console");
         Assert.True(cookie.HttpOnly);
         Assert.Equal(SameSiteAttribute.Strict, cookie.SameSite);
@@ -82,9 +81,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
     {
         var id = await fixture.SubmitAsync("""{"type":"llm","input":{"prompt":"hang"},"metadata":{"sim":{"hang":true}}}""");
         await fixture.WaitForStatusAsync(id, s => s == "running", TaskTimeout);
-        await using var session = await ConsoleSession.OpenAsync(fixture, output);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
         var page = session.Page;
-        await session.SignInAsync(Credentials.ClientKey);
 
         await session.GoAsync($"/tasks/{id}");
         await Expect(page.GetByTestId("task-status")).ToHaveTextAsync("running");
@@ -104,9 +102,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         var id = await fixture.SubmitAsync(
             """{"type":"llm","input":{"prompt":"fail once"},"max_attempts":1,"metadata":{"sim":{"fail":"fatal","fail_attempts":1}}}""");
         await fixture.WaitForStatusAsync(id, s => s == "failed", TaskTimeout);
-        await using var session = await ConsoleSession.OpenAsync(fixture, output);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
         var page = session.Page;
-        await session.SignInAsync(Credentials.ClientKey);
 
         await session.GoAsync($"/tasks/{id}");
         await Expect(page.GetByTestId("task-status")).ToHaveTextAsync("failed");
@@ -125,9 +122,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
     [Fact]
     public async Task PausingAQueue_LeavesANewTaskWaiting_AndResumingRunsIt()
     {
-        await using var session = await ConsoleSession.OpenAsync(fixture, output);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.AdminKey);
         var page = session.Page;
-        await session.SignInAsync(Credentials.AdminKey);
         await session.GoAsync("/queues");
         var row = page.GetByTestId("queue-tts");
         try
@@ -162,9 +158,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
     [Fact]
     public async Task DrainingAWorker_ShowsItDraining()
     {
-        await using var session = await ConsoleSession.OpenAsync(fixture, output);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.AdminKey);
         var page = session.Page;
-        await session.SignInAsync(Credentials.AdminKey);
         await session.GoAsync("/workers");
         var spare = page.Locator($"[data-testid=worker][data-name={ConsoleFixture.SpareWorkerName}]");
         await Expect(spare.GetByTestId("worker-status")).ToHaveTextAsync("healthy");
@@ -191,9 +186,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         var ours = await fixture.SubmitAsync("""{"type":"tts","input":{"text":"tenant a's own"}}""");
         await fixture.WaitForStatusAsync(ours, s => s == "succeeded", TaskTimeout);
 
-        await using var session = await ConsoleSession.OpenAsync(fixture, output);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
         var page = session.Page;
-        await session.SignInAsync(Credentials.ClientKey);
         foreach (var path in (string[])["/", "/tasks", "/tasks?type=tts", "/queues", "/workers", "/submit"])
         {
             await session.GoAsync(path);
@@ -210,8 +204,7 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         Assert.Equal(404, artifact.Status);
 
         // An admin sees both: the check above would have seen tenant B's task had the console shown it.
-        await using var admin = await ConsoleSession.OpenAsync(fixture, output);
-        await admin.SignInAsync(Credentials.AdminKey);
+        await using var admin = await ConsoleSession.SignedInAsync(fixture, output, Credentials.AdminKey);
         await admin.GoAsync($"/tasks?tenant={Credentials.TenantB}");
         await Expect(admin.Page.GetByTestId("task-list")).ToContainTextAsync(theirs);
         await admin.ScreenshotAsync("tasks-admin");

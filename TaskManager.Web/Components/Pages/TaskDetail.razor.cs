@@ -58,7 +58,10 @@ public partial class TaskDetail
     protected override void OnAfterRender(bool firstRender)
     {
         base.OnAfterRender(firstRender);
-        if (firstRender && task is { IsFinal: false })
+        // After a render rather than on the first only: the task may be read after that one.
+        // A stream that ends before the task does is opened again from where it stopped
+        // (Last-Event-ID), a few times at most.
+        if (task is { IsFinal: false } && !following && streams < MaxStreams)
         {
             _ = FollowAsync();
         }
@@ -77,42 +80,28 @@ public partial class TaskDetail
         }
     }
 
+    private const int MaxStreams = 5;
+    private int streams;
     private bool confirmFocused;
 
     private async Task FollowAsync()
     {
-        if (following)
-        {
-            return;
-        }
         following = true;
+        streams++;
         try
         {
-            // A stream that breaks before the task ends is picked up where it stopped (Last-Event-ID).
-            for (var tries = 0; tries < 5 && !Closed.IsCancellationRequested; tries++)
+            await foreach (var e in Api.EventsAsync(Id, lastEventId, Closed))
             {
-                await foreach (var e in Api.EventsAsync(Id, lastEventId, Closed))
+                await InvokeAsync(() =>
                 {
-                    await InvokeAsync(() =>
-                    {
-                        Apply(e);
-                        StateHasChanged();
-                    });
-                }
-                await InvokeAsync(async () =>
-                {
-                    deliveries = null;
-                    await RefreshAsync();
+                    Apply(e);
                     StateHasChanged();
                 });
-                if (task is null or { IsFinal: true })
-                {
-                    break;
-                }
             }
         }
         catch (OperationCanceledException)
         {
+            return;
         }
         catch (HttpRequestException)
         {
@@ -121,6 +110,15 @@ public partial class TaskDetail
         finally
         {
             following = false;
+        }
+        if (!Closed.IsCancellationRequested)
+        {
+            await InvokeAsync(async () =>
+            {
+                deliveries = null;
+                await RefreshAsync();
+                StateHasChanged();
+            });
         }
     }
 
@@ -168,7 +166,7 @@ public partial class TaskDetail
                     chunks.Clear();
                     progress = 0;
                     task = retried.Value;
-                    _ = FollowAsync();
+                    streams = 0;
                 }
                 break;
             case "delete":

@@ -67,8 +67,8 @@ public abstract class LivePage : ComponentBase, IDisposable
 
     public void Dispose()
     {
+        // Cancelled, not disposed: a read that finishes after the page closed may still ask for the token.
         closed.Cancel();
-        closed.Dispose();
         GC.SuppressFinalize(this);
     }
 }
