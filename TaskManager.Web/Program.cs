@@ -14,6 +14,7 @@ builder.AddConsole();
 builder.Services.AddRazorComponents().AddInteractiveServerComponents();
 
 var app = builder.Build();
+app.UseConsoleHeaders();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseAntiforgery();

@@ -212,6 +212,49 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         admin.AssertNoBrowserErrors();
     }
 
+    [Fact]
+    public async Task SigningOut_EndsTheSession_AndAPostWithoutItsAntiforgeryTokenIsRefused()
+    {
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
+        var page = session.Page;
+
+        // A cross-site form would post without the page's token: refused, and still signed in.
+        var forged = await page.Context.APIRequest.PostAsync("/signout");
+        Assert.Equal(400, forged.Status);
+        await session.GoAsync("/tasks");
+        await Expect(page.GetByRole(AriaRole.Heading, new() { Name = "Tasks", Exact = true })).ToBeVisibleAsync();
+
+        await page.GetByRole(AriaRole.Button, new() { Name = "Sign out" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/signin$"));
+        await page.GotoAsync("/tasks");
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/signin"));
+        session.AssertNoBrowserErrors();
+    }
+
+    [Fact]
+    public async Task TheOverview_FollowsTheTenantsRunningTasks_WithoutAReload()
+    {
+        using var tenantB = fixture.Api.ClientWith(Credentials.OtherClientKey);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.OtherClientKey);
+        var running = session.Page.GetByTestId("by-type").Locator("tr", new() { Has = session.Page.GetByRole(AriaRole.Rowheader, new() { Name = "llm" }) })
+            .Locator("td").Nth(1);
+        await Expect(running).ToHaveTextAsync("0");
+
+        var response = await tenantB.PostJsonAsync("/api/tasks", """{"type":"llm","input":{"prompt":"hang"},"metadata":{"sim":{"hang":true}}}""");
+        var id = (await response.JsonAsync()).GetProperty("id").GetString()!;
+        try
+        {
+            await Expect(running).ToHaveTextAsync("1");
+            await session.ScreenshotAsync("overview");
+        }
+        finally
+        {
+            await tenantB.PostAsync($"/api/tasks/{id}/cancel", null);
+        }
+        await Expect(running).ToHaveTextAsync("0");
+        session.AssertNoBrowserErrors();
+    }
+
     [Theory]
     [InlineData(1280, 800, "desktop")]
     [InlineData(390, 844, "phone")]
@@ -233,7 +276,12 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
             await Expect(page.Locator("main h1")).ToBeVisibleAsync();
             if (name == "task")
             {
-                await Expect(page.GetByRole(AriaRole.Img, new() { Name = "Image image-0.png" })).ToBeVisibleAsync();
+                var image = page.GetByRole(AriaRole.Img, new() { Name = "Image image-0.png" });
+                await Expect(image).ToBeVisibleAsync();
+                // Served by the console with the signed-in key, and never as a page that could run script.
+                var served = await page.Context.APIRequest.GetAsync((await image.GetAttributeAsync("src"))!);
+                Assert.Equal("image/png", served.Headers["content-type"]);
+                Assert.StartsWith("sandbox", served.Headers["content-security-policy"], StringComparison.Ordinal);
             }
             await session.ScreenshotAsync($"{name}-{device}");
             // Wide tables scroll inside their own box; the page itself never scrolls sideways.

@@ -71,6 +71,26 @@ public static class ConsoleSetup
             [new Claim(ClaimTypes.Name, role == ConsoleRoles.Admin ? "admin" : "tenant"), new Claim(ClaimTypes.Role, role), new Claim(ConsoleClaims.Key, key)],
             CookieAuthenticationDefaults.AuthenticationScheme)));
 
+    /// <summary>
+    /// Headers on every answer: no framing (the admin actions cannot be clicked through another
+    /// site's page), no sniffing, and scripts, styles and connections from the console itself only.
+    /// </summary>
+    public static WebApplication UseConsoleHeaders(this WebApplication app)
+    {
+        app.Use((context, next) =>
+        {
+            var headers = context.Response.Headers;
+            headers.XFrameOptions = "DENY";
+            headers.XContentTypeOptions = "nosniff";
+            headers["Referrer-Policy"] = "same-origin";
+            // Inline styles: the GPU bars' widths and Blazor's reconnection dialog.
+            headers.ContentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; " +
+                "img-src 'self' data:; media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
+            return next(context);
+        });
+        return app;
+    }
+
     /// <summary>Sign-out (a form post with its antiforgery token) and artifacts, fetched from the API with the user's key.</summary>
     public static WebApplication MapConsoleEndpoints(this WebApplication app)
     {
@@ -92,8 +112,13 @@ public static class ConsoleSetup
             {
                 return Results.StatusCode((int)answer.StatusCode);
             }
-            context.Response.ContentType = answer.Content.Headers.ContentType?.ToString() ?? "application/octet-stream";
-            context.Response.Headers.ContentDisposition = answer.Content.Headers.ContentDisposition?.ToString() ?? "inline";
+            // A worker's bytes, served from the console's own origin: never run as a page. Only
+            // raster images and audio are shown inline; anything else (HTML, SVG) is a download.
+            var type = answer.Content.Headers.ContentType?.MediaType ?? "application/octet-stream";
+            var shown = type is "image/png" or "image/jpeg" or "image/gif" or "image/webp" || type.StartsWith("audio/", StringComparison.Ordinal);
+            context.Response.ContentType = shown ? type : "application/octet-stream";
+            context.Response.Headers.ContentDisposition = shown ? "inline" : $"attachment; filename=\"{name.Replace("\"", "", StringComparison.Ordinal)}\"";
+            context.Response.Headers.ContentSecurityPolicy = "sandbox; default-src 'none'";
             await answer.Content.CopyToAsync(context.Response.Body, context.RequestAborted);
             return Results.Empty;
         }).RequireAuthorization();
