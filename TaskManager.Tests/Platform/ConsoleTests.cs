@@ -197,7 +197,10 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         await session.GoAsync("/tasks?type=tts");
         await Expect(page.GetByTestId("task-list")).ToContainTextAsync(ours);
         await session.ScreenshotAsync("tasks");
-        await session.GoAsync($"/tasks/{theirs}");
+        // Found by id: as unknown to tenant A as an id that does not exist.
+        await page.GetByLabel("Task id").FillAsync(theirs);
+        await page.GetByRole(AriaRole.Button, new() { Name = "Open task" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex($"/tasks/{theirs}$"));
         await Expect(page.GetByTestId("task-problem")).ToContainTextAsync("No such task");
         Assert.DoesNotContain("tenant b's secret", await page.ContentAsync(), StringComparison.Ordinal);
         var artifact = await page.Context.APIRequest.GetAsync($"/tasks/{theirs}/artifacts/audio.wav");
@@ -210,6 +213,39 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         await admin.ScreenshotAsync("tasks-admin");
         session.AssertNoBrowserErrors();
         admin.AssertNoBrowserErrors();
+    }
+
+    [Fact]
+    public async Task TheTaskList_IsNewestFirst_AndPagesByCursor_WithItsFiltersInTheUrl()
+    {
+        // Tenant B's sd tasks: 24 at once, then the newest, more than a page of 20.
+        using var tenantB = fixture.Api.ClientWith(Credentials.OtherClientKey);
+        var batch = string.Join(',', Enumerable.Range(0, 24).Select(i => $$$"""{"type":"sd","input":{"prompt":"page {{{i}}}"}}"""));
+        var created = await (await tenantB.PostJsonAsync("/api/tasks/batch", $$"""{"tasks":[{{batch}}]}""")).JsonAsync();
+        var ids = created.GetProperty("items").EnumerateArray().Select(i => i.GetProperty("task").GetProperty("id").GetString()!).ToList();
+        var newest = (await (await tenantB.PostJsonAsync("/api/tasks", """{"type":"sd","input":{"prompt":"newest"}}""")).JsonAsync()).GetProperty("id").GetString()!;
+        ids.Add(newest);
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.OtherClientKey);
+        var page = session.Page;
+
+        await session.GoAsync("/tasks");
+        await page.GetByLabel("Type").SelectOptionAsync("sd");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Apply filters" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("/tasks\\?type=sd$"));
+        var links = page.GetByTestId("task-list").Locator("tbody a");
+        await Expect(links).ToHaveCountAsync(20);
+        var first = await links.AllTextContentsAsync();
+        await page.GetByRole(AriaRole.Link, new() { Name = "Next page" }).ClickAsync();
+        await Expect(page).ToHaveURLAsync(new System.Text.RegularExpressions.Regex("type=sd&cursor="));
+        await Expect(links).Not.ToHaveCountAsync(20);
+        var second = await links.AllTextContentsAsync();
+
+        // Newest first, and the two pages hold every one of them once.
+        Assert.Equal(newest, first[0]);
+        var listed = first.Concat(second).ToList();
+        Assert.Equal(listed.Count, listed.Distinct().Count());
+        Assert.Equal(ids.Order(), listed.Where(ids.Contains).Order());
+        session.AssertNoBrowserErrors();
     }
 
     [Fact]
