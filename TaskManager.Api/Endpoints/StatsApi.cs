@@ -46,7 +46,8 @@ public static class StatsApi
         double? SuccessRate,
         IReadOnlyDictionary<string, PercentilesDto> WaitMs,
         IReadOnlyDictionary<string, PercentilesDto> RunMs,
-        IReadOnlyDictionary<string, int> Workers);
+        IReadOnlyDictionary<string, int> Workers,
+        IReadOnlyDictionary<string, IReadOnlyList<long>> FinishedByMinute);
 
     public sealed record QueueStateDto(string Type, bool Paused, bool Changed);
 
@@ -99,7 +100,20 @@ public static class StatsApi
             judged == 0 ? null : Math.Round(Total(TaskState.Succeeded) / (double)judged, 4),
             TaskTypes.All.ToDictionary(t => t, t => Percentiles(s.Wait.GetValueOrDefault(t) ?? empty)),
             TaskTypes.All.ToDictionary(t => t, t => Percentiles(s.Run.GetValueOrDefault(t) ?? empty)),
-            WorkerStatuses.All.ToDictionary(st => st, st => workers.GetValueOrDefault(st)));
+            WorkerStatuses.All.ToDictionary(st => st, st => workers.GetValueOrDefault(st)),
+            TaskTypes.All.ToDictionary(t => t, t => FinishedByMinute(s, t)));
+    }
+
+    /// <summary>
+    /// A type's tasks finished in each of the last 15 minutes (every tenant's, like the throughput),
+    /// the oldest first and the current minute, still counting, last.
+    /// </summary>
+    private static IReadOnlyList<long> FinishedByMinute(StatsSnapshot s, string type)
+    {
+        var prefix = type + ":";
+        return Enumerable.Range(0, s.Minutes.Count).Reverse()
+            .Select(ago => s.Minutes[ago].Where(c => c.Key.StartsWith(prefix, StringComparison.Ordinal)).Sum(c => c.Value))
+            .ToArray();
     }
 
     private static async Task<Results<Ok<QueueStateDto>, ProblemHttpResult>> SetPaused(string type, bool paused, IQueueControl control)

@@ -71,6 +71,10 @@ public sealed class StatsTests : IClassFixture<FleetFixture>
         var judged = succeeded + Sum(statsBefore, "failed") + 5 + Sum(statsBefore, "timed_out");
         Assert.Equal((double)succeeded / judged, stats.GetProperty("success_rate").GetDouble(), 3);
         Assert.True(stats.GetProperty("finished_per_minute").GetProperty("last15_minutes").GetDouble() >= 40 / 15.0 - 0.01);
+        // Each type's finishes minute by minute over the last 15 (the fleet is younger than that, so none has left the window).
+        long ByMinute(JsonElement s, string type) => s.GetProperty("finished_by_minute").GetProperty(type).EnumerateArray().Sum(m => m.GetInt64());
+        Assert.Equal(15, stats.GetProperty("finished_by_minute").GetProperty("llm").GetArrayLength());
+        Assert.Equal((20, 20), (ByMinute(stats, "llm") - ByMinute(statsBefore, "llm"), ByMinute(stats, "tts") - ByMinute(statsBefore, "tts")));
         // The run-time percentiles are those of the attempts' own run times (each task's
         // metrics.run_ms; only this test runs llm and tts here), counted in the histogram's buckets:
         // 300 ms of work lands in (250, 500] or, on a busy machine, a later bucket.

@@ -288,6 +288,9 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
             await tenantB.PostAsync($"/api/tasks/{id}/cancel", null);
         }
         await Expect(running).ToHaveTextAsync("0");
+        // The chart counts the canceled task among llm's finishes of the current minute (its last point).
+        await Expect(session.Page.GetByRole(AriaRole.Img, new() { NameRegex = new System.Text.RegularExpressions.Regex("^Finished per minute") }))
+            .ToHaveAttributeAsync("aria-label", new System.Text.RegularExpressions.Regex(@"llm (\d+, ){14}[1-9]\d*;"));
         session.AssertNoBrowserErrors();
     }
 

@@ -63,7 +63,8 @@ public sealed record Metrics(
     double? SuccessRate,
     IReadOnlyDictionary<string, Percentiles> WaitMs,
     IReadOnlyDictionary<string, Percentiles> RunMs,
-    IReadOnlyDictionary<string, int> Workers);
+    IReadOnlyDictionary<string, int> Workers,
+    IReadOnlyDictionary<string, IReadOnlyList<long>>? FinishedByMinute);
 
 public sealed record WorkerHealth(string Id, string Name, string Status, DateTimeOffset LastHeartbeat, double SecondsSinceHeartbeat, int Running);
 

@@ -41,7 +41,6 @@ public static class ConsoleSetup
 #pragma warning restore EXTEXP0001
         builder.Services.AddScoped<TaskManagerClient>();
         builder.Services.AddSingleton(TimeProvider.System);
-        builder.Services.AddSingleton<ThroughputHistory>();
 
         builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme)
             .AddCookie(options =>

@@ -22,9 +22,6 @@ public abstract class LivePage : ComponentBase, IDisposable
 
     protected bool IsAdmin { get; private set; }
 
-    /// <summary>The signed-in key (server-side only), to keep figures apart per key.</summary>
-    protected string UserKey { get; private set; } = "";
-
     /// <summary>Cancelled when the page closes.</summary>
     protected CancellationToken Closed => closed.Token;
 
@@ -34,7 +31,6 @@ public abstract class LivePage : ComponentBase, IDisposable
     {
         var user = (await Authentication).User;
         IsAdmin = user.IsInRole(ConsoleRoles.Admin);
-        UserKey = user.FindFirst(ConsoleClaims.Key)?.Value ?? "";
         await RefreshAsync();
     }
 
