@@ -136,14 +136,8 @@ class ApiClient:
         status code (200, or 404/409 when the attempt is no longer ours), whether the API asks to
         cancel the task, and the API's detail."""
         answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/progress", {"reports": reports}) or {}
-        replies = answer.get("results")
-        replies = replies if isinstance(replies, list) else []
-        answers = []
-        for i in range(len(reports)):
-            item = replies[i] if i < len(replies) and isinstance(replies[i], dict) else {}
-            status = item.get("status")
-            answers.append((status if isinstance(status, int) else 200, item.get("cancel") is True, item.get("detail")))
-        return answers
+        return [(status, item.get("cancel") is True, item.get("detail"))
+                for status, item in _batch_answers(answer, len(reports))]
 
     def upload_artifact(self, worker_id: str, task_id: str, lease_token: str, name: str, content_type: str,
                         data: bytes) -> Any:
@@ -172,13 +166,8 @@ class ApiClient:
                          f'"output":{r.output_json}}}')
         payload = f'{{"results":[{",".join(items)}],"max_tasks":{int(max_tasks)}}}'.encode()
         answer = self._request("POST", f"/api/workers/{_seg(worker_id)}/complete", payload) or {}
-        replies = answer.get("results")
-        replies = replies if isinstance(replies, list) else []
-        answers = []
-        for i in range(len(results)):
-            item = replies[i] if i < len(replies) and isinstance(replies[i], dict) else {}
-            status = item.get("status")
-            answers.append((status if isinstance(status, int) else 200, item.get("task_status"), item.get("detail")))
+        answers = [(status, item.get("task_status"), item.get("detail"))
+                   for status, item in _batch_answers(answer, len(results))]
         return answers, leased_tasks(answer.get("tasks"))
 
     def fail(self, worker_id: str, task_id: str, lease_token: str, code: str, message: str,
@@ -286,6 +275,15 @@ class ApiClient:
             self._local.connection = None
             with self._lock:
                 self._connections.discard(connection)
+
+
+def _batch_answers(answer: dict[str, Any], count: int) -> list[tuple[int, dict[str, Any]]]:
+    """A batch call's answers to its `count` items, in order: each item's status code (200 where
+    the API gave none) and the item itself ({} where it is missing)."""
+    replies = answer.get("results")
+    replies = replies if isinstance(replies, list) else []
+    items = [replies[i] if i < len(replies) and isinstance(replies[i], dict) else {} for i in range(count)]
+    return [(item["status"] if isinstance(item.get("status"), int) else 200, item) for item in items]
 
 
 def progress_body(lease_token: str, progress: float | None, message: str | None, chunks: list[str] | None,

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from .backends import Artifact
 from .backoff import Backoff
@@ -98,6 +98,46 @@ def result_failure(error: ApiError) -> Failure:
     return Failure("backend_error", f"the API refused the result: {error}", False)
 
 
+E = TypeVar("E", "_PendingResult", "_PendingProgress")
+
+
+class _GroupCommit(Generic[E]):
+    """Reports sent by group commit: one call on its way at a time; the entries submitted meanwhile
+    wait, and the first of them to find no call on its way sends them all (up to `limit`) with
+    `send`, which sets each entry's answer. A lone entry goes at once."""
+
+    def __init__(self, limit: int, send: Callable[[list[E]], None]) -> None:
+        self._limit = limit
+        self._send = send
+        self._cond = threading.Condition()
+        self.waiting: list[E] = []
+        self._sending = False
+
+    def __len__(self) -> int:
+        return len(self.waiting)
+
+    def submit(self, entry: E) -> None:
+        """Returns once `entry` has been sent (by this thread or another) and answered."""
+        with self._cond:
+            self.waiting.append(entry)
+            while self._sending and not entry.done:
+                self._cond.wait()
+            batch = None
+            if not entry.done:
+                batch = self.waiting[:self._limit]
+                del self.waiting[:len(batch)]
+                self._sending = True
+        if batch is not None:
+            try:
+                self._send(batch)
+            finally:
+                with self._cond:
+                    for sent in batch:
+                        sent.done = True
+                    self._sending = False
+                    self._cond.notify_all()
+
+
 @dataclass
 class _PendingResult:
     """A slot's result waiting to be reported (see Reporter.complete), then its answer."""
@@ -129,12 +169,8 @@ class Reporter:
         self._client = client
         self._worker_id = worker_id
         self._taking_more = taking_more
-        self._results_cond = threading.Condition()  # the results waiting to be reported (see complete)
-        self._results: list[_PendingResult] = []
-        self._sending_results = False
-        self._progress_cond = threading.Condition()  # the progress reports waiting (see progress)
-        self._progress: list[_PendingProgress] = []
-        self._sending_progress = False
+        self._results = _GroupCommit(MAX_RESULTS_PER_CALL, self._send_results)  # see complete
+        self._progress = _GroupCommit(MAX_REPORTS_PER_CALL, self._send_progress)  # see progress
 
     def progress(self, task: LeasedTask, progress: float | None, message: str | None, chunks: list[str],
                  logs: list[str], *, final: bool) -> bool:
@@ -151,24 +187,7 @@ class Reporter:
                 worker_id, task.task_id, task.lease_token, progress=progress, message=message, chunks=chunks,
                 logs=logs), retry=True)
         pending = _PendingProgress(task, progress_body(task.lease_token, progress, message, chunks, logs))
-        with self._progress_cond:
-            self._progress.append(pending)
-            while self._sending_progress and not pending.done:
-                self._progress_cond.wait()
-            batch = None
-            if not pending.done:
-                batch = self._progress[:MAX_REPORTS_PER_CALL]
-                del self._progress[:len(batch)]
-                self._sending_progress = True
-        if batch is not None:
-            try:
-                self._send_progress(batch)
-            finally:
-                with self._progress_cond:
-                    for entry in batch:
-                        entry.done = True
-                    self._sending_progress = False
-                    self._progress_cond.notify_all()
+        self._progress.submit(pending)
         if pending.error is not None:
             raise pending.error
         return pending.cancel
@@ -224,24 +243,7 @@ class Reporter:
         """
         pending = _PendingResult(task, Result(task.task_id, task.lease_token, output_json, timing, chunks, lines),
                                  1 if self._taking_more() else 0)
-        with self._results_cond:
-            self._results.append(pending)
-            while self._sending_results and not pending.done:
-                self._results_cond.wait()
-            batch = None
-            if not pending.done:
-                batch = self._results[:MAX_RESULTS_PER_CALL]
-                del self._results[:len(batch)]
-                self._sending_results = True
-        if batch is not None:
-            try:
-                self._send_results(batch)
-            finally:
-                with self._results_cond:
-                    for entry in batch:
-                        entry.done = True
-                    self._sending_results = False
-                    self._results_cond.notify_all()
+        self._results.submit(pending)
         return self._result_answer(pending)
 
     def _send_results(self, batch: list[_PendingResult]) -> None:
