@@ -216,6 +216,9 @@ public static class TasksApi
         public string? Limit { get; init; }
         public string? Cursor { get; init; }
 
+        /// <summary>Only the tasks that name this model.</summary>
+        public string? Model { get; init; }
+
         /// <summary>Admins only: one tenant's tasks (else every tenant's).</summary>
         public string? Tenant { get; init; }
 
@@ -229,6 +232,7 @@ public static class TasksApi
                 Limit = q["limit"].ToString(),
                 Cursor = q["cursor"].ToString(),
                 Tenant = q["tenant"].ToString(),
+                Model = q["model"].ToString(),
             });
         }
 
@@ -251,6 +255,10 @@ public static class TasksApi
             {
                 errors["cursor"] = ["is not a cursor this API returned."];
             }
+            if (Model is { Length: > TaskLimits.MaxModelLength })
+            {
+                errors["model"] = [$"must be at most {TaskLimits.MaxModelLength} characters."];
+            }
             return errors;
         }
 
@@ -262,7 +270,8 @@ public static class TasksApi
                 statuses.Length > 0 ? statuses : TaskState.All,
                 types.Length > 0 ? types : TaskTypes.All,
                 string.IsNullOrEmpty(Limit) ? DefaultPageSize : int.Parse(Limit),
-                string.IsNullOrEmpty(Cursor) ? null : Cursor);
+                string.IsNullOrEmpty(Cursor) ? null : Cursor,
+                Model: string.IsNullOrEmpty(Model) ? null : Model);
         }
 
         private static string[] Split(string? list) =>

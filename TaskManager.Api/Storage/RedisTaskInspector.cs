@@ -22,7 +22,8 @@ public sealed class RedisTaskInspector(RedisScripts scripts, RedisKeys keys, Tim
     public async Task<TaskPage> ListAsync(TaskQuery query)
     {
         RedisKey[] indexes = [.. Indexes(query.Tenants ?? [Tenants.Default], query.Statuses, query.Types)];
-        var r = Replies.Of<Replies.Page>(await Scripts.RunAsync(Script.List, indexes, [query.Limit, query.Cursor ?? ""]).ConfigureAwait(false));
+        var r = Replies.Of<Replies.Page>(await Scripts.RunAsync(Script.List, indexes, [query.Limit, query.Cursor ?? "", query.Model ?? ""])
+            .ConfigureAwait(false));
         var items = new List<TaskRecord>();
         foreach (var hash in r.List(Replies.Page.Tasks))
         {
@@ -32,7 +33,9 @@ public sealed class RedisTaskInspector(RedisScripts scripts, RedisKeys keys, Tim
                 items.Add(RedisRecords.Task((RedisResult[])hash!));
             }
         }
-        return new TaskPage(items, r.Long(Replies.Page.More) == 1 && items.Count > 0 ? items[^1].Id : null);
+        // The last task looked at: the last listed, or past it where a model filter skipped some.
+        var cursor = r.String(Replies.Page.Cursor) is { Length: > 0 } looked ? looked : items.LastOrDefault()?.Id;
+        return new TaskPage(items, r.Long(Replies.Page.More) == 1 ? cursor : null);
     }
 
     public async Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count, bool follows = false)

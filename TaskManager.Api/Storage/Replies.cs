@@ -37,7 +37,7 @@ internal static class Replies
 
     public enum TaskRead { Task, Attempts }
 
-    public enum Page { More, Tasks }
+    public enum Page { More, Tasks, Cursor }
 
     public enum Events { Stored, Status, Attempt, RunningPending, Events }
 

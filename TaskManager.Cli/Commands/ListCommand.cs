@@ -18,16 +18,17 @@ public static class ListCommand
         var type = new Option<string?>("--type") { Description = "Only these types, comma-separated (llm,sd,tts,image_to_text)" };
         var limit = new Option<int>("--limit") { Description = "How many tasks, newest first", DefaultValueFactory = _ => 20 };
         var tenant = new Option<string?>("--tenant") { Description = "Admin keys: one tenant's tasks only" };
+        var model = new Option<string?>("--model") { Description = "Only the tasks that name this model" };
         var watch = new Option<bool>("--watch") { Description = "Redraw the table every --interval seconds until Ctrl+C" };
         var interval = new Option<double>("--interval") { Description = "Seconds between redraws with --watch", DefaultValueFactory = _ => 2 };
-        var ls = new Command("ls", "List tasks, newest first") { status, type, limit, tenant, watch, interval };
+        var ls = new Command("ls", "List tasks, newest first") { status, type, model, limit, tenant, watch, interval };
         ls.WithAction(async (context, cancel) =>
         {
             if (context.Value(limit) < 1)
             {
                 throw new UsageException("--limit must be 1 or more.");
             }
-            var query = new Query(context.Value(status), context.Value(type), context.Value(limit), context.Value(tenant));
+            var query = new Query(context.Value(status), context.Value(type), context.Value(limit), context.Value(tenant), context.Value(model));
             if (!context.Value(watch))
             {
                 var page = await ReadAsync(context.Api, query, cancel);
@@ -50,7 +51,7 @@ public static class ListCommand
         return ls;
     }
 
-    private sealed record Query(string? Status, string? Type, int Limit, string? Tenant);
+    private sealed record Query(string? Status, string? Type, int Limit, string? Tenant, string? Model);
 
     /// <summary>Reads up to the limit, page after page: <c>{"items": [...], "next_cursor": ...}</c> as the API writes it.</summary>
     private static async Task<JsonObject> ReadAsync(ApiClient api, Query query, CancellationToken cancel)
@@ -63,6 +64,7 @@ public static class ListCommand
                 + (query.Status is { Length: > 0 } s ? $"&status={Uri.EscapeDataString(s)}" : "")
                 + (query.Type is { Length: > 0 } t ? $"&type={Uri.EscapeDataString(t)}" : "")
                 + (query.Tenant is { Length: > 0 } n ? $"&tenant={Uri.EscapeDataString(n)}" : "")
+                + (query.Model is { Length: > 0 } m ? $"&model={Uri.EscapeDataString(m)}" : "")
                 + (cursor is null ? "" : $"&cursor={Uri.EscapeDataString(cursor)}");
             var page = JsonNode.Parse(await api.SendAsync(HttpMethod.Get, path, cancel: cancel))!.AsObject();
             foreach (var item in page["items"]!.AsArray().ToArray())

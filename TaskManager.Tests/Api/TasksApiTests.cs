@@ -299,6 +299,42 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
         AssertNewestFirst(listed);
     }
 
+    [Fact]
+    public async Task List_ByModel_PagesThroughThatModelsTasksOnly_NewestFirst()
+    {
+        var sdxl = new List<string>();
+        for (var i = 0; i < 25; i++)
+        {
+            // Among 25 tasks, the 5 of the model sit apart: a page of 2 comes from runs of others.
+            var model = i % 5 == 4 ? "sdxl" : "flux";
+            var created = await Client.PostJsonAsync("/api/tasks", $$$"""{"type":"sd","model":"{{{model}}}","input":{"prompt":"p{{{i}}}"}}""");
+            var id = (await created.JsonAsync()).GetProperty("id").GetString()!;
+            if (model == "sdxl")
+            {
+                sdxl.Add(id);
+            }
+        }
+
+        var listed = new List<JsonElement>();
+        string? cursor = null;
+        var pages = 0;
+        do
+        {
+            var page = await (await Client.GetAsync($"/api/tasks?model=sdxl&limit=2{(cursor is null ? "" : $"&cursor={cursor}")}")).JsonAsync();
+            listed.AddRange(page.GetProperty("items").EnumerateArray());
+            cursor = page.GetProperty("next_cursor").GetString();
+            Assert.True(++pages <= 10, "The cursor never ended.");
+        }
+        while (cursor is not null);
+
+        Assert.All(listed, t => Assert.Equal("sdxl", t.GetProperty("model").GetString()));
+        Assert.Equal(sdxl.Order(StringComparer.Ordinal), listed.Select(t => t.GetProperty("id").GetString()!).Order(StringComparer.Ordinal));
+        Assert.Equal(listed.Count, listed.Select(t => t.GetProperty("id").GetString()).Distinct().Count());
+        AssertNewestFirst(listed);
+        var none = await (await Client.GetAsync("/api/tasks?model=nobody-has-it")).JsonAsync();
+        Assert.Equal(0, none.GetProperty("items").GetArrayLength());
+    }
+
     [Theory]
     [InlineData("status=done", "status")]
     [InlineData("status=queued,bogus", "status")]
@@ -307,6 +343,7 @@ public sealed class TasksApiTests(ApiFixture fixture) : IClassFixture<ApiFixture
     [InlineData("limit=101", "limit")]
     [InlineData("limit=ten", "limit")]
     [InlineData("cursor=not-a-cursor", "cursor")]
+    [InlineData("model=xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "model")]
     public async Task List_WithABadQuery_Answers400_NamingTheParameter(string query, string parameter)
     {
         var problem = await AssertProblemAsync(await Client.GetAsync($"/api/tasks?{query}"), HttpStatusCode.BadRequest);

@@ -338,6 +338,9 @@ public sealed class CliTests(CliFixture cli)
         var listed = Json(await cli.TmAsync("ls", "--type", "sd", "--status", "succeeded", "--limit", "150", "--json"));
         Assert.Contains(listed.GetProperty("items").EnumerateArray(), t => t.GetProperty("id").GetString() == id);
         Assert.All(listed.GetProperty("items").EnumerateArray(), t => Assert.Equal("sd", t.GetProperty("type").GetString()));
+        var ofModel = Json(await cli.TmAsync("ls", "--model", "sd-sim", "--json"));
+        Assert.Contains(ofModel.GetProperty("items").EnumerateArray(), t => t.GetProperty("id").GetString() == id);
+        Assert.All(ofModel.GetProperty("items").EnumerateArray(), t => Assert.Equal("sd-sim", t.GetProperty("model").GetString()));
 
         var events = await cli.TmAsync("events", id, "--json");
         Assert.True(events.ExitCode == 0, events.ToString());

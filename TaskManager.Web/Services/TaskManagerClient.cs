@@ -194,7 +194,7 @@ public sealed class TaskManagerClient(IHttpClientFactory factory, Authentication
 }
 
 /// <summary>The task list's filters, as the URL carries them.</summary>
-public sealed record TaskFilter(string? Status, string? Type, string? Tenant, string? Cursor, int Limit = 20)
+public sealed record TaskFilter(string? Status, string? Type, string? Tenant, string? Cursor, string? Model = null, int Limit = 20)
 {
     public string ToQuery()
     {
@@ -209,6 +209,7 @@ public sealed record TaskFilter(string? Status, string? Type, string? Tenant, st
         Add("status", Status);
         Add("type", Type);
         Add("tenant", Tenant);
+        Add("model", Model);
         Add("cursor", Cursor);
         return "?" + string.Join('&', parts);
     }

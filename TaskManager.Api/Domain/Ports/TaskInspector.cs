@@ -27,8 +27,9 @@ public interface ITaskInspector
     Task<StatsSnapshot> ReadStatsAsync(IReadOnlyList<string> tenants);
 }
 
+/// <param name="Model">Only the tasks that name this model (null: any).</param>
 public sealed record TaskQuery(IReadOnlyList<string> Statuses, IReadOnlyList<string> Types, int Limit, string? Cursor,
-    IReadOnlyList<string>? Tenants = null);
+    IReadOnlyList<string>? Tenants = null, string? Model = null);
 
 public sealed record TaskPage(IReadOnlyList<TaskRecord> Items, string? NextCursor);
 

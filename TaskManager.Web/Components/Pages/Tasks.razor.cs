@@ -30,14 +30,13 @@ public partial class Tasks
     private TaskPage? page;
     private string? problem;
 
-    // The API filters by status, type and tenant; the model only the console can, within a page.
-    private IEnumerable<TaskItem> Shown => page?.Items.Where(t => string.IsNullOrEmpty(Model) || t.Model == Model) ?? [];
+    private IEnumerable<TaskItem> Shown => page?.Items ?? [];
 
     protected override async Task OnParametersSetAsync()
     {
         isAdmin = (await Authentication).User.IsInRole(ConsoleRoles.Admin);
         (status, type, model, tenant) = (Status ?? "", Type ?? "", Model ?? "", Tenant ?? "");
-        var result = await Api.ListAsync(new TaskFilter(Status, Type, isAdmin ? Tenant : null, Cursor, string.IsNullOrEmpty(Model) ? 20 : 100));
+        var result = await Api.ListAsync(new TaskFilter(Status, Type, isAdmin ? Tenant : null, Cursor, Model));
         page = result.Value;
         problem = result.Problem?.ToString();
     }
