@@ -62,6 +62,12 @@ public static class Cli
     public static async Task<int> RunAsync(string[] args)
     {
         var root = Build();
+        if (args.Length == 0)
+        {
+            // No command: the help, on stderr (stdout stays for what a command prints), and bad usage.
+            await root.Parse("--help").InvokeAsync(new InvocationConfiguration { Output = Console.Error });
+            return ExitCodes.Usage;
+        }
         var parse = root.Parse(args);
         if (parse.Action is ParseErrorAction)
         {

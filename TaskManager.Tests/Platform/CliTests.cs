@@ -218,6 +218,17 @@ public sealed class CliTests(CliFixture cli)
     }
 
     [Fact]
+    public async Task NoCommand_PrintsTheHelpOnStderr_AndExits2()
+    {
+        var run = await cli.TmAsync(Array.Empty<string>());
+
+        Assert.True(run.ExitCode == 2, run.ToString());
+        Assert.Contains("submit", run.Stderr);
+        Assert.Contains("--json", run.Stderr);
+        Assert.Equal("", run.Stdout);
+    }
+
+    [Fact]
     public async Task ARefusal_Exits3_WithTheProblemsTitleAndEachFieldsErrorOnStderr()
     {
         var invalid = await cli.TmAsync("submit", "llm", "--prompt", "x", "--priority", "12", "--param", "max_tokens=0");
