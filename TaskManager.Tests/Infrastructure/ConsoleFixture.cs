@@ -20,8 +20,19 @@ public sealed class ConsoleFixture : Fleet<RedisServer>
     /// <summary>Where Debian's chromium package puts it (.ci/run installs it); Playwright downloads no browser here.</summary>
     public const string Chromium = "/usr/bin/chromium";
 
+    // The receiver of the tests' webhooks listens on loopback: the scheduler may call it.
+    private static readonly Dictionary<string, string> ConsoleSettings = new(ServerSettings)
+    {
+        ["TaskManager__Webhooks__AllowPrivateTargets"] = "true",
+    };
+
     private ChildProcess? console;
     private IPlaywright? playwright;
+
+    protected override IDictionary<string, string> Settings => ConsoleSettings;
+
+    /// <summary>Where the tests' tasks send their webhooks.</summary>
+    public WebhookReceiver Receiver { get; private set; } = null!;
 
     public Uri ConsoleAddress { get; private set; } = null!;
 
@@ -38,6 +49,7 @@ public sealed class ConsoleFixture : Fleet<RedisServer>
         {
             throw new InvalidOperationException($"The console tests drive Debian's chromium at {Chromium}: apt-get install chromium (.ci/run does).");
         }
+        Receiver = await WebhookReceiver.StartAsync();
         await base.InitializeAsync();
         // Tokens paced as a model makes them, so a stream is seen arriving.
         var paced = new Dictionary<string, string> { ["TASKMANAGER_SIM_TOKENS_PER_SECOND"] = "8" };
@@ -88,6 +100,10 @@ public sealed class ConsoleFixture : Fleet<RedisServer>
             await console.DisposeAsync();
         }
         await base.DisposeAsync();
+        if (Receiver is not null)
+        {
+            await Receiver.DisposeAsync();
+        }
     }
 }
 

@@ -120,6 +120,24 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task ATasksPage_ShowsItsWebhookDeliveries_WithEachAttempt()
+    {
+        var target = fixture.Receiver.Url("/status/200/console");
+        var id = await fixture.SubmitAsync($$"""{"type":"tts","input":{"text":"tell me"},"webhook":"{{target}}","webhook_events_filter":["completed"]}""");
+        await Wait.UntilAsync(() => fixture.Receiver.For(id).Count == 1, TaskTimeout, "the completed webhook to arrive");
+        await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
+
+        await session.GoAsync($"/tasks/{id}");
+
+        var row = session.Page.GetByRole(AriaRole.Row).Filter(new() { HasText = "completed" });
+        await Expect(row).ToContainTextAsync("delivered");
+        await Expect(row).ToContainTextAsync(target.ToString());
+        await Expect(row).ToContainTextAsync("200");
+        await session.ScreenshotAsync("task-webhooks");
+        session.AssertNoBrowserErrors();
+    }
+
+    [Fact]
     public async Task PausingAQueue_LeavesANewTaskWaiting_AndResumingRunsIt()
     {
         await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.AdminKey);
