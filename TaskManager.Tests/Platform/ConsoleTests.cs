@@ -120,7 +120,7 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
     }
 
     [Fact]
-    public async Task ATasksPage_ShowsItsWebhookDeliveries_WithEachAttempt()
+    public async Task ATasksPage_ShowsItsWebhookDeliveries_WithEachAttempt_AndRedeliversOne()
     {
         var target = fixture.Receiver.Url("/status/200/console");
         var id = await fixture.SubmitAsync($$"""{"type":"tts","input":{"text":"tell me"},"webhook":"{{target}}","webhook_events_filter":["completed"]}""");
@@ -133,6 +133,12 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         await Expect(row).ToContainTextAsync("delivered");
         await Expect(row).ToContainTextAsync(target.ToString());
         await Expect(row).ToContainTextAsync("200");
+
+        // Sent again: the receiver gets it a second time, under the same webhook-id, and the row shows both attempts.
+        await row.GetByRole(AriaRole.Button, new() { Name = "Redeliver the completed webhook" }).ClickAsync();
+        await Wait.UntilAsync(() => fixture.Receiver.For(id).Count == 2, TaskTimeout, "the redelivery to arrive");
+        Assert.Equal(fixture.Receiver.For(id)[0].Id, fixture.Receiver.For(id)[1].Id);
+        await Expect(row).ToContainTextAsync(new System.Text.RegularExpressions.Regex(@"200; \S+ 200"));
         await session.ScreenshotAsync("task-webhooks");
         session.AssertNoBrowserErrors();
     }

@@ -64,6 +64,10 @@ public sealed class TaskManagerClient(IHttpClientFactory factory, Authentication
     public Task<ApiResult<DeliveryList>> WebhooksAsync(string id, CancellationToken cancellationToken = default) =>
         SendAsync<DeliveryList>(HttpMethod.Get, $"/api/tasks/{Uri.EscapeDataString(id)}/webhooks", null, cancellationToken);
 
+    public Task<ApiResult<WebhookDelivery>> RedeliverAsync(string id, string deliveryId, CancellationToken cancellationToken = default) =>
+        SendAsync<WebhookDelivery>(HttpMethod.Post,
+            $"/api/tasks/{Uri.EscapeDataString(id)}/webhooks/{Uri.EscapeDataString(deliveryId)}/redeliver", null, cancellationToken);
+
     public Task<ApiResult<Metrics>> MetricsAsync(CancellationToken cancellationToken = default) =>
         SendAsync<Metrics>(HttpMethod.Get, "/api/tasks/stats/metrics", null, cancellationToken);
 

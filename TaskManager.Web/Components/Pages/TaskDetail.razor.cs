@@ -40,7 +40,8 @@ public partial class TaskDetail
 
     protected override async Task RefreshAsync()
     {
-        if (task is { IsFinal: true } && deliveries is not null)
+        // An ended task changes no more, but for its webhook deliveries: read again until they are made.
+        if (task is { IsFinal: true } && deliveries is not null && !DeliveriesDue)
         {
             return;
         }
@@ -181,6 +182,17 @@ public partial class TaskDetail
         }
         deliveries = null;
         await RefreshAsync();
+    }
+
+    /// <summary>A delivery still being made, or a webhook's first not made yet.</summary>
+    private bool DeliveriesDue =>
+        deliveries is not null && (deliveries.Any(d => d.State == "pending") || (task?.Webhook is not null && deliveries.Count == 0));
+
+    private async Task RedeliverAsync(string deliveryId)
+    {
+        var sent = await Api.RedeliverAsync(Id, deliveryId, Closed);
+        actionProblem = sent.Problem?.ToString();
+        deliveries = (await Api.WebhooksAsync(Id, Closed)).Value?.Deliveries ?? deliveries;
     }
 
     private static string Pretty(JsonElement element) => JsonSerializer.Serialize(element, Indented);
