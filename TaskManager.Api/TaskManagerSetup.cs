@@ -86,6 +86,7 @@ public static class TaskManagerSetup
         });
 
         app.MapHealthApi();
+        app.MapCallerApi();
         app.MapTasksApi();
         app.MapRetryApi();
         app.MapWebhooksApi();

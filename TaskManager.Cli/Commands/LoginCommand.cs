@@ -20,8 +20,9 @@ public static class LoginCommand
         {
             var connection = new Connection(Profiles.ParseUrl(context.Value(url)!), context.Value(key), "login");
             using var api = new ApiClient(connection);
-            // Any call that needs a key: a wrong key or URL is refused here rather than on first use.
-            await api.SendAsync(HttpMethod.Get, "api/tasks?limit=1", cancel: cancel);
+            // Who the key is: a wrong key or URL is refused here rather than on first use.
+            var me = JsonDocument.Parse(await api.SendAsync(HttpMethod.Get, "api/me", cancel: cancel)).RootElement;
+            var (role, tenant) = (me.GetProperty("role").GetString() ?? "", me.GetProperty("tenant").GetString() ?? "");
             var name = context.Profile ?? Profiles.DefaultName;
             var path = Profiles.Save(name, connection.Url, connection.Key!, context.Value(makeDefault));
             if (context.Json)
@@ -31,13 +32,16 @@ public static class LoginCommand
                     ["profile"] = name,
                     ["url"] = connection.Url.AbsoluteUri,
                     ["config"] = path,
+                    ["role"] = role,
+                    ["tenant"] = tenant,
                 }));
             }
             else
             {
                 var home = Environment.GetFolderPath(Environment.SpecialFolder.UserProfile);
                 var shown = home.Length > 0 && path.StartsWith(home + Path.DirectorySeparatorChar, StringComparison.Ordinal) ? "~" + path[home.Length..] : path;
-                Output.Out.MarkupLineInterpolated($"Profile [bold]{name}[/] ({connection.Url}) saved in {shown}");
+                var who = role == "admin" ? "an admin key" : $"a client key of the tenant {tenant}";
+                Output.Out.MarkupLineInterpolated($"Profile [bold]{name}[/] ({connection.Url}, {who}) saved in {shown}");
             }
             return ExitCodes.Done;
         });

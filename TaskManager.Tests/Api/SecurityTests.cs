@@ -24,12 +24,13 @@ public sealed class SecurityTests(ApiFixture fixture) : IClassFixture<ApiFixture
         [
             "POST /api/tasks", "GET /api/tasks", $"GET /api/tasks/{task}", $"PATCH /api/tasks/{task}/cancel",
             $"DELETE /api/tasks/{task}", $"GET /api/tasks/{task}/events", $"GET /api/tasks/{task}/artifacts/a.png",
-            "GET /api/tasks/workers/health", "GET /api/tasks/workers/stats",
+            "GET /api/tasks/workers/health", "GET /api/tasks/workers/stats", "GET /api/me",
         ];
         string[] workerCalls =
         [
             "POST /api/workers/register", $"POST /api/workers/{worker}/heartbeat", $"POST /api/workers/{worker}/lease",
-            $"POST /api/workers/{worker}/tasks/{task}/progress", $"POST /api/workers/{worker}/tasks/{task}/complete",
+            $"POST /api/workers/{worker}/tasks/{task}/progress", $"POST /api/workers/{worker}/progress",
+            $"POST /api/workers/{worker}/tasks/{task}/complete",
             $"POST /api/workers/{worker}/tasks/{task}/fail", $"PUT /api/workers/{worker}/tasks/{task}/artifacts/a.png",
         ];
         string[] adminCalls =
@@ -55,6 +56,21 @@ public sealed class SecurityTests(ApiFixture fixture) : IClassFixture<ApiFixture
             data.Add(call, "admin", "403");
         }
         return data;
+    }
+
+    [Fact]
+    public async Task Me_NamesTheKeysRoleAndTenant()
+    {
+        async Task<(string, string)> MeAsync(string key)
+        {
+            using var client = Api.ClientWith(key);
+            var me = await (await client.GetAsync("/api/me")).JsonAsync();
+            return (me.GetProperty("role").GetString()!, me.GetProperty("tenant").GetString()!);
+        }
+
+        Assert.Equal(("client", Credentials.TenantA), await MeAsync(Credentials.ClientKey));
+        Assert.Equal(("client", Credentials.TenantB), await MeAsync(Credentials.OtherClientKey));
+        Assert.Equal(("admin", "admin"), await MeAsync(Credentials.AdminKey));
     }
 
     [Theory]

@@ -43,6 +43,7 @@ public sealed class CliTests(CliFixture cli)
 
         var login = await cli.TmAsync(["login", "--url", Fleet.Api.BaseAddress.ToString(), "--key", Credentials.ClientKey], noEnvironment, home);
         Assert.True(login.ExitCode == 0, login.ToString());
+        Assert.Contains($"a client key of the tenant {Credentials.TenantA}", login.Stdout);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(config));
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute, File.GetUnixFileMode(Path.GetDirectoryName(config)!));
         var saved = JsonDocument.Parse(File.ReadAllText(config)).RootElement;
@@ -52,6 +53,7 @@ public sealed class CliTests(CliFixture cli)
         var admin = await cli.TmAsync(["login", "--profile", "ops", "--url", Fleet.Api.BaseAddress.ToString(), "--key", Credentials.AdminKey, "--json"], noEnvironment, home);
         Assert.True(admin.ExitCode == 0, admin.ToString());
         Assert.Equal("ops", JsonDocument.Parse(admin.Stdout).RootElement.GetProperty("profile").GetString());
+        Assert.Equal("admin", JsonDocument.Parse(admin.Stdout).RootElement.GetProperty("role").GetString());
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(config));
 
         // The default profile (tenant A) may not pause a queue; the ops profile (admin) may.

@@ -212,6 +212,8 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
 
         await using var session = await ConsoleSession.SignedInAsync(fixture, output, Credentials.ClientKey);
         var page = session.Page;
+        // The header names the tenant the API says the key is of.
+        await Expect(page.GetByTestId("role")).ToHaveTextAsync($"Tenant {Credentials.TenantA}");
         foreach (var path in (string[])["/", "/tasks", "/tasks?type=tts", "/queues", "/workers", "/submit"])
         {
             await session.GoAsync(path);
@@ -232,6 +234,7 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
 
         // An admin sees both: the check above would have seen tenant B's task had the console shown it.
         await using var admin = await ConsoleSession.SignedInAsync(fixture, output, Credentials.AdminKey);
+        await Expect(admin.Page.GetByTestId("role")).ToHaveTextAsync("Admin: every tenant");
         await admin.GoAsync($"/tasks?tenant={Credentials.TenantB}");
         await Expect(admin.Page.GetByTestId("task-list")).ToContainTextAsync(theirs);
         await admin.ScreenshotAsync("tasks-admin");

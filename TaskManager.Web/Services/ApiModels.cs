@@ -119,3 +119,6 @@ public static class TaskStatuses
     /// <summary>The statuses from which a task may be run again (docs/api.md, retry).</summary>
     public static bool IsRetryable(string status) => status is "failed" or "timed_out" or "canceled" or "expired";
 }
+
+/// <summary>Who a key is: <c>client</c> (of <see cref="Tenant"/>) or <c>admin</c>.</summary>
+public sealed record Caller(string Role, string Tenant);

@@ -64,11 +64,14 @@ public static class ConsoleSetup
         return builder;
     }
 
-    /// <summary>The session cookie of a key the API accepted.</summary>
-    public static Task SignInAsync(HttpContext context, string key, string role) =>
-        context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, new ClaimsPrincipal(new ClaimsIdentity(
-            [new Claim(ClaimTypes.Name, role == ConsoleRoles.Admin ? "admin" : "tenant"), new Claim(ClaimTypes.Role, role), new Claim(ConsoleClaims.Key, key)],
+    /// <summary>The session cookie of a key the API accepted: its role, its tenant as the name, and the key.</summary>
+    public static Task SignInAsync(HttpContext context, string key, Caller caller)
+    {
+        var role = caller.Role == "admin" ? ConsoleRoles.Admin : ConsoleRoles.Client;
+        return context.SignInAsync(CookieAuthenticationDefaults.AuthenticationScheme, new ClaimsPrincipal(new ClaimsIdentity(
+            [new Claim(ClaimTypes.Name, caller.Tenant), new Claim(ClaimTypes.Role, role), new Claim(ConsoleClaims.Key, key)],
             CookieAuthenticationDefaults.AuthenticationScheme)));
+    }
 
     /// <summary>
     /// Headers on every answer: no framing (the admin actions cannot be clicked through another

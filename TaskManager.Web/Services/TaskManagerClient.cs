@@ -26,21 +26,13 @@ public sealed class TaskManagerClient(IHttpClientFactory factory, Authentication
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
     };
 
-    /// <summary>What the API says a key is: null when it refuses it.</summary>
-    public async Task<string?> RoleOfAsync(string key, CancellationToken cancellationToken = default)
+    /// <summary>What the API says a key is (<c>GET /api/me</c>): its role and tenant; null when it refuses the key.</summary>
+    public async Task<Caller?> CallerOfAsync(string key, CancellationToken cancellationToken = default)
     {
         var http = factory.CreateClient(Calls);
-        using var read = Request(HttpMethod.Get, "/api/tasks?limit=1", key);
+        using var read = Request(HttpMethod.Get, "/api/me", key);
         using var answer = await http.SendAsync(read, cancellationToken);
-        if (!answer.IsSuccessStatusCode)
-        {
-            return null;
-        }
-        // An admin key may call the admin API; a client key gets 403 there. Draining a worker id
-        // that cannot exist changes nothing: an admin is told 404, a client 403.
-        using var probe = Request(HttpMethod.Post, "/api/admin/workers/not-a-worker/drain", key);
-        using var admin = await http.SendAsync(probe, cancellationToken);
-        return admin.StatusCode == HttpStatusCode.Forbidden ? ConsoleRoles.Client : ConsoleRoles.Admin;
+        return answer.IsSuccessStatusCode ? await answer.Content.ReadFromJsonAsync<Caller>(Json, cancellationToken) : null;
     }
 
     public Task<ApiResult<TaskPage>> ListAsync(TaskFilter filter, CancellationToken cancellationToken = default) =>

@@ -25,13 +25,13 @@ public partial class SignIn
     private async Task SignInAsync()
     {
         var key = Input!.Key?.Trim() ?? "";
-        var role = key.Length == 0 ? null : await Api.RoleOfAsync(key, HttpContext.RequestAborted);
-        if (role is null)
+        var caller = key.Length == 0 ? null : await Api.CallerOfAsync(key, HttpContext.RequestAborted);
+        if (caller is null)
         {
             error = "The API refused this key.";
             return;
         }
-        await ConsoleSetup.SignInAsync(HttpContext, key, role);
+        await ConsoleSetup.SignInAsync(HttpContext, key, caller);
         var target = (Input.ReturnUrl ?? "").TrimStart('/');
         // Only a path of this site: an address elsewhere would make the sign-in an open redirect.
         var local = !target.Contains(':') && !target.StartsWith('/') && !target.Contains('\\');
