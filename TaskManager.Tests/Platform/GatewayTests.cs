@@ -32,6 +32,15 @@ public abstract class GatewayTests<TGateway>(GatewayFixture<TGateway> fixture)
     }
 
     [Fact]
+    public async Task Me_AnswersThroughTheGateway()
+    {
+        var response = await Client.GetAsync("api/me");
+
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        Assert.Equal(Credentials.TenantA, (await response.JsonAsync()).GetProperty("tenant").GetString());
+    }
+
+    [Fact]
     public async Task CreateGetListCancelDelete_ThroughTheGateway_WithLinksThatLeadBackThroughIt()
     {
         var created = await Client.PostJsonAsync("api/tasks", Waiting);
