@@ -7,7 +7,7 @@ namespace TaskManager.Api.Storage;
 /// <summary>The scripts, one per state change or read: each is a file <c>Scripts/{snake_case}.lua</c>.</summary>
 public enum Script
 {
-    Submit, SubmitBatch, Lease, Complete, CompleteBatch, Fail, Progress, ProgressBatch, Cancel, Delete, Get, Events, List,
+    Submit, SubmitBatch, Lease, Complete, CompleteBatch, Fail, ProgressBatch, Cancel, Delete, Get, Events, List,
     Register, Heartbeat, TouchWorkers, Requeue, AttachJob, SweepDeadlines, SweepLeases, SweepScheduled,
     SweepRetention, SweepWorkers, Drain, Workers, PutArtifact, GetArtifact, Stats, Pause, SweepStartDeadlines, Retry,
     RetryEnded, TakeWebhooks, CreateDelivery, SetDeliveryJob, RecordDelivery, Deliveries, Redeliver, TakeRedeliveries,

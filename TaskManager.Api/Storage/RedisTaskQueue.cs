@@ -134,18 +134,8 @@ public sealed class RedisTaskQueue(RedisScripts scripts, RedisKeys keys, TimePro
             .ConfigureAwait(false));
 
     public async Task<StoreOutcome> ReportProgressAsync(string taskId, string leaseToken, double? progress, string? message,
-        IReadOnlyList<string>? chunks = null, IReadOnlyList<string>? logs = null)
-    {
-        chunks ??= [];
-        logs ??= [];
-        var values = new List<RedisValue>(5 + chunks.Count + logs.Count)
-        {
-            taskId, leaseToken, ProgressText(progress), message ?? "", chunks.Count,
-        };
-        values.AddRange(chunks.Select(c => (RedisValue)c));
-        values.AddRange(logs.Select(l => (RedisValue)l));
-        return Replies.ReadOutcome(await Scripts.RunAsync(Script.Progress, [Keys.Task(taskId)], [.. values]).ConfigureAwait(false));
-    }
+        IReadOnlyList<string>? chunks = null, IReadOnlyList<string>? logs = null) =>
+        (await ReportProgressManyAsync([new ProgressReport(taskId, leaseToken, progress, message, chunks, logs)]).ConfigureAwait(false))[0];
 
     public async Task<IReadOnlyList<StoreOutcome>> ReportProgressManyAsync(IReadOnlyList<ProgressReport> reports)
     {
@@ -156,7 +146,7 @@ public sealed class RedisTaskQueue(RedisScripts scripts, RedisKeys keys, TimePro
             var r = reports[i];
             var (chunks, lines) = (r.Chunks ?? [], r.Logs ?? []);
             taskKeys[i] = Keys.Task(r.TaskId);
-            values.AddRange([r.TaskId, r.LeaseToken, ProgressText(r.Progress), r.Message ?? "", chunks.Count, lines.Count]);
+            values.AddRange([r.TaskId, r.LeaseToken, r.Progress?.ToString("R", CultureInfo.InvariantCulture) ?? "", r.Message ?? "", chunks.Count, lines.Count]);
             values.AddRange(chunks.Select(c => (RedisValue)c));
             values.AddRange(lines.Select(l => (RedisValue)l));
         }
@@ -164,7 +154,6 @@ public sealed class RedisTaskQueue(RedisScripts scripts, RedisKeys keys, TimePro
         return reply.Select(Replies.ReadOutcome).ToArray();
     }
 
-    private static string ProgressText(double? progress) => progress?.ToString("R", CultureInfo.InvariantCulture) ?? "";
 
     public async Task<StoreOutcome> PutArtifactAsync(string taskId, string leaseToken, string name, string contentType, byte[] data) =>
         Replies.ReadOutcome(await Scripts.RunAsync(Script.PutArtifact,

@@ -1,11 +1,12 @@
--- Records many progress reports of a worker at once (POST /api/workers/{id}/progress), each as
--- progress.lua would, in order: one script call however many tasks the worker streams.
+-- Records progress reports of running attempts, each as report_progress in lib/lifecycle.lua, in
+-- order: a worker's batch (POST /api/workers/{id}/progress) or a task's own report (one of them),
+-- one script call however many tasks the worker streams.
 -- KEYS task:{id} of each report
 -- ARGV per report: task id, lease token, progress (0..1) or '', message or '', number of chunks
 --   c, number of log lines l, the c chunks, the l lines.
--- Also touches: what progress.lua touches, for each task.
--- Returns a REPLY.OUTCOME per report, in order: one refused ('not_found', 'stale') does not stop
---   the others.
+-- Also touches: evlist:{id} of each task; publishes on ev:{id} when the task is followed.
+-- Returns a REPLY.OUTCOME per report, in order: 'ok' with the status ('canceling' tells the worker
+--   to stop), 'not_found' or 'stale'; one refused does not stop the others.
 local outcomes = {}
 local at = 1
 while at <= #ARGV do

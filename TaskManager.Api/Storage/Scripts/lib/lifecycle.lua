@@ -257,7 +257,7 @@ local function read_report(tk)
     webhook_events = v[8]}
 end
 
--- Records a running attempt's progress report (progress.lua, progress_batch.lua): progress (0..1)
+-- Records a running attempt's progress report (progress_batch.lua): progress (0..1)
 -- and message ('' each when not given), output chunks and log lines, as events of the task.
 -- Returns REPLY.OUTCOME: 'ok' with the status ('canceling' tells the worker to stop), 'not_found'
 -- or 'stale'.
