@@ -2,6 +2,7 @@ using System.Security.Claims;
 using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authentication.Cookies;
+using Microsoft.Extensions.Http.Resilience;
 
 namespace TaskManager.Web.Services;
 
@@ -24,14 +25,19 @@ public static class ConsoleSetup
 
     public static WebApplicationBuilder AddConsole(this WebApplicationBuilder builder)
     {
+        // The standard handler of the service defaults retries every method; a retried submit,
+        // cancel or drain would be made twice, so here only reads are retried. (Experimental API
+        // of Microsoft.Extensions.Http.Resilience.)
+#pragma warning disable EXTEXP0001
         builder.Services.AddHttpClient(TaskManagerClient.Calls, http =>
         {
             http.BaseAddress = new Uri(ApiAddress);
             http.Timeout = TimeSpan.FromSeconds(30);
-        });
-        // Note: an event stream stays open as long as its task runs, past any resilience timeout,
-        // so this client goes without the standard handler (experimental API of Microsoft.Extensions.Http.Resilience).
-#pragma warning disable EXTEXP0001
+        })
+        .RemoveAllResilienceHandlers()
+        .AddStandardResilienceHandler(options => options.Retry.DisableForUnsafeHttpMethods());
+        // An event stream stays open as long as its task runs, past any resilience timeout, so
+        // this client goes without the standard handler.
         builder.Services.AddHttpClient(TaskManagerClient.Streams, http =>
         {
             http.BaseAddress = new Uri(ApiAddress);

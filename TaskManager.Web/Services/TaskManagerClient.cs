@@ -142,8 +142,9 @@ public sealed class TaskManagerClient(IHttpClientFactory factory, Authentication
         {
             return new ApiResult<T>(default, new ApiProblem(502, "The API answered in a shape this console does not read.", ex.Message, new Dictionary<string, string[]>()));
         }
-        catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when (ex is TaskCanceledException or Polly.ExecutionRejectedException && !cancellationToken.IsCancellationRequested)
         {
+            // The client's own time-out, or the resilience handler's (its time-outs and open circuit).
             return new ApiResult<T>(default, new ApiProblem(504, "The API did not answer in time.", null, new Dictionary<string, string[]>()));
         }
     }
