@@ -13,9 +13,9 @@
 -- only status events are kept, so that the end is never lost.
 
 local MAX_EVENTS = 100000
-local event_state, woken, woken_order
+local event_state, woken, woken_order, webhook_marked
 
-local function clear_event_state() event_state, woken, woken_order = {}, {}, {} end
+local function clear_event_state() event_state, woken, woken_order, webhook_marked = {}, {}, {}, {} end
 
 -- What emit needs of a task (its current attempt, rp and w), read once per call; a caller that
 -- has read them passes them (a table with attempt, rp and w).
@@ -46,10 +46,12 @@ end
 
 -- Webhooks: a task whose webhook filter (`events`, its 'webhook_events', a comma list) takes
 -- `event` (start, output, logs, completed) gets the flag 'wh_{event}' and a place in
--- webhooks_due, where the scheduler finds it and makes the deliveries (take_webhooks.lua). A task
--- without a webhook costs nothing here.
+-- webhooks_due, where the scheduler finds it and makes the deliveries (take_webhooks.lua), once
+-- per call however many chunks or lines it stores. A task without a webhook costs nothing here.
 local function webhook_event(id, events, event)
-  if events and string.find(',' .. events .. ',', ',' .. event .. ',', 1, true) then
+  local marked = id .. '|' .. event
+  if events and not webhook_marked[marked] and string.find(',' .. events .. ',', ',' .. event .. ',', 1, true) then
+    webhook_marked[marked] = true
     call('HSET', task_key(id), 'wh_' .. event, '1')
     later('ZADD', WEBHOOKS_DUE, 0, id)
   end
