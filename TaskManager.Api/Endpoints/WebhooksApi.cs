@@ -44,12 +44,12 @@ public static class WebhooksApi
             return TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Delivery not found.",
                 detail: $"Task '{id}' has no webhook delivery '{deliveryId}'.");
         }
-        if (delivery.State == WebhookStates.Pending)
+        // The script checks again, atomically: of two requests at once, one is taken and the other told 409.
+        if (delivery.State == WebhookStates.Pending || !await deliveries.RequestRedeliveryAsync(id, deliveryId))
         {
             return TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "The delivery is still being made.",
                 detail: $"Delivery '{deliveryId}' is pending; ask again once it is delivered or has failed.");
         }
-        await deliveries.RequestRedeliveryAsync(id, deliveryId);
         return TypedResults.Accepted(TaskLinks.Of(request).Task(id) + "/webhooks", DeliveryDto.From(delivery with { State = WebhookStates.Pending }));
     }
 

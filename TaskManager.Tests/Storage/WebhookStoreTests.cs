@@ -113,6 +113,8 @@ public abstract class WebhookStoreTests<TRedis>(TRedis redis) : IClassFixture<TR
         Assert.False(await store.Webhooks.RequestRedeliveryAsync("0123456789abcdef0123456789abcdef", id));
         Assert.True(await store.Webhooks.RequestRedeliveryAsync(task, id));
         Assert.Equal(WebhookStates.Pending, (await store.Webhooks.GetAsync(id))!.State);
+        // A second request while it is pending is refused: it is sent once.
+        Assert.False(await store.Webhooks.RequestRedeliveryAsync(task, id));
         Assert.Equal([id], await store.Webhooks.TakeRedeliveriesAsync(10));
         Assert.Empty(await store.Webhooks.TakeRedeliveriesAsync(10));
     }

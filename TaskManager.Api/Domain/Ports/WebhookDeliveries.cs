@@ -26,7 +26,7 @@ public interface IWebhookDeliveries
     /// <summary>Records an attempt and the delivery's state after it.</summary>
     Task RecordAttemptAsync(string deliveryId, WebhookAttempt attempt, string state);
 
-    /// <summary>Asks for a delivery of the task to be sent again; false when the task has no such delivery.</summary>
+    /// <summary>Asks for a delivery of the task to be sent again; false when the task has no such delivery or it is pending (being made).</summary>
     Task<bool> RequestRedeliveryAsync(string taskId, string deliveryId);
 
     /// <summary>Takes the deliveries clients asked to send again.</summary>
