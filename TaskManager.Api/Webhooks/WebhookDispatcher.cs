@@ -33,14 +33,15 @@ public sealed partial class WebhookDispatcher(
 
     public void Execute(BackgroundProcessContext context)
     {
-        // One pass a call, as the scheduler's loop: Hangfire calls again, and restarts after an error.
-        while (RunOnceAsync().GetAwaiter().GetResult() == Batch)
+        // Passes while there is work (a backlog takes several), then a wait: Hangfire calls again,
+        // and restarts after an error.
+        while (RunOnceAsync().GetAwaiter().GetResult() > 0)
         {
         }
         context.Wait(TimeSpan.FromMilliseconds(options.Value.Webhooks.PollIntervalMs));
     }
 
-    /// <summary>Makes the deliveries due now; returns how many were due.</summary>
+    /// <summary>Makes the deliveries due now and the redeliveries asked for; returns how many it made.</summary>
     public async Task<int> RunOnceAsync()
     {
         var due = await deliveries.TakeDueAsync(Batch, Gap);
@@ -56,7 +57,8 @@ public sealed partial class WebhookDispatcher(
                     after = await DispatchAsync(webhook, links, after ?? webhook.LastJob) ?? after;
                 }
             });
-        foreach (var id in await deliveries.TakeRedeliveriesAsync(Batch))
+        var redeliveries = await deliveries.TakeRedeliveriesAsync(Batch);
+        foreach (var id in redeliveries)
         {
             if (await deliveries.GetAsync(id) is { } delivery)
             {
@@ -64,7 +66,7 @@ public sealed partial class WebhookDispatcher(
                 await deliveries.SetJobAsync(delivery.TaskId, id, job);
             }
         }
-        return due.Count;
+        return due.Count + redeliveries.Count;
     }
 
     /// <summary>Records one delivery and makes its job, after <paramref name="after"/>; returns the job, or null when the task is gone.</summary>
