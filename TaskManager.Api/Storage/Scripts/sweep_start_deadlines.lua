@@ -15,9 +15,8 @@ for _, id in ipairs(call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonu
   local tk = task_key(id)
   local t = read_fields(tk, 'status', 'type', 'attempt', 'tenant', 'start_deadline', 'trace', 'rp', 'w', 'webhook_events')
   if t.status == 'queued' or t.status == 'scheduled' then
-    call('HSET', tk, 'error', '{"code":"deadline_exceeded","message":"The task did not start within its ' ..
-      t.start_deadline .. ' s start deadline."}')
-    end_waiting(id, tk, t, 'expired', now)
+    end_waiting(id, tk, t, 'expired', now, {'error', '{"code":"deadline_exceeded","message":"The task did not start within its ' ..
+      t.start_deadline .. ' s start deadline."}'})
     out[#out + 1] = REPLY.SWEPT(id, 'expired', t.type, t.trace)
   end
 end

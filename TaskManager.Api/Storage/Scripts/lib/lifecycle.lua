@@ -135,8 +135,9 @@ end
 
 -- Ends the wait of a queued or scheduled task `t` (its status, type and tenant read) in the final
 -- state `to` (canceled, expired): it leaves its queue, or the scheduled set and its pending retry
--- job (deleted through the outbox). Each side effect is named below.
-local function end_waiting(id, tk, t, to, now)
+-- job (deleted through the outbox); `extra` holds fields to write with the final status. Each side
+-- effect is named below.
+local function end_waiting(id, tk, t, to, now, extra)
   assert_move(t.status, to)
   event_state_of(id, t)
   if t.status == 'scheduled' then
@@ -145,7 +146,7 @@ local function end_waiting(id, tk, t, to, now)
   else
     call('ZREM', queue_key(t.type), id)
   end
-  store_final(id, tk, to, now)
+  store_final(id, tk, to, now, extra)
   count_finished(t.type, to, now)
   move_listing(id, t.type, t.status, to, tenant_of(t.tenant))
   emit_status(id, to)
