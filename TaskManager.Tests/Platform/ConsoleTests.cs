@@ -214,10 +214,21 @@ public sealed class ConsoleTests(ConsoleFixture fixture, ITestOutputHelper outpu
         var page = session.Page;
         // The header names the tenant the API says the key is of.
         await Expect(page.GetByTestId("role")).ToHaveTextAsync($"Tenant {Credentials.TenantA}");
-        foreach (var path in (string[])["/", "/tasks", "/tasks?type=tts", "/queues", "/workers", "/submit"])
+        // Each page once its data has come (its heading alone is there before the API answers).
+        var loaded = new Dictionary<string, Func<ILocator>>
+        {
+            ["/"] = () => page.GetByTestId("by-type"),
+            ["/tasks"] = () => page.GetByTestId("task-list").GetByText(ours),
+            ["/tasks?type=tts"] = () => page.GetByTestId("task-list").GetByText(ours),
+            ["/queues"] = () => page.GetByTestId("queues"),
+            ["/workers"] = () => page.GetByTestId("worker").First,
+            ["/submit"] = () => page.GetByRole(AriaRole.Form, new() { Name = "Task request" }),
+        };
+        foreach (var (path, data) in loaded)
         {
             await session.GoAsync(path);
             await Expect(page.Locator("main h1")).ToBeVisibleAsync();
+            await Expect(data()).ToBeVisibleAsync();
             Assert.DoesNotContain(theirs, await page.ContentAsync(), StringComparison.Ordinal);
         }
         await session.GoAsync("/tasks?type=tts");
