@@ -200,7 +200,7 @@ class Reporter:
             entry = batch[0]
             try:
                 entry.cancel = self._report(entry.task, lambda worker_id: self._client.progress(
-                    worker_id, entry.task.task_id, **_single(entry.body)), retry=False)
+                    worker_id, entry.task.task_id, **entry.body), retry=False)
             except (TaskGone, ApiError) as error:
                 entry.error = error
             return
@@ -212,6 +212,8 @@ class Reporter:
                 entry.error = error
             return
         except (TaskGone, ApiError):
+            # A refusal of the whole call (a 400, a 413, or a 404 about the worker: each task's own
+            # answer is in the results) says nothing of any one task, so each is asked alone.
             for entry in batch:
                 self._send_progress([entry])
             return
@@ -328,9 +330,3 @@ class Reporter:
                 log.warning("report failed; retrying", extra={
                     **task.log_fields, "error": str(error), "retry_in_seconds": delay})
                 time.sleep(delay)
-
-
-def _single(body: dict[str, Any]) -> dict[str, Any]:
-    """A progress body as ApiClient.progress takes it: the lease token, then what it carries."""
-    return {"lease_token": body["lease_token"], "progress": body.get("progress"), "message": body.get("message"),
-            "chunks": body.get("chunks"), "logs": body.get("logs")}
