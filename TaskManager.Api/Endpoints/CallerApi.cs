@@ -22,5 +22,5 @@ public static class CallerApi
     public sealed record CallerDto(string Role, string Tenant);
 
     private static Ok<CallerDto> Me(ClaimsPrincipal user) =>
-        TypedResults.Ok(user.IsAdmin() ? new CallerDto("admin", TasksApi.AdminTenant) : new CallerDto("client", user.Tenant()));
+        TypedResults.Ok(new CallerDto(user.IsAdmin() ? "admin" : "client", TasksApi.SubmitterTenant(user)));
 }

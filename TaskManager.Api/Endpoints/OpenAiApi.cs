@@ -214,7 +214,7 @@ internal sealed class OpenAiCall(HttpContext http, OpenAiRequest request, TaskRe
     {
         if (options.CancelOnDisconnect)
         {
-            await http.RequestServices.GetRequiredService<ITaskQueue>().CancelAsync(task.Id, http.User.IsAdmin() ? Tenants.All : http.User.Tenant());
+            await http.RequestServices.GetRequiredService<ITaskQueue>().CancelAsync(task.Id, http.User.Tenant());
         }
     }
 

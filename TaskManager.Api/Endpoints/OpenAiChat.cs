@@ -15,7 +15,6 @@ namespace TaskManager.Api.Endpoints;
 /// </summary>
 public static class OpenAiChat
 {
-    private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan LeastWait = TimeSpan.FromMilliseconds(50);
 
     /// <summary>Where the answers of chat completions and (legacy) completions differ.</summary>
@@ -60,7 +59,7 @@ public static class OpenAiChat
         {
             await using var subscription = await http.RequestServices.GetRequiredService<TaskEventSignals>().SubscribeAsync(call.Id);
             await response.StartAsync(aborted);
-            var idle = () => call.Left < KeepAlive ? (call.Left > LeastWait ? call.Left : LeastWait) : KeepAlive;
+            var idle = () => call.Left < TaskEventFeed.KeepAlive ? (call.Left > LeastWait ? call.Left : LeastWait) : TaskEventFeed.KeepAlive;
             await foreach (var events in TaskEventFeed.FollowAsync(call.Inspector, subscription, call.Id, null, idle, aborted))
             {
                 foreach (var e in events)
@@ -134,7 +133,7 @@ public static class OpenAiChat
                 attempt = e.Attempt;
                 return;
             }
-            if (e.Kind != "status" || !TaskState.IsFinal(TaskEventFeed.StatusOf(e.DataJson) ?? ""))
+            if (!TaskEventFeed.IsFinal(e))
             {
                 return;
             }

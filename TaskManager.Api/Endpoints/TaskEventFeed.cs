@@ -12,7 +12,10 @@ namespace TaskManager.Api.Endpoints;
 /// </summary>
 public static partial class TaskEventFeed
 {
-    public const int Page = 500;
+    private const int Page = 500;
+
+    /// <summary>How long a follower waits with nothing new before its turn to send a keep-alive.</summary>
+    public static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
 
     /// <summary>
     /// Reads the events after <paramref name="last"/> (null: from the start) a page at a time,
@@ -32,7 +35,7 @@ public static partial class TaskEventFeed
             if (events.Count > 0)
             {
                 last = events[^1].Id;
-                endsAtFinal = events[^1].Kind == "status" && TaskState.IsFinal(StatusOf(events[^1].DataJson) ?? "");
+                endsAtFinal = IsFinal(events[^1]);
                 yield return events;
             }
             if (endsAtFinal && events.Count < Page)
@@ -55,8 +58,11 @@ public static partial class TaskEventFeed
         }
     }
 
+    /// <summary>Whether the event is a final status.</summary>
+    public static bool IsFinal(TaskEvent e) => e.Kind == "status" && TaskState.IsFinal(StatusOf(e.DataJson) ?? "");
+
     /// <summary>The status a <c>status</c> event's data names, or null.</summary>
-    public static string? StatusOf(string statusJson)
+    private static string? StatusOf(string statusJson)
     {
         var status = StatusValue().Match(statusJson);
         return status.Success ? status.Groups[1].Value : null;

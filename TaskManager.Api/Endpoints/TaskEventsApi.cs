@@ -13,7 +13,6 @@ namespace TaskManager.Api.Endpoints;
 /// </summary>
 public static partial class TaskEventsApi
 {
-    private static readonly TimeSpan KeepAlive = TimeSpan.FromSeconds(15);
 
     public static RouteGroupBuilder MapTaskEventsApi(this IEndpointRouteBuilder app)
     {
@@ -59,7 +58,7 @@ public static partial class TaskEventsApi
         await response.StartAsync(aborted);
 
         var text = new StringBuilder();
-        await foreach (var events in TaskEventFeed.FollowAsync(inspector, subscription, id, string.IsNullOrEmpty(last) ? null : last, () => KeepAlive, aborted))
+        await foreach (var events in TaskEventFeed.FollowAsync(inspector, subscription, id, string.IsNullOrEmpty(last) ? null : last, () => TaskEventFeed.KeepAlive, aborted))
         {
             text.Clear();
             foreach (var e in events)

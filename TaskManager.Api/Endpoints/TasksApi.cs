@@ -49,8 +49,8 @@ public static class TasksApi
     /// <summary>202 with the task, and its URL as the client sees it in Location.</summary>
     internal static Accepted<TaskDto> Created(TaskRecord task, HttpRequest request)
     {
-        var links = TaskLinks.Of(request);
-        return TypedResults.Accepted(links.Task(task.Id), TaskDto.From(task, links));
+        var dto = TaskDto.From(task, TaskLinks.Of(request));
+        return TypedResults.Accepted(dto.Urls.Get, dto);
     }
 
     private static async Task<Results<Accepted<TaskDto>, ProblemHttpResult>> Submit(
@@ -202,7 +202,7 @@ public static class TasksApi
     /// <summary>The tenant a task is stored under: the client's, or "admin" for an admin's own tasks.</summary>
     public const string AdminTenant = "admin";
 
-    private static string SubmitterTenant(ClaimsPrincipal user) => user.IsAdmin() ? AdminTenant : user.Tenant();
+    internal static string SubmitterTenant(ClaimsPrincipal user) => user.IsAdmin() ? AdminTenant : user.Tenant();
 
     /// <summary>What identifies a request for its Idempotency-Key: the validated request with its defaults, so whitespace and key order do not matter.</summary>
     private static string Fingerprint(TaskRequest request) =>
