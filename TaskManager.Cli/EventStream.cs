@@ -23,8 +23,6 @@ public static class TaskStatuses
 {
     public static readonly string[] Final = ["succeeded", "failed", "canceled", "timed_out", "expired"];
 
-    public static readonly string[] All = ["queued", "scheduled", "running", "canceling", .. Final];
-
     public static bool IsFinal(string? status) => status is not null && Final.Contains(status);
 }
 

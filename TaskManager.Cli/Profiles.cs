@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace TaskManager.Cli;
 
 /// <summary>Where the API is and which key to present: a profile, overridden by the environment.</summary>
-public sealed record Connection(Uri Url, string? Key, string Source);
+public sealed record Connection(Uri Url, string? Key);
 
 /// <summary>
 /// The profiles <c>tm login</c> keeps, in <c>$XDG_CONFIG_HOME/taskmanager/config.json</c>
@@ -49,8 +49,7 @@ public static class Profiles
         {
             throw new UsageException($"No API to talk to: run tm login --url URL --key KEY, or set {UrlVariable} and {KeyVariable}.");
         }
-        var source = profile is null ? "environment" : $"profile '{name}'";
-        return new Connection(ParseUrl(url), key, source);
+        return new Connection(ParseUrl(url), key);
     }
 
     public static Uri ParseUrl(string url)

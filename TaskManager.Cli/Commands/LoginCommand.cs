@@ -18,7 +18,7 @@ public static class LoginCommand
         };
         login.WithAction(async (context, cancel) =>
         {
-            var connection = new Connection(Profiles.ParseUrl(context.Value(url)!), context.Value(key), "login");
+            var connection = new Connection(Profiles.ParseUrl(context.Value(url)!), context.Value(key));
             using var api = new ApiClient(connection);
             // Who the key is: a wrong key or URL is refused here rather than on first use.
             var me = JsonDocument.Parse(await api.SendAsync(HttpMethod.Get, "api/me", cancel: cancel)).RootElement;

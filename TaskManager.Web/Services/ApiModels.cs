@@ -68,8 +68,6 @@ public sealed record Metrics(
 
 public sealed record WorkerHealth(string Id, string Name, string Status, DateTimeOffset LastHeartbeat, double SecondsSinceHeartbeat, int Running);
 
-public sealed record FleetHealth(IReadOnlyDictionary<string, int> Counts, IReadOnlyList<WorkerHealth> Workers);
-
 public sealed record Gpu(string? Name, long? MemoryTotalMb, long? MemoryFreeMb);
 
 public sealed record WorkerStats(

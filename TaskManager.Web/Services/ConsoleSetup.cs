@@ -46,7 +46,6 @@ public static class ConsoleSetup
         .RemoveAllResilienceHandlers();
 #pragma warning restore EXTEXP0001
         builder.Services.AddScoped<TaskManagerClient>();
-        builder.Services.AddSingleton(TimeProvider.System);
 
         builder.Services.AddAuthentication(CookieAuthenticationDefaults.AuthenticationScheme)
             .AddCookie(options =>

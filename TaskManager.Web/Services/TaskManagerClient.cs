@@ -63,8 +63,6 @@ public sealed class TaskManagerClient(IHttpClientFactory factory, Authentication
     public Task<ApiResult<Metrics>> MetricsAsync(CancellationToken cancellationToken = default) =>
         SendAsync<Metrics>(HttpMethod.Get, "/api/tasks/stats/metrics", null, cancellationToken);
 
-    public Task<ApiResult<FleetHealth>> WorkerHealthAsync(CancellationToken cancellationToken = default) =>
-        SendAsync<FleetHealth>(HttpMethod.Get, "/api/tasks/workers/health", null, cancellationToken);
 
     public Task<ApiResult<FleetStats>> WorkerStatsAsync(CancellationToken cancellationToken = default) =>
         SendAsync<FleetStats>(HttpMethod.Get, "/api/tasks/workers/stats", null, cancellationToken);
