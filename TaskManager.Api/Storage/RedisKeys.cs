@@ -94,7 +94,7 @@ public sealed class RedisKeys(string prefix)
     /// <summary><c>deliveries:{task id}</c> list: a task's webhook delivery ids, oldest first.</summary>
     public string Deliveries(string taskId) => DeliveriesT.Build(Prefix, taskId);
 
-    /// <summary>Deliveries a client asked to send again (<c>task id|delivery id</c>), for the scheduler.</summary>
+    /// <summary>Deliveries a client asked to send again (their ids), for the scheduler.</summary>
     public string Redeliver => fixedKeys[RedeliverT.LuaName];
 
     /// <summary>Final task ids by completion time (ms), for retention.</summary>

@@ -33,9 +33,8 @@ public sealed class RedisTaskInspector(RedisScripts scripts, RedisKeys keys, Tim
                 items.Add(RedisRecords.Task((RedisResult[])hash!));
             }
         }
-        // The last task looked at: the last listed, or past it where a model filter skipped some.
-        var cursor = r.String(Replies.Page.Cursor) is { Length: > 0 } looked ? looked : items.LastOrDefault()?.Id;
-        return new TaskPage(items, r.Long(Replies.Page.More) == 1 ? cursor : null);
+        // The cursor is the last task looked at: the last listed, or past it where a model filter skipped some.
+        return new TaskPage(items, r.Long(Replies.Page.More) == 1 ? r.String(Replies.Page.Cursor) : null);
     }
 
     public async Task<IReadOnlyList<TaskEvent>> ReadEventsAsync(string taskId, string? afterId, int count, bool follows = false)

@@ -48,12 +48,12 @@ public sealed partial class WebhookJob(
         var state = result switch
         {
             { Refused: true } => WebhookStates.Refused,
-            { StatusCode: >= 200 and < 300 } => WebhookStates.Delivered,
+            { Delivered: true } => WebhookStates.Delivered,
             { StatusCode: 410 } => WebhookStates.Gone,
             _ when last => WebhookStates.Failed,
             _ => WebhookStates.Pending,
         };
-        var error = result.Error ?? (result.StatusCode is >= 200 and < 300 ? null : $"HTTP {result.StatusCode}");
+        var error = result.Error ?? (result.Delivered ? null : $"HTTP {result.StatusCode}");
         await deliveries.RecordAttemptAsync(delivery.Id, new WebhookAttempt(started, result.StatusCode, result.Duration.TotalMilliseconds, error), state);
 
         var outcome = state == WebhookStates.Pending ? "retrying" : state;
