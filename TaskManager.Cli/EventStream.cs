@@ -1,5 +1,5 @@
+using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Json;
 
 namespace TaskManager.Cli;
@@ -113,44 +113,12 @@ public sealed class EventStream(ApiClient api, string taskId, TextWriter diagnos
             yield break;
         }
         await using var body = await response.Content.ReadAsStreamAsync(cancel);
-        using var lines = new StreamReader(body, Encoding.UTF8);
-        string? id = null, kind = null;
-        var data = new StringBuilder();
-        while (await lines.ReadLineAsync(cancel) is { } line)
+        await foreach (var item in SseParser.Create(body).EnumerateAsync(cancel))
         {
-            if (line.Length == 0)
+            // Every event of the task has an id (where a reconnect resumes); keep-alives are comments.
+            if (item.EventId is { Length: > 0 } id)
             {
-                if (data.Length > 0 && id is not null)
-                {
-                    var text = data.ToString();
-                    yield return new TaskEvent(id, kind ?? "message", ApiClient.Parse(text), text);
-                }
-                id = kind = null;
-                data.Clear();
-                continue;
-            }
-            if (line.StartsWith(':'))
-            {
-                continue; // a keep-alive comment
-            }
-            var colon = line.IndexOf(':');
-            var field = colon < 0 ? line : line[..colon];
-            var value = colon < 0 ? "" : line[(colon + 1)..].TrimStart(' ');
-            switch (field)
-            {
-                case "id":
-                    id = value;
-                    break;
-                case "event":
-                    kind = value;
-                    break;
-                case "data":
-                    if (data.Length > 0)
-                    {
-                        data.Append('\n');
-                    }
-                    data.Append(value);
-                    break;
+                yield return new TaskEvent(id, item.EventType, ApiClient.Parse(item.Data), item.Data);
             }
         }
     }
