@@ -62,7 +62,12 @@ public sealed class CliFixture : IAsyncLifetime
 
     private TmProcess Start(string program, IEnumerable<string> args, IDictionary<string, string?>? environment, string? home)
     {
-        var start = new ProcessStartInfo(program) { WorkingDirectory = root };
+        // Through env(1), with SIGINT's default handling restored: a process started in the
+        // background by a shell without job control (as CI may start the tests) inherits SIGINT
+        // ignored, and .NET then leaves it ignored, so Ctrl+C would never reach tm.
+        var start = new ProcessStartInfo("env") { WorkingDirectory = root };
+        start.ArgumentList.Add("--default-signal=INT");
+        start.ArgumentList.Add(program);
         foreach (var arg in args)
         {
             start.ArgumentList.Add(arg);
