@@ -139,34 +139,47 @@ public sealed record ProgressBatchRequest(IReadOnlyList<TaskProgress>? Reports) 
 {
     public const int MaxReports = 1000;
 
-    public IDictionary<string, string[]> Validate()
+    public IDictionary<string, string[]> Validate() =>
+        TaskBatch.Validate(Reports, "reports", MaxReports, r => r.TaskId,
+            r => new ProgressRequest(r.LeaseToken, r.Progress, r.Message, r.Chunks, r.Logs).Validate());
+}
+
+/// <summary>The rules every batch of per-task items in a worker's call shares.</summary>
+internal static class TaskBatch
+{
+    /// <summary>
+    /// Checks that <paramref name="items"/> holds 1 to <paramref name="max"/> objects, each naming a
+    /// different task by a well-formed id, and that each passes <paramref name="validateItem"/>;
+    /// errors are keyed <c>name[i].field</c>.
+    /// </summary>
+    public static Dictionary<string, string[]> Validate<T>(IReadOnlyList<T?>? items, string name, int max,
+        Func<T, string?> taskId, Func<T, IEnumerable<KeyValuePair<string, string[]>>> validateItem) where T : class
     {
         var errors = new Dictionary<string, string[]>();
-        if (Reports is not { Count: > 0 and <= MaxReports })
+        if (items is not { Count: > 0 } || items.Count > max)
         {
-            errors["reports"] = [$"must hold 1 to {MaxReports} reports."];
+            errors[name] = [$"must hold 1 to {max} {name}."];
             return errors;
         }
-        for (var i = 0; i < Reports.Count; i++)
+        for (var i = 0; i < items.Count; i++)
         {
-            var r = Reports[i];
-            if (r is null)
+            if (items[i] is not { } item)
             {
-                errors[$"reports[{i}]"] = ["must be an object."];
+                errors[$"{name}[{i}]"] = ["must be an object."];
                 continue;
             }
-            if (!TaskIds.IsTaskId(r.TaskId))
+            if (!TaskIds.IsTaskId(taskId(item)))
             {
-                errors[$"reports[{i}].task_id"] = ["must be a task id."];
+                errors[$"{name}[{i}].task_id"] = ["must be a task id."];
             }
-            foreach (var (field, messages) in new ProgressRequest(r.LeaseToken, r.Progress, r.Message, r.Chunks, r.Logs).Validate())
+            foreach (var (field, messages) in validateItem(item))
             {
-                errors[$"reports[{i}].{field}"] = messages;
+                errors[$"{name}[{i}].{field}"] = messages;
             }
         }
-        if (Reports.Where(r => r?.TaskId is not null).GroupBy(r => r.TaskId).Any(g => g.Count() > 1))
+        if (items.OfType<T>().Select(taskId).Where(id => id is not null).GroupBy(id => id).Any(g => g.Count() > 1))
         {
-            errors["reports"] = ["must name each task once."];
+            errors[name] = ["must name each task once."];
         }
         return errors;
     }
@@ -257,36 +270,9 @@ public sealed record CompleteBatchRequest(IReadOnlyList<CompletedResult>? Result
 
     public IDictionary<string, string[]> Validate()
     {
-        var errors = new Dictionary<string, string[]>();
-        if (Results is not { Count: > 0 and <= MaxResults })
-        {
-            errors["results"] = [$"must hold 1 to {MaxResults} results."];
-        }
-        else
-        {
-            for (var i = 0; i < Results.Count; i++)
-            {
-                var r = Results[i];
-                if (r is null)
-                {
-                    errors[$"results[{i}]"] = ["must be an object."];
-                    continue;
-                }
-                if (!TaskIds.IsTaskId(r.TaskId))
-                {
-                    errors[$"results[{i}].task_id"] = ["must be a task id."];
-                }
-                foreach (var (field, messages) in new CompleteRequest(r.LeaseToken, r.Output).Validate()
-                    .Concat(new ProgressRequest(r.LeaseToken, null, null, r.Chunks, r.Logs).Validate()))
-                {
-                    errors[$"results[{i}].{field}"] = messages;
-                }
-            }
-            if (Results.Where(r => r?.TaskId is not null).GroupBy(r => r.TaskId).Any(g => g.Count() > 1))
-            {
-                errors["results"] = ["must name each task once."];
-            }
-        }
+        var errors = TaskBatch.Validate(Results, "results", MaxResults, r => r.TaskId,
+            r => new CompleteRequest(r.LeaseToken, r.Output).Validate()
+                .Concat(new ProgressRequest(r.LeaseToken, null, null, r.Chunks, r.Logs).Validate()));
         if (MaxTasks is < 0 or > 100)
         {
             errors["max_tasks"] = ["must be from 0 to 100."];
