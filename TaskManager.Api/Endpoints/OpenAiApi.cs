@@ -254,5 +254,5 @@ internal sealed class OpenAiCall(HttpContext http, OpenAiRequest request, TaskRe
         return OpenAiErrors.Error(status, error.Message, code: error.Code);
     }
 
-    private string Where(string what) => $"{what} Its events: /api/tasks/{task.Id}/events.";
+    private string Where(string what) => $"{what} Its events: {TaskLinks.Of(http.Request).For(task.Id).Events}.";
 }

@@ -191,7 +191,7 @@ public static class OpenAiChat
         /// <summary>An attempt whose output went out ended, and the task runs again: its new output cannot follow the old one.</summary>
         private void Retried(string id, int next) => Error(id, new OpenAiErrors.Body(
             $"Task {call.Id}'s attempt {attempt} ended after its output was streamed, and the task runs again as attempt {next}; " +
-            $"its answer is at /api/tasks/{call.Id} when it ends.", OpenAiErrors.ServerError, null, "attempt_retried"));
+            $"its answer is at {TaskLinks.Of(call.Http.Request).Task(call.Id)} when it ends.", OpenAiErrors.ServerError, null, "attempt_retried"));
 
         private void Done()
         {
