@@ -53,10 +53,12 @@ public sealed class CliFixture : IAsyncLifetime
     /// Starts <c>tm</c> on a terminal of its own: util-linux's <c>script</c> runs it on a new
     /// pseudo-terminal and relays it, so that what the test writes to the process's stdin is typed
     /// on that terminal (Ctrl+C included: "" is turned into SIGINT by the terminal) and what tm
-    /// prints on stdout and stderr comes back together on stdout. The exit code is tm's.
+    /// prints on stdout and stderr comes back together on stdout. The exit code is tm's: script's
+    /// shell ($SHELL, else sh) execs tm, since a shell left waiting would take the Ctrl+C itself
+    /// (dash exits 130 on it once tm ends).
     /// </summary>
     public TmProcess StartOnATerminal(IEnumerable<string> args) =>
-        Start("script", ["--quiet", "--return", "--command", string.Join(' ', args.Prepend(Tool).Select(ShellQuote)), "/dev/null"], null, null);
+        Start("script", ["--quiet", "--return", "--command", "exec " + string.Join(' ', args.Prepend(Tool).Select(ShellQuote)), "/dev/null"], null, null);
 
     private static string ShellQuote(string arg) => "'" + arg.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
