@@ -148,14 +148,18 @@ public sealed class ScaleOutTests(ScaleOutFixture app, ITestOutputHelper output)
         }
 
         // One Hangfire retry job for each retry, none for the task taken back from the dead worker
-        // (queued again at once), and none left waiting or failed.
+        // (queued again at once), and none left waiting or failed. A retry job is marked succeeded
+        // once its method has returned, which can be after the attempt it queued has ended: wait
+        // (bounded) for as many as there are retries to be marked.
         var monitoring = app.HangfireStorage.GetMonitoringApi();
-        var retryJobs = monitoring.SucceededJobs(0, 1000).Select(j => j.Value.Job?.Args).OfType<IReadOnlyList<object>>()
-            .Where(args => args.Count == 2 && all.Contains(args[0] as string))
-            .Select(args => ((string)args[0], Convert.ToInt32(args[1], CultureInfo.InvariantCulture)))
-            .Order()
-            .ToArray();
-        Assert.Equal(timedOut.Append(failing).Select(id => (id, 1)).Order().ToArray(), retryJobs);
+        var expected = timedOut.Append(failing).Select(id => (id, 1)).Order().ToArray();
+        var retryJobs = await Wait.ForAsync(() => Task.FromResult(monitoring.SucceededJobs(0, 1000).Select(j => j.Value.Job?.Args).OfType<IReadOnlyList<object>>()
+                .Where(args => args.Count == 2 && all.Contains(args[0] as string))
+                .Select(args => ((string)args[0], Convert.ToInt32(args[1], CultureInfo.InvariantCulture)))
+                .Order()
+                .ToArray()),
+            jobs => jobs.Length >= expected.Length, TimeSpan.FromSeconds(10), "the retry jobs to be marked succeeded");
+        Assert.Equal(expected, retryJobs);
         Assert.Equal(0, monitoring.ScheduledCount() + monitoring.EnqueuedCount("default") + monitoring.ProcessingCount() + monitoring.FailedCount());
 
         // The schedulers' logs: each retry job ran once, and the dead worker's lease was taken back

@@ -75,13 +75,16 @@ public sealed partial class StopTheWorkTests : IClassFixture<FleetFixture>
         var gap2 = attempts[2].GetProperty("started_at").GetDateTimeOffset() - attempts[1].GetProperty("ended_at").GetDateTimeOffset();
         Assert.True(gap2 > gap1, $"The gaps were {gap1.TotalMilliseconds:0} ms then {gap2.TotalMilliseconds:0} ms.");
 
-        // Hangfire's own monitoring API shows the two retries, named after the task and attempt.
+        // Hangfire's own monitoring API shows the two retries, named after the task and attempt. A
+        // retry job is marked succeeded once its method has returned, which can be after the attempt
+        // it queued has already failed: wait (bounded) for the second to be marked.
         var storage = new RedisStorage(fleet.Redis.Connection, new RedisStorageOptions { Prefix = "{tm-hangfire}:" });
-        var jobs = storage.GetMonitoringApi().SucceededJobs(0, 1000)
-            .Where(j => j.Value.Job?.Args is { Count: 2 } args && (string)args[0] == id)
-            .Select(j => Convert.ToInt32(j.Value.Job.Args[1], System.Globalization.CultureInfo.InvariantCulture))
-            .Order()
-            .ToArray();
+        var jobs = await Wait.ForAsync(() => Task.FromResult(storage.GetMonitoringApi().SucceededJobs(0, 1000)
+                .Where(j => j.Value.Job?.Args is { Count: 2 } args && (string)args[0] == id)
+                .Select(j => Convert.ToInt32(j.Value.Job.Args[1], System.Globalization.CultureInfo.InvariantCulture))
+                .Order()
+                .ToArray()),
+            succeeded => succeeded.Length >= 2, TimeSpan.FromSeconds(10), "both retry jobs to be marked succeeded");
         Assert.Equal([1, 2], jobs);
     }
 
