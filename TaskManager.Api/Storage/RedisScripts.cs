@@ -32,12 +32,24 @@ public sealed class RedisScripts(IConnectionMultiplexer redis, LuaLibrary librar
         var db = redis.GetDatabase();
         try
         {
-            return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
+            try
+            {
+                return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
+            }
+            catch (RedisServerException ex) when (ex.Message.Contains("Function not found", StringComparison.OrdinalIgnoreCase))
+            {
+                await LoadAsync(db, keys[0]).ConfigureAwait(false);
+                return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
+            }
         }
-        catch (RedisServerException ex) when (ex.Message.Contains("Function not found", StringComparison.OrdinalIgnoreCase))
+        catch (Exception ex) when (ex is OperationCanceledException or IOException)
         {
-            await LoadAsync(db, keys[0]).ConfigureAwait(false);
-            return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
+            // A connection lost while a call is in flight can reach the caller as the socket's own
+            // error or as a canceled task, not as a RedisConnectionException (no call here takes a
+            // cancellation token, so a cancel can only come from the connection). Either way Redis
+            // was away: say so, so that the client gets a 503 to retry.
+            throw new RedisConnectionException(ConnectionFailureType.SocketFailure,
+                $"The connection to Redis was lost during the call ({ex.GetType().Name}: {ex.Message}).", ex);
         }
     }
 
