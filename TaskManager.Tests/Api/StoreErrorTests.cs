@@ -41,4 +41,42 @@ public sealed class StoreErrorTests(RedisServer redis) : IClassFixture<RedisServ
         Assert.Equal("queued", got.GetProperty("status").GetString());
         Assert.Equal(HttpStatusCode.Accepted, (await api.Client.PostJsonAsync("/api/tasks", Task)).StatusCode);
     }
+
+    [Fact]
+    public async Task AConnectionResetWithCallsInFlight_Answers503ToEachOfThem_AndTheApiGoesOn()
+    {
+        await redis.FlushAsync();
+        await using var relay = new TcpRelay(new Uri($"tcp://127.0.0.1:{redis.Port}"));
+        await using var api = await ApiProcess.StartAsync(redis, environment: new Dictionary<string, string>
+        {
+            ["ConnectionStrings__redis"] = $"127.0.0.1:{relay.Address.Port},password={redis.Password},abortConnect=false",
+        });
+        Assert.Equal(HttpStatusCode.Accepted, (await api.Client.PostJsonAsync("/api/tasks", Task)).StatusCode);
+
+        // Redis busy for two seconds with a script of the test's own: the API's calls sent
+        // meanwhile are on the wire, waiting for their answers, when the connection is reset.
+        var busy = redis.Db.ScriptEvaluateAsync("""
+            local t = redis.call('TIME')
+            local stop = t[1] * 1000000 + t[2] + 2000000
+            repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+            return 1
+            """);
+        var before = relay.BytesToServer;
+        var calls = Enumerable.Range(0, 6)
+            .Select(i => i % 2 == 0 ? api.Client.GetAsync("/api/tasks?limit=1") : api.Client.PostJsonAsync("/api/tasks", Task))
+            .ToArray();
+        // Each call is one FCALL of some hundred bytes.
+        await Wait.UntilAsync(() => relay.BytesToServer - before >= 6 * 100, TimeSpan.FromSeconds(5), "the API's calls to reach Redis");
+        relay.CutAll();
+        var answers = await System.Threading.Tasks.Task.WhenAll(calls);
+        await busy;
+
+        Assert.All(answers, a => Assert.Equal(HttpStatusCode.ServiceUnavailable, a.StatusCode));
+        Assert.All(answers, a => Assert.NotNull(a.Headers.RetryAfter));
+        Assert.True(api.ServerErrors.All(e => e.Contains("-> 503", StringComparison.Ordinal)),
+            string.Join('\n', api.ServerErrors) + "\nThe API's output:\n" + api.Output);
+        // The API connects again through the relay and takes work.
+        await Wait.UntilAsync(async () => (await api.Client.PostJsonAsync("/api/tasks", Task)).StatusCode == HttpStatusCode.Accepted,
+            TimeSpan.FromSeconds(20), "the API to take a task again");
+    }
 }

@@ -29,6 +29,11 @@ public sealed class TcpRelay : IAsyncDisposable
     /// <summary>How many connections the relay has accepted.</summary>
     public int Accepted { get; private set; }
 
+    /// <summary>How many bytes the relay has passed on from clients to the server.</summary>
+    public long BytesToServer => Interlocked.Read(ref bytesToServer);
+
+    private long bytesToServer;
+
     /// <summary>Closes every connection open now; new ones are relayed as before.</summary>
     public void CutAll()
     {
@@ -63,16 +68,25 @@ public sealed class TcpRelay : IAsyncDisposable
                 open.Add((client, server));
                 Accepted++;
             }
-            _ = PumpAsync(client.GetStream(), server.GetStream());
-            _ = PumpAsync(server.GetStream(), client.GetStream());
+            _ = PumpAsync(client.GetStream(), server.GetStream(), count: true);
+            _ = PumpAsync(server.GetStream(), client.GetStream(), count: false);
         }
     }
 
-    private static async Task PumpAsync(Stream from, Stream to)
+    private async Task PumpAsync(Stream from, Stream to, bool count)
     {
+        var buffer = new byte[16 * 1024];
         try
         {
-            await from.CopyToAsync(to);
+            int read;
+            while ((read = await from.ReadAsync(buffer)) > 0)
+            {
+                await to.WriteAsync(buffer.AsMemory(0, read));
+                if (count)
+                {
+                    Interlocked.Add(ref bytesToServer, read);
+                }
+            }
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException)
         {
