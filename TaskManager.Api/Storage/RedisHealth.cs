@@ -31,8 +31,9 @@ public sealed class RedisHealth(IConnectionMultiplexer redis, RedisKeys keys) : 
     public StoreFault? Describe(Exception exception) => exception switch
     {
         RedisConnectionException or RedisTimeoutException or ObjectDisposedException { ObjectName: "ConnectionMultiplexer" }
-            // The client's socket layer, surfacing a lost connection as its own error.
-            or IOException { Source: "Pipelines.Sockets.Unofficial" or "StackExchange.Redis" } =>
+            // The client's socket and pipe layers, surfacing a lost connection as their own errors.
+            or IOException { Source: "Pipelines.Sockets.Unofficial" or "StackExchange.Redis" }
+            or InvalidOperationException { Source: "System.IO.Pipelines" } =>
             new StoreFault(StoreFaultKind.Unavailable, "Redis cannot be reached; retry shortly."),
         RedisServerException server when server.Message.StartsWith("LOADING", StringComparison.Ordinal) =>
             new StoreFault(StoreFaultKind.Starting, "Redis is loading its data; retry shortly."),

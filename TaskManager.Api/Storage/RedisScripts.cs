@@ -42,12 +42,13 @@ public sealed class RedisScripts(IConnectionMultiplexer redis, LuaLibrary librar
                 return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
             }
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException)
+        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException { Source: "System.IO.Pipelines" })
         {
             // A connection lost while a call is in flight can reach the caller as the socket's own
-            // error or as a canceled task, not as a RedisConnectionException (no call here takes a
-            // cancellation token, so a cancel can only come from the connection). Either way Redis
-            // was away: say so, so that the client gets a 503 to retry.
+            // error, as a canceled task (no call here takes a cancellation token, so a cancel can
+            // only come from the connection), or as the closed pipe's refusal of a write, not as a
+            // RedisConnectionException. Either way Redis was away: say so, so that the client gets
+            // a 503 to retry.
             throw new RedisConnectionException(ConnectionFailureType.SocketFailure,
                 $"The connection to Redis was lost during the call ({ex.GetType().Name}: {ex.Message}).", ex);
         }
