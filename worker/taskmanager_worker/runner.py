@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -106,10 +106,14 @@ class Slot:
             self._stop_now = False
         self._jobs.put((task, received_at))
 
-    def request_stop(self, task_id: str, reason: StopReason, *, now: bool = False) -> bool:
-        """Stops the task if this slot runs it; returns whether it does."""
+    def request_stop(self, task_id: str, reason: StopReason, *, now: bool = False,
+                     lease_tokens: Collection[str] | None = None) -> bool:
+        """Stops the task if this slot runs it (under one of `lease_tokens`, when given: a stop
+        meant for an earlier lease of the task leaves a later one running); returns whether it does."""
         with self._lock:
             if self._task is None or self._task.task_id != task_id:
+                return False
+            if lease_tokens is not None and self._task.lease_token not in lease_tokens:
                 return False
             self._stop = self._stop or reason
             self._stop_now = self._stop_now or now

@@ -196,8 +196,13 @@ class Worker:
             if not self._finished.is_set():  # else it was interrupted on shutdown
                 log.warning("heartbeat failed", extra={"error": str(error)})
             return False
+        # The answer is about the leases this heartbeat named: a task that was taken back and
+        # leased here again meanwhile (a new token) is not the one to stop.
+        named: dict[str, set[str]] = {}
+        for r in running:
+            named.setdefault(r["task_id"], set()).add(r["lease_token"])
         for task_id in cancel:
-            if any(slot.request_stop(task_id, StopReason.CANCELED) for slot in self._slots):
+            if any(slot.request_stop(task_id, StopReason.CANCELED, lease_tokens=named.get(task_id)) for slot in self._slots):
                 log.info("cancel requested", extra={"task_id": task_id})
         if drain != self._draining:
             log.info("draining: leasing nothing more" if drain else "no longer draining")

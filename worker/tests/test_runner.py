@@ -174,6 +174,16 @@ class SlotTests(unittest.TestCase):
         self.assertFalse(self.slot.request_stop("other", StopReason.CANCELED))
         self.assertEqual(self.reporter.final("t1")["report"], "complete")
 
+    def test_a_stop_for_an_earlier_lease_of_the_task_leaves_this_one_running(self):
+        self.assign(task("t1", sim={"duration_ms": 200}))
+        self.assertFalse(self.slot.request_stop("t1", StopReason.CANCELED, lease_tokens={"lt-an-earlier-lease"}))
+        self.assertEqual(self.reporter.final("t1")["report"], "complete")
+
+    def test_a_stop_for_this_lease_stops_the_task(self):
+        self.assign(task("t1", sim={"duration_ms": 60_000}))
+        self.assertTrue(self.slot.request_stop("t1", StopReason.CANCELED, lease_tokens={"lt-t1"}))
+        self.assertEqual(self.reporter.final("t1")["code"], "canceled")
+
     def test_cancel_in_a_progress_answer_stops_the_task(self):
         self.reporter.cancel_on_progress = True
         self.assertEqual(self.reporter.final(self.assign(task("t1", sim={"duration_ms": 60_000})))["code"], "canceled")
