@@ -32,25 +32,21 @@ public sealed class RedisScripts(IConnectionMultiplexer redis, LuaLibrary librar
         var db = redis.GetDatabase();
         try
         {
-            try
-            {
-                return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
-            }
-            catch (RedisServerException ex) when (ex.Message.Contains("Function not found", StringComparison.OrdinalIgnoreCase))
-            {
-                await LoadAsync(db, keys[0]).ConfigureAwait(false);
-                return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
-            }
+            return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException { Source: "System.IO.Pipelines" })
+        catch (RedisServerException ex) when (ex.Message.Contains("Function not found", StringComparison.OrdinalIgnoreCase))
         {
-            // A connection lost while a call is in flight can reach the caller as the socket's own
-            // error, as a canceled task (no call here takes a cancellation token, so a cancel can
-            // only come from the connection), or as the closed pipe's refusal of a write, not as a
-            // RedisConnectionException. Either way Redis was away: say so, so that the client gets
-            // a 503 to retry.
+            await LoadAsync(db, keys[0]).ConfigureAwait(false);
+            return await db.ExecuteAsync("FCALL", args).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex)
+        {
+            // A connection lost while a call is in flight can reach the caller as a canceled task,
+            // not as a RedisConnectionException (no call here takes a cancellation token, so a
+            // cancel can only come from the connection): Redis was away, and the client gets a
+            // 503 to retry. The socket and pipe layers' own errors are told by RedisHealth.
             throw new RedisConnectionException(ConnectionFailureType.SocketFailure,
-                $"The connection to Redis was lost during the call ({ex.GetType().Name}: {ex.Message}).", ex);
+                $"The connection to Redis was lost during the call ({ex.Message}).", ex);
         }
     }
 
